@@ -1,0 +1,55 @@
+"""Business keys read at ingest so staff can find a message by what they know.
+
+Patient identifier PID-3 (ID of the first repetition), visit number PV1-19, placer order
+number ORC-2/OBR-2, filler order number ORC-3/OBR-3, accession OBR-18 (IPC-1 for imaging
+orders). This runs on the hot path, so it is a few string splits on the first segments of
+each kind and not a full parse.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class BusinessKeys:
+    patient_id: str = ""
+    visit_number: str = ""
+    placer_number: str = ""
+    filler_number: str = ""
+    accession_number: str = ""
+
+
+_WANTED = ("PID", "PV1", "ORC", "OBR", "IPC")
+
+
+def extract_business_keys(text: str, field_separator: str = "|", component_separator: str = "^",
+                          repetition_separator: str = "~") -> BusinessKeys:
+    keys = BusinessKeys()
+    seen: set[str] = set()
+    for line in text.splitlines():
+        name = line[:3]
+        if name not in _WANTED or name in seen or line[3:4] != field_separator:
+            continue
+        seen.add(name)
+        fields = line.split(field_separator)
+
+        def first(index: int) -> str:
+            if index >= len(fields):
+                return ""
+            value = fields[index].split(repetition_separator, 1)[0].split(component_separator, 1)[0]
+            return "" if value == '""' else value[:250]
+
+        if name == "PID":
+            keys.patient_id = first(3)
+        elif name == "PV1":
+            keys.visit_number = first(19)
+        elif name == "ORC":
+            keys.placer_number = keys.placer_number or first(2)
+            keys.filler_number = keys.filler_number or first(3)
+        elif name == "OBR":
+            keys.placer_number = keys.placer_number or first(2)
+            keys.filler_number = keys.filler_number or first(3)
+            keys.accession_number = keys.accession_number or first(18)
+        elif name == "IPC":
+            keys.accession_number = keys.accession_number or first(1)
+    return keys

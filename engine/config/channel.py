@@ -1,0 +1,152 @@
+"""The channel YAML model: source -> filter -> mapping -> labelled destinations.
+
+A channel file reads top to bottom the way data flows. Unknown keys are errors (with a
+"did you mean" hint); cross-field rules are validators with a one-line reason.
+"""
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from simpul.connectors.base import CONNECTORS
+from simpul.connectors.file import FileDestinationConfig
+from simpul.connectors.fhir_server import FhirServerConfig
+from simpul.connectors.mllp import MllpDestinationConfig
+from simpul.engine.config.durations import Duration
+from simpul.engine.filter_expression import compile_expression
+from simpul.mappings.options import MappingSpec
+from simpul.mllp.listener import ListenerSettings
+from simpul.mllp.tls import TlsSettings
+
+LABEL = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+ORDER_KEYS = ("patient", "visit", "accession", "placer", "filler", "control_id", "none")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MllpSource(ListenerSettings):
+    host: str = Field("127.0.0.1", description="Address to listen on; 0.0.0.0 for every interface.")
+    port: int = Field(ge=0, le=65535, description="TCP port (0 picks a free one, for tests).")
+    tls: TlsSettings | None = Field(None, description="Serve MLLP over TLS 1.2+ (1.3 preferred).")
+    default_charset: str = Field("utf-8", description="Charset when MSH-18 is empty.")
+    fallback_charset: str | None = Field(
+        None, description="Charset to try when the bytes do not decode in the declared one "
+                          "(e.g. windows-1252 for senders that mislabel Latin-1 text). "
+                          "Without it such a message is answered AE.")
+    dedup_window: Duration = Field(86400.0, description="A resent message (same MSH-3, MSH-4, MSH-10 and "
+                                                         "content) within this window gets its original ACK back.")
+
+    @field_validator("default_charset", "fallback_charset")
+    @classmethod
+    def _known_codec(cls, value: str | None) -> str | None:
+        import codecs
+        if value is not None:
+            try:
+                codecs.lookup(value)
+            except LookupError:
+                raise ValueError(f"unknown charset '{value}'") from None
+        return value
+
+
+class Source(Strict):
+    mllp: MllpSource = Field(description="Receive HL7v2 over MLLP.")
+
+    def key(self) -> str:
+        return f"mllp:{self.mllp.host}:{self.mllp.port}"
+
+
+class Filter(Strict):
+    message_types: list[str] = Field(default_factory=list, description="MSH-9 code^event; '*' wildcards, e.g. ADT^*.")
+    sending_application: list[str] = Field(default_factory=list, description="MSH-3 (first component).")
+    sending_facility: list[str] = Field(default_factory=list, description="MSH-4 (first component).")
+    expression: str | None = Field(None, description="A boolean expression over message fields, e.g. "
+                                                     "\"message_type == 'ORU^R01' and patient_id != ''\".")
+
+    @field_validator("expression")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            compile_expression(value)     # raises ValueError with the reason
+        return value
+
+    @field_validator("message_types")
+    @classmethod
+    def _message_type_shape(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not re.fullmatch(r"[A-Z0-9*]{1,3}(\^[A-Z0-9*]{1,3})?|\*", value):
+                raise ValueError(f"'{value}' is not a message type such as ORU^R01 or ADT^*")
+        return values
+
+
+class RetryPolicy(Strict):
+    max_attempts: int = Field(10, ge=1, description="Attempts before the delivery is dead-lettered.")
+    initial_delay: Duration = Field(1.0, description="Wait after the first failure.")
+    max_delay: Duration = Field(300.0, description="Cap of the exponential backoff.")
+    multiplier: float = Field(2.0, ge=1.0, description="Backoff growth per attempt.")
+    jitter: bool = Field(True, description="Add up to one initial_delay of random jitter.")
+    max_age: Duration | None = Field(None, description="Give up this long after the message arrived, "
+                                                       "whatever the attempts.")
+
+    @model_validator(mode="after")
+    def _delays_in_order(self) -> "RetryPolicy":
+        if self.max_delay < self.initial_delay:
+            raise ValueError("max_delay must be >= initial_delay")
+        return self
+
+
+class Destination(Strict):
+    label: str = Field(pattern=LABEL, description="Names this stage in logs, metrics and dead letters.")
+    order_by: Literal["patient", "visit", "accession", "placer", "filler", "control_id", "none"] = Field(
+        "patient", description="FIFO per this key; a failing message blocks only its own key.")
+    payload: Literal["mapped", "raw"] | None = Field(
+        None, description="What to send: the mapping's output or the original message "
+                          "(default: raw for mllp, mapped otherwise).")
+    max_in_flight: int = Field(8, ge=1, le=256, description="Deliveries in flight at once (always one per key).")
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    fhir_server: FhirServerConfig | None = None
+    mllp: MllpDestinationConfig | None = None
+    file: FileDestinationConfig | None = None
+
+    @model_validator(mode="after")
+    def _one_connector(self) -> "Destination":
+        chosen = [name for name in CONNECTORS if getattr(self, name, None) is not None]
+        if len(chosen) != 1:
+            raise ValueError(f"a destination needs exactly one connector ({', '.join(CONNECTORS)}); "
+                             f"found {len(chosen) or 'none'}")
+        return self
+
+    @property
+    def connector_name(self) -> str:
+        return next(name for name in CONNECTORS if getattr(self, name, None) is not None)
+
+    @property
+    def connector_config(self) -> BaseModel:
+        return getattr(self, self.connector_name)  # type: ignore[no-any-return]
+
+    @property
+    def sends(self) -> str:
+        return self.payload or ("raw" if self.connector_name == "mllp" else "mapped")
+
+
+class Channel(Strict):
+    name: str = Field(pattern=LABEL, description="Unique channel name.")
+    description: str = ""
+    enabled: bool = True
+    source: Source
+    filter: Filter = Field(default_factory=Filter)
+    mapping: MappingSpec | str = Field("v2_to_fhir", description="Built-in map name or a mapping spec.")
+    destinations: list[Destination] = Field(min_length=1)
+
+    @field_validator("destinations")
+    @classmethod
+    def _unique_labels(cls, values: list[Destination]) -> list[Destination]:
+        seen: set[str] = set()
+        for destination in values:
+            if destination.label in seen:
+                raise ValueError(f"destination label '{destination.label}' is used twice")
+            seen.add(destination.label)
+        return values

@@ -1,0 +1,112 @@
+"""Engine settings (config/simpul.yaml): where the store is, where the channels are, the HTTP port.
+
+Every value can also come from the environment (SIMPUL_DATABASE_URL, SIMPUL_HTTP_PORT, ...),
+which wins over the file, so secrets and per-host values stay out of git.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from simpul.engine.config.durations import Duration
+from simpul.engine.config.validation import validate_document
+from simpul.engine.config.yaml_marks import Finding, load_marked
+from simpul.errors import ConfigError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatabaseSettings(Strict):
+    url: str = Field("sqlite:///var/simpul.db", description="SQLAlchemy URL: sqlite:///path or "
+                                                            "postgresql+psycopg://user@host/db.")
+    sqlite_synchronous: Literal["NORMAL", "FULL", "EXTRA"] = Field(
+        "FULL", description="FULL (default) survives power loss; NORMAL survives only a process crash.")
+    busy_timeout: Duration = 5.0
+    group_commit_max: int = Field(500, ge=1, description="Most messages sharing one commit.")
+
+
+class HttpSettings(Strict):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+
+
+class LogSettings(Strict):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "text"] = "json"
+
+
+class DeliverySettings(Strict):
+    lease: Duration = Field(60.0, description="How long a claimed delivery stays with its worker; "
+                                              "a crashed worker's work is taken over after this.")
+    poll_interval: Duration = Field(0.5, description="How often idle workers look for due retries.")
+
+
+class Settings(Strict):
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    channels_dir: str = Field("channels", description="Folder of channel YAML files.")
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    reload_interval: Duration = Field(1.0, description="How often channel files are checked for edits.")
+    engine_id: str = Field("", description="Names this process in leases (default: host:pid).")
+
+    # Where relative paths are resolved (the settings file's folder's parent for config/simpul.yaml).
+    base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    def channels_path(self) -> Path:
+        return _resolve(self.base_dir, self.channels_dir)
+
+    def database_url(self) -> str:
+        url = self.database.url
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            return "sqlite:///" + str(_resolve(self.base_dir, url[len("sqlite:///"):]))
+        return url
+
+
+def _resolve(base: Path, value: str) -> Path:
+    path = Path(value)
+    return path if path.is_absolute() else base / path
+
+
+ENV_OVERRIDES = {
+    "SIMPUL_DATABASE_URL": ("database", "url"),
+    "SIMPUL_CHANNELS_DIR": ("channels_dir",),
+    "SIMPUL_HTTP_HOST": ("http", "host"),
+    "SIMPUL_HTTP_PORT": ("http", "port"),
+    "SIMPUL_LOG_LEVEL": ("log", "level"),
+    "SIMPUL_LOG_FORMAT": ("log", "format"),
+    "SIMPUL_SQLITE_SYNCHRONOUS": ("database", "sqlite_synchronous"),
+}
+
+
+def load_settings(path: Path | None, *, base_dir: Path | None = None) -> Settings:
+    """Read settings; a missing file means defaults. Raises ConfigError with file:line:col findings."""
+    data: dict = {}
+    findings: list[Finding] = []
+    if path is not None:
+        document = load_marked(path)
+        if document.findings:
+            raise ConfigError(f"invalid settings in {path}", [str(f) for f in document.findings])
+        data = document.data or {}
+        _, findings = validate_document(document, Settings) if data else (None, [])
+        if findings:
+            raise ConfigError(f"invalid settings in {path}", [str(f) for f in findings])
+    for variable, keys in ENV_OVERRIDES.items():
+        value = os.environ.get(variable)
+        if value is not None:
+            node = data
+            for key in keys[:-1]:
+                node = node.setdefault(key, {})
+            node[keys[-1]] = value
+    root = base_dir or (path.resolve().parent.parent if path is not None and path.parent.name == "config"
+                        else (path.resolve().parent if path is not None else Path.cwd()))
+    try:
+        return Settings.model_validate({**data, "base_dir": root})
+    except Exception as exc:  # an environment override with a bad value
+        raise ConfigError(f"invalid settings: {exc}") from None

@@ -1,0 +1,220 @@
+"""Delivery workers: one per destination, sending queued deliveries with leases, FIFO per key.
+
+A delivery is eligible when it is due and it is the oldest unfinished delivery of its ordering
+key, so a failing message holds back only its own patient (or accession...). Claiming sets a
+lease; a worker that dies leaves the lease to expire and any worker takes the delivery over.
+After the retry policy is spent (attempts or age) the delivery becomes a dead letter that
+keeps the original bytes, the stage label and every attempt, and the key moves on.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+import tenacity
+from sqlalchemy import Connection, and_, exists, or_, select, update
+from sqlalchemy.orm import aliased
+
+from simpul.connectors.base import Connector, Outgoing
+from simpul.engine.config.channel import RetryPolicy
+from simpul.engine.metrics import Metrics
+from simpul.engine.store.schema import dead_letters, deliveries, delivery_attempts, messages
+from simpul.engine.store.writer import StoreWriter
+from simpul.errors import ConnectorError, ConnectorRejected, ConnectorUnavailable
+
+log = logging.getLogger("simpul.delivery")
+
+MAX_KEPT_TEXT = 8000
+
+
+def backoff_seconds(policy: RetryPolicy, attempt: int) -> float:
+    """Delay after the `attempt`-th failure: exponential from initial_delay, capped, with jitter."""
+    wait: Any = tenacity.wait_exponential(multiplier=policy.initial_delay, max=policy.max_delay,
+                                          exp_base=policy.multiplier)
+    if policy.jitter:
+        wait = wait + tenacity.wait_random(0, policy.initial_delay)
+    return min(float(wait(SimpleNamespace(attempt_number=attempt))), policy.max_delay + policy.initial_delay)
+
+
+@dataclass
+class Claimed:
+    id: int
+    message_id: int
+    payload: bytes
+    content_type: str
+    attempts: int
+    created_at: float
+    control_id: str
+    message_type: str
+
+
+class DestinationWorker:
+    def __init__(self, channel: str, label: str, connector: Connector, policy: RetryPolicy, *,
+                 writer: StoreWriter, metrics: Metrics, max_in_flight: int, lease: float,
+                 poll_interval: float, owner: str, send_timeout: float = 300.0) -> None:
+        self.channel = channel
+        self.label = label
+        self.connector = connector
+        self.policy = policy
+        self.writer = writer
+        self.max_in_flight = max_in_flight
+        self.lease = lease
+        self.poll_interval = poll_interval
+        self.owner = owner
+        self.send_timeout = send_timeout
+        self.wake = asyncio.Event()
+        self._stopping = False
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._delivered = metrics.delivered.labels(channel, label)
+        self._retried = metrics.retried.labels(channel, label)
+        self._dead = metrics.dead_lettered.labels(channel, label)
+        self._latency = metrics.delivery_latency.labels(channel, label)
+
+    async def run(self) -> None:
+        try:
+            await self.connector.connect()
+        except ConnectorError:
+            pass  # the first send reconnects and its failure is retried like any other
+        while not self._stopping:
+            free = self.max_in_flight - len(self._in_flight)
+            claimed: list[Claimed] = []
+            if free > 0:
+                claimed = await self.writer.run(self._claim_job(free))
+            for item in claimed:
+                task = asyncio.create_task(self._deliver(item))
+                self._in_flight.add(task)
+                task.add_done_callback(self._finished)
+            if not claimed or free <= len(claimed):
+                self.wake.clear()
+                try:
+                    await asyncio.wait_for(self.wake.wait(), timeout=self.poll_interval)
+                except TimeoutError:
+                    pass
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self.wake.set()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop claiming; let sends in flight finish (their leases cover a crash if they do not)."""
+        self._stopping = True
+        self.wake.set()
+        if self._in_flight:
+            await asyncio.wait(set(self._in_flight), timeout=grace)
+        for task in list(self._in_flight):
+            task.cancel()
+        await self.connector.close()
+
+    def _claim_job(self, limit: int) -> Callable[[Connection], list[Claimed]]:
+        channel, label, owner = self.channel, self.label, self.owner
+        lease = self.lease
+
+        def claim(connection: Connection) -> list[Claimed]:
+            now = time.time()
+            d = deliveries
+            earlier = aliased(deliveries)
+            blocked = exists().where(and_(
+                earlier.c.channel == d.c.channel, earlier.c.destination == d.c.destination,
+                earlier.c.order_key == d.c.order_key, earlier.c.id < d.c.id,
+                earlier.c.status.in_(("pending", "in_flight"))))
+            due = or_(and_(d.c.status == "pending", d.c.next_attempt_at <= now),
+                      and_(d.c.status == "in_flight", d.c.lease_until < now))
+            query = (select(d.c.id, d.c.message_id, d.c.payload, d.c.content_type, d.c.attempts, d.c.created_at,
+                            messages.c.control_id, messages.c.message_type)
+                     .join(messages, messages.c.id == d.c.message_id)
+                     .where(d.c.channel == channel, d.c.destination == label, due, ~blocked)
+                     .order_by(d.c.id).limit(limit))
+            rows = [Claimed(*row) for row in connection.execute(query)]
+            if rows:
+                connection.execute(update(d).where(d.c.id.in_([r.id for r in rows]))
+                                   .values(status="in_flight", lease_until=now + lease, lease_owner=owner))
+            return rows
+        return claim
+
+    async def _deliver(self, item: Claimed) -> None:
+        started = time.time()
+        outgoing = Outgoing(item.payload, item.content_type, item.control_id, self.channel, self.label,
+                            item.id, item.message_type)
+        error: ConnectorError | None = None
+        response = ""
+        try:
+            response = await asyncio.wait_for(self.connector.send(outgoing), timeout=self.send_timeout)
+        except ConnectorError as exc:
+            error = exc
+        except TimeoutError as exc:
+            error = ConnectorUnavailable(f"send did not finish within {self.send_timeout:g}s")
+            error.__cause__ = exc
+        except Exception as exc:  # noqa: BLE001 - a connector bug must not kill the worker; retry it
+            log.exception("connector raised an unexpected error", extra={"channel": self.channel,
+                                                                         "stage": self.label})
+            error = ConnectorUnavailable(f"unexpected {type(exc).__name__} in connector")
+        finished = time.time()
+        self._latency.observe(finished - started)
+        attempt = item.attempts + 1
+        if error is None:
+            outcome = "delivered"
+            self._delivered.inc()
+        elif isinstance(error, ConnectorRejected):
+            outcome = "failed"
+        else:
+            exhausted = attempt >= self.policy.max_attempts or (
+                self.policy.max_age is not None and finished - item.created_at >= self.policy.max_age)
+            outcome = "failed" if exhausted else "retry"
+        if outcome == "retry":
+            self._retried.inc()
+        if outcome == "failed":
+            self._dead.inc()
+        if error is not None:
+            log.warning("delivery attempt failed", extra={
+                "channel": self.channel, "stage": self.label, "control_id": item.control_id,
+                "attempt": attempt, "outcome": outcome, "error_class": type(error).__name__, "error": str(error)})
+        next_at = finished + backoff_seconds(self.policy, attempt) if outcome == "retry" else None
+        await self.writer.run(_record_job(item, attempt, outcome, error, response, started, finished, next_at,
+                                          self.channel, self.label))
+        if outcome == "retry":
+            self.wake.set()
+
+
+def _record_job(item: Claimed, attempt: int, outcome: str, error: ConnectorError | None, response: str,
+                started: float, finished: float, next_at: float | None, channel: str,
+                label: str) -> Callable[[Connection], None]:
+    error_text = str(error)[:MAX_KEPT_TEXT] if error is not None else None
+    kept_response = _as_text(error.response if error is not None else response)
+
+    def record(connection: Connection) -> None:
+        connection.execute(delivery_attempts.insert().values(
+            delivery_id=item.id, attempt=attempt, started_at=started, finished_at=finished, outcome=outcome,
+            error_class=type(error).__name__ if error is not None else None, error=error_text,
+            response=kept_response))
+        values: dict[str, Any] = {"attempts": attempt, "lease_until": None, "lease_owner": None,
+                                  "last_error": error_text, "last_response": kept_response}
+        if outcome == "delivered":
+            values.update(status="delivered", delivered_at=finished)
+        elif outcome == "retry":
+            values.update(status="pending", next_attempt_at=next_at)
+        else:
+            values.update(status="dead")
+        connection.execute(update(deliveries).where(deliveries.c.id == item.id).values(**values))
+        if outcome == "failed":
+            message = connection.execute(select(messages).where(messages.c.id == item.message_id)).one()
+            connection.execute(dead_letters.insert().values(
+                created_at=finished, message_id=item.message_id, delivery_id=item.id, channel=channel,
+                destination=label, stage=label, error_class=type(error).__name__, error=error_text or "",
+                attempts=attempt, status="open", raw=message.raw, payload=item.payload,
+                message_type=message.message_type, control_id=message.control_id,
+                patient_id=message.patient_id, visit_number=message.visit_number,
+                accession_number=message.accession_number))
+    return record
+
+
+def _as_text(value: str | bytes | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    return value[:MAX_KEPT_TEXT]

@@ -1,0 +1,235 @@
+"""Ingest: read the header, decode, dedup, commit the raw bytes, THEN build the ACK.
+
+One `Ingest` per source (listener). `handle(raw)` is the listener's handler: it returns the
+ACK payload, or None when the sender asked for no accept ACK (enhanced mode, MSH-15 NE/ER).
+
+Why not python-hl7 or hl7apy here: parsing a 15-segment ADT costs them milliseconds, the
+whole budget of an ACK at 10,000 msg/s. The hot path reads only MSH (simpul.mllp.header) and
+a few fields of PID/PV1/ORC/OBR (business_keys); full parsing happens behind the ACK, when
+the channel maps the message.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from simpul.engine.business_keys import extract_business_keys
+from simpul.engine.charset import decode_message
+from simpul.engine.metrics import Metrics
+from simpul.engine.store.writer import StoreWriter
+from simpul.errors import CharsetError, HeaderError, MessageError, StoreError
+from simpul.mllp.ack import build_ack
+from simpul.mllp.header import MessageHeader, is_enhanced_mode, read_header
+
+log = logging.getLogger("simpul.ingest")
+
+DedupKey = tuple[str, str, str]
+
+
+@dataclass(slots=True)
+class _Seen:
+    content_hash: str
+    ack: bytes | None
+    at: float
+    committed: asyncio.Future[None] | None
+
+
+class DedupIndex:
+    """Recently ACKed messages by MSH-3 + MSH-4 + MSH-10, bounded by a time window and a size cap.
+
+    Entries are in arrival order, so expiry pops from the front. It is refilled from the store at
+    start-up, so a resend after a restart still gets its original ACK.
+    """
+
+    def __init__(self, window: float, max_entries: int = 1_000_000) -> None:
+        self.window = window
+        self.max_entries = max_entries
+        self._entries: OrderedDict[DedupKey, _Seen] = OrderedDict()
+
+    def get(self, key: DedupKey, now: float) -> _Seen | None:
+        self._expire(now)
+        return self._entries.get(key)
+
+    def put(self, key: DedupKey, seen: _Seen) -> None:
+        self._entries[key] = seen
+        self._entries.move_to_end(key)
+        if len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def forget(self, key: DedupKey, seen: _Seen) -> None:
+        if self._entries.get(key) is seen:
+            del self._entries[key]
+
+    def _expire(self, now: float) -> None:
+        horizon = now - self.window
+        entries = self._entries
+        while entries:
+            key, first = next(iter(entries.items()))
+            if first.at >= horizon:
+                break
+            del entries[key]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+_ack_ids = itertools.count(1)
+_ACK_PREFIX = f"S{int(time.time() * 1000):x}-"
+
+
+def next_ack_control_id() -> str:
+    return f"{_ACK_PREFIX}{next(_ack_ids)}"
+
+
+def accept_ack_wanted(header: MessageHeader, success: bool) -> bool:
+    """Enhanced mode, MSH-15 (table 0155): AL always, NE never, ER only on error, SU only on success."""
+    condition = header.accept_ack_type.strip().upper()
+    if condition == "NE":
+        return False
+    if condition == "ER":
+        return not success
+    if condition == "SU":
+        return success
+    return True
+
+
+class Ingest:
+    def __init__(self, source: str, writer: StoreWriter, dedup: DedupIndex, metrics: Metrics, *,
+                 default_charset: str = "utf-8", fallback_charset: str | None = None,
+                 on_committed: Callable[[], Any] | None = None) -> None:
+        self.source = source
+        self.writer = writer
+        self.dedup = dedup
+        self.default_charset = default_charset
+        self.fallback_charset = fallback_charset
+        self.on_committed = on_committed
+        self._received = metrics.received.labels(source)
+        self._acked = metrics.acked.labels(source)
+        self._duplicates = metrics.duplicates.labels(source)
+        self._latency = metrics.ack_latency.labels(source)
+        self._metrics = metrics
+
+    async def handle(self, raw: bytes) -> bytes | None:
+        started = time.perf_counter()
+        self._received.inc()
+        now = time.time()
+        try:
+            header = read_header(raw)
+        except HeaderError as error:
+            return await self._reject(raw, None, error, now, started)
+        try:
+            text, codec = decode_message(raw, header.charset, default=self.default_charset,
+                                         fallback=self.fallback_charset)
+        except CharsetError as error:
+            return await self._reject(raw, header, error, now, started)
+
+        key = (header.sending_application, header.sending_facility, header.control_id)
+        content_hash = hashlib.blake2b(raw, digest_size=16).hexdigest()
+        seen = self.dedup.get(key, now)
+        if seen is not None and seen.content_hash == content_hash:
+            return await self._replay(seen, header, started)
+        if seen is not None:
+            # Same MSH-10 from the same sender with other content: the sender reuses control ids.
+            log.warning("control id reused with different content", extra={"control_id": header.control_id,
+                                                                            "source": self.source})
+
+        enhanced = is_enhanced_mode(header)
+        ack = build_ack(header, "CA" if enhanced else "AA", ack_control_id=next_ack_control_id())
+        keys = extract_business_keys(text, header.field_separator, header.component_separator,
+                                     header.repetition_separator)
+        committed = self.writer.insert_message({
+            "received_at": now, "source": self.source, "status": "received",
+            "sending_application": header.sending_application[:180],
+            "sending_facility": header.sending_facility[:180],
+            "receiving_application": header.receiving_application[:180],
+            "receiving_facility": header.receiving_facility[:180],
+            "message_type": header.message_type[:32], "control_id": header.control_id[:199],
+            "version_id": header.version_id[:16], "charset": codec, "content_hash": content_hash,
+            "patient_id": keys.patient_id, "visit_number": keys.visit_number,
+            "placer_number": keys.placer_number, "filler_number": keys.filler_number,
+            "accession_number": keys.accession_number, "raw": raw, "ack": ack,
+            "ack_code": "CA" if enhanced else "AA", "error": None, "duplicates": 0,
+        })
+        entry = _Seen(content_hash, ack, now, committed)
+        self.dedup.put(key, entry)
+        try:
+            await committed
+        except StoreError:
+            self.dedup.forget(key, entry)
+            self._metrics.commit_failures.inc()
+            self._metrics.rejected.labels(self.source, "commit").inc()
+            log.error("commit failed; answered negatively", extra={"control_id": header.control_id,
+                                                                   "source": self.source})
+            failure = MessageError("the message could not be stored; send it again", hl7_error_code="207")
+            nack = build_ack(header, "CE" if enhanced else "AE", error=failure,
+                             ack_control_id=next_ack_control_id())
+            self._latency.observe(time.perf_counter() - started)
+            return nack if not enhanced or accept_ack_wanted(header, False) else None
+        entry.committed = None
+        self._acked.inc()
+        if self.on_committed is not None:
+            self.on_committed()
+        self._latency.observe(time.perf_counter() - started)
+        return ack if not enhanced or accept_ack_wanted(header, True) else None
+
+    async def _replay(self, seen: _Seen, header: MessageHeader, started: float) -> bytes | None:
+        if seen.committed is not None:
+            try:
+                await asyncio.shield(seen.committed)
+            except StoreError:
+                return await self.handle_after_failed_original(header, started)
+        self._duplicates.inc()
+        log.info("duplicate answered with the stored ACK", extra={"control_id": header.control_id,
+                                                                  "source": self.source})
+        self._latency.observe(time.perf_counter() - started)
+        return seen.ack
+
+    async def handle_after_failed_original(self, header: MessageHeader, started: float) -> bytes:
+        failure = MessageError("the message could not be stored; send it again", hl7_error_code="207")
+        enhanced = is_enhanced_mode(header)
+        self._latency.observe(time.perf_counter() - started)
+        return build_ack(header, "CE" if enhanced else "AE", error=failure, ack_control_id=next_ack_control_id())
+
+    async def _reject(self, raw: bytes, header: MessageHeader | None, error: MessageError, now: float,
+                      started: float) -> bytes | None:
+        """Unreadable messages are stored too (status rejected) so staff can see what arrived."""
+        # AR: the message itself is wrong, resending it unchanged cannot help. A charset the engine
+        # cannot decode is AE instead: configuring a fallback charset makes the resend succeed.
+        negative = "AE" if isinstance(error, CharsetError) else "AR"
+        enhanced = header is not None and is_enhanced_mode(header)
+        if enhanced:
+            negative = "CE" if negative == "AE" else "CR"
+        ack = build_ack(header, negative, error=error, ack_control_id=next_ack_control_id())
+        reason = "charset" if isinstance(error, CharsetError) else "header"
+        self._metrics.rejected.labels(self.source, reason).inc()
+        log.warning("message rejected", extra={"source": self.source, "ack_code": negative,
+                                               "control_id": header.control_id if header else "",
+                                               "error": str(error)})
+        h = header
+        try:
+            await self.writer.insert_message({
+                "received_at": now, "source": self.source, "status": "rejected",
+                "sending_application": h.sending_application[:180] if h else "",
+                "sending_facility": h.sending_facility[:180] if h else "",
+                "receiving_application": h.receiving_application[:180] if h else "",
+                "receiving_facility": h.receiving_facility[:180] if h else "",
+                "message_type": h.message_type[:32] if h else "", "control_id": h.control_id[:199] if h else "",
+                "version_id": h.version_id[:16] if h else "", "charset": h.charset[:32] if h else "",
+                "content_hash": hashlib.blake2b(raw, digest_size=16).hexdigest(),
+                "patient_id": "", "visit_number": "", "placer_number": "", "filler_number": "",
+                "accession_number": "", "raw": raw, "ack": ack, "ack_code": negative, "error": str(error),
+                "duplicates": 0,
+            })
+        except StoreError:
+            self._metrics.commit_failures.inc()
+        self._latency.observe(time.perf_counter() - started)
+        if header is not None and enhanced and not accept_ack_wanted(header, False):
+            return None
+        return ack

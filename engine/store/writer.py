@@ -1,0 +1,129 @@
+"""The store's single writer: one thread that owns every write, with group commit.
+
+Why one thread: SQLite has one writer at a time anyway, and funnelling writes through one
+thread lets many concurrent ingests share one transaction and one fsync ("group commit").
+An ingest waits on an asyncio future that resolves only after its transaction committed,
+which is what makes "commit, then ACK" cheap: at 100 connections one fsync covers ~100 ACKs.
+
+Lifecycle: `start()` once, submit work from the event loop, `stop()` drains and joins.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.engine import Engine
+
+from simpul.engine.store.schema import messages
+from simpul.errors import StoreError
+
+log = logging.getLogger("simpul.store")
+
+_STOP = object()
+
+
+class _Job:
+    __slots__ = ("future", "fn", "row")
+
+    def __init__(self, future: asyncio.Future[Any], fn: Callable[[Connection], Any] | None,
+                 row: dict[str, Any] | None) -> None:
+        self.future = future
+        self.fn = fn
+        self.row = row
+
+
+def _settle(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, value, error in results:
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+
+
+class StoreWriter:
+    def __init__(self, engine: Engine, *, max_batch: int = 500) -> None:
+        self.engine = engine
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.commits = 0
+        self.committed_rows = 0
+
+    def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._loop = loop or asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._run, name="simpul-store-writer", daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        if self._thread is None:
+            return
+        self._queue.put(_STOP)
+        await asyncio.to_thread(self._thread.join)
+        self._thread = None
+
+    def insert_message(self, row: dict[str, Any]) -> asyncio.Future[None]:
+        """Queue one message row; the future resolves once it is durably committed."""
+        assert self._loop is not None, "StoreWriter.start() first"
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._queue.put(_Job(future, None, row))
+        return future
+
+    def run(self, fn: Callable[[Connection], Any]) -> asyncio.Future[Any]:
+        """Run fn(connection) inside its own transaction on the writer thread."""
+        assert self._loop is not None, "StoreWriter.start() first"
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._queue.put(_Job(future, fn, None))
+        return future
+
+    def _run(self) -> None:
+        get = self._queue.get
+        get_nowait = self._queue.get_nowait
+        stopping = False
+        while not stopping:
+            batch = [get()]
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(get_nowait())
+                except queue.Empty:
+                    break
+            if _STOP in batch:
+                stopping = True
+                batch = [job for job in batch if job is not _STOP]
+            results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+            inserts = [job for job in batch if job.row is not None]
+            if inserts:
+                results.extend(self._commit_inserts(inserts))
+            for job in batch:
+                if job.fn is not None:
+                    results.append(self._run_job(job))
+            if results and self._loop is not None and not self._loop.is_closed():
+                self._loop.call_soon_threadsafe(_settle, results)
+
+    def _commit_inserts(self, jobs: list[_Job]) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(messages.insert(), [job.row for job in jobs])
+        except Exception as exc:  # every waiter must hear about the failure: they answer AE/CE
+            log.error("group commit of %d messages failed: %s", len(jobs), type(exc).__name__)
+            error = StoreError(f"commit failed: {type(exc).__name__}")
+            return [(job.future, None, error) for job in jobs]
+        self.commits += 1
+        self.committed_rows += len(jobs)
+        return [(job.future, None, None) for job in jobs]
+
+    def _run_job(self, job: _Job) -> tuple[asyncio.Future[Any], Any, BaseException | None]:
+        assert job.fn is not None
+        try:
+            with self.engine.begin() as connection:
+                return (job.future, job.fn(connection), None)
+        except Exception as exc:
+            log.error("store job %s failed: %s", getattr(job.fn, "__name__", "?"), type(exc).__name__)
+            return (job.future, None, exc)

@@ -1,0 +1,1 @@
+"""Segment maps: one module per FHIR resource family, each function maps one segment (group)."""

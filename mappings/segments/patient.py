@@ -1,0 +1,142 @@
+"""PID (+ PD1) -> Patient; MRG -> the merged-away Patient (IG PID[Patient], PD1[Patient])."""
+from __future__ import annotations
+
+from typing import Any
+
+from simpul.mappings import datatypes as dt
+from simpul.mappings import vocabulary as vocab
+from simpul.mappings.context import MapContext
+from simpul.mappings.v2 import Segment
+
+EXT = "http://hl7.org/fhir/StructureDefinition/"
+UNMAPPED_CODE_EXT = "https://simpul.dev/fhir/StructureDefinition/v2-original-code"
+
+
+def unmapped_code(table: str, code: str) -> dict[str, Any]:
+    """Primitive-element extension that keeps a v2 code a FHIR `code` element cannot hold."""
+    return {"extension": [{"url": UNMAPPED_CODE_EXT, "valueCoding": vocab.original_coding(table, code)}]}
+
+
+def patient_identifiers(ctx: MapContext, pid: Segment) -> list[dict[str, Any]]:
+    """PID-2, PID-3, PID-4 [CX]; PID-19 SSN; PID-20 driver's licence."""
+    out: list[dict[str, Any]] = []
+    for field in (3, 2, 4):
+        for raw in pid.reps(field):
+            ident = dt.cx(ctx, raw)
+            if ident and ident not in out:
+                out.append(ident)
+    ssn = pid.text(19)
+    if ssn:
+        out.append({"type": {"coding": [{"system": dt.V2 + "0203", "code": "SS"}]},
+                    "system": "http://hl7.org/fhir/sid/us-ssn", "value": ssn})
+    dln = pid.text(20)
+    if dln:
+        out.append({"type": {"coding": [{"system": dt.V2 + "0203", "code": "DL"}]}, "value": dln})
+    return out
+
+
+def business_identifier(identifiers: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The identifier a Patient is matched on: the first one with a system (PID-3 comes first)."""
+    for ident in identifiers:
+        if ident.get("system"):
+            return ident
+    return None
+
+
+def map_patient(ctx: MapContext, pid: Segment, pd1: Segment | None = None, *, active: bool | None = None,
+                replaced_identifier: dict[str, Any] | None = None) -> str:
+    enc = ctx.enc
+    res: dict[str, Any] = {"resourceType": "Patient"}
+    extensions: list[dict[str, Any]] = []
+    identifiers = patient_identifiers(ctx, pid)
+    if identifiers:
+        res["identifier"] = identifiers
+    if active is not None:
+        res["active"] = active
+    names = [n for n in (dt.xpn(ctx, r) for r in pid.reps(5)) if n]
+    names += [{**n, "use": "maiden"} for n in (dt.xpn(ctx, r) for r in pid.reps(9)) if n]
+    if names:
+        res["name"] = names
+    telecom = [t for t in (dt.xtn(ctx, r, "home") for r in pid.reps(13)) if t]
+    telecom += [t for t in (dt.xtn(ctx, r, "work") for r in pid.reps(14)) if t]
+    telecom += [t for t in (dt.xtn(ctx, r) for r in pid.reps(40)) if t]
+    if telecom:
+        res["telecom"] = telecom
+    sex = pid.text(8).upper()
+    if sex:
+        gender = vocab.lookup("0001", sex, ctx.unmapped)
+        if gender:
+            res["gender"] = gender
+        else:
+            res["_gender"] = unmapped_code("0001", sex)
+    birth = pid.text(7)
+    if birth:
+        bd = dt.date_only(birth)
+        if bd:
+            res["birthDate"] = bd
+            full = dt.dtm(ctx, birth)
+            if full and "T" in full:
+                res["_birthDate"] = {"extension": [{"url": EXT + "patient-birthTime", "valueDateTime": full}]}
+        else:
+            ctx.skip(pid, 7, "not a v2 date")
+    deceased_at = dt.dtm(ctx, pid.text(29))
+    if deceased_at:
+        res["deceasedDateTime"] = deceased_at
+    elif pid.text(30).upper() in ("Y", "N"):
+        res["deceasedBoolean"] = pid.text(30).upper() == "Y"
+    addresses = [a for a in (dt.xad(ctx, r) for r in pid.reps(11)) if a]
+    county = pid.text(12)
+    if county and addresses and "district" not in addresses[0]:
+        addresses[0]["district"] = county
+    if addresses:
+        res["address"] = addresses
+    marital = pid.comps(16)
+    if pid.first(16):
+        code = dt.leaf(enc, marital, 1)
+        res["maritalStatus"] = dt.coded(ctx, "0002", code, dt.leaf(enc, marital, 2)) or {"text": dt.leaf(enc, marital, 2)}
+    if pid.text(25):
+        order = dt.number(pid.text(25))
+        if isinstance(order, int):
+            res["multipleBirthInteger"] = order
+    elif pid.text(24).upper() in ("Y", "N"):
+        res["multipleBirthBoolean"] = pid.text(24).upper() == "Y"
+    language = pid.first(15)
+    if language:
+        lang = dt.cwe(ctx, language)
+        if lang:
+            res["communication"] = [{"language": lang}]
+    mother = pid.text(6, 1)
+    if mother:
+        extensions.append({"url": EXT + "patient-mothersMaidenName", "valueString": mother})
+    religion = pid.first(17)
+    if religion:
+        cc = dt.cwe(ctx, religion)
+        if cc:
+            extensions.append({"url": EXT + "patient-religion", "valueCodeableConcept": cc})
+    birthplace = pid.text(23)
+    if birthplace:
+        extensions.append({"url": EXT + "patient-birthPlace", "valueAddress": {"text": birthplace}})
+    for raw in pid.reps(26):
+        cc = dt.cwe(ctx, raw)
+        if cc:
+            extensions.append({"url": EXT + "patient-citizenship",
+                               "extension": [{"url": "code", "valueCodeableConcept": cc}]})
+    if pd1 is not None:
+        for raw in pd1.reps(4):
+            gp = dt.practitioner(ctx, raw)
+            if gp:
+                res.setdefault("generalPractitioner", []).append({"reference": gp})
+        for raw in pd1.reps(3):
+            org = dt.xon(ctx, raw)
+            if org:
+                res.setdefault("generalPractitioner", []).append({"reference": org})
+    if replaced_identifier is not None:
+        res["link"] = [{"other": {"identifier": replaced_identifier}, "type": "replaces"}]
+    if extensions:
+        res["extension"] = extensions
+    match = business_identifier(identifiers)
+    # Without an identifier system there is nothing safe to match on: the Patient gets a
+    # deterministic id of its own (replays update it, other messages do not share it).
+    key = (f"{match['system']}|{match['value']}" if match
+           else f"{identifiers[0]['value']}|{ctx.control_id}" if identifiers else ctx.key(pid))
+    return ctx.builder.add(res, key, identifier=match)

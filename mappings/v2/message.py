@@ -1,0 +1,155 @@
+"""Split an HL7v2 message into segments and fields; resolve components on demand.
+
+Field numbering follows the standard: `seg[3]` is PID-3. For MSH, `msh[1]` is the field
+separator and `msh[2]` the encoding characters, so `msh[9]` is MSH-9 as everywhere else.
+"""
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+from simpul.errors import MappingError
+from simpul.mappings.v2.encoding import Encoding
+
+_SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}$")
+
+
+class Segment:
+    """One segment: its id and raw field strings (repetitions and components unsplit)."""
+
+    __slots__ = ("name", "fields", "enc", "index")
+
+    def __init__(self, name: str, fields: list[str], enc: Encoding, index: int) -> None:
+        self.name = name
+        self.fields = fields
+        self.enc = enc
+        self.index = index  # position in the message, 0 = MSH
+
+    def __getitem__(self, n: int) -> str:
+        """Raw text of field n ("" when absent)."""
+        f = self.fields
+        return f[n] if n < len(f) else ""
+
+    def __repr__(self) -> str:  # no field contents: they may be patient data
+        return f"<Segment {self.name} #{self.index}>"
+
+    def reps(self, n: int) -> list[str]:
+        """Raw repetitions of field n, empty ones and the explicit null left out."""
+        raw = self[n]
+        if not raw or raw == '""':
+            return []
+        if self.enc.repetition not in raw or (self.name == "MSH" and n == 2):
+            return [raw]
+        return [r for r in raw.split(self.enc.repetition) if r and r != '""']
+
+    def first(self, n: int) -> str:
+        """Raw first repetition of field n."""
+        raw = self[n]
+        rep = self.enc.repetition
+        if rep in raw:
+            raw = raw.split(rep, 1)[0]
+        return "" if raw == '""' else raw
+
+    def comps(self, n: int) -> list[str]:
+        """Raw components of the first repetition of field n."""
+        return self.first(n).split(self.enc.component)
+
+    def text(self, n: int, component: int = 1, subcomponent: int = 1) -> str:
+        """Decoded text at field n / component / subcomponent of the first repetition ("" if empty)."""
+        raw = self.first(n)
+        if not raw:
+            return ""
+        enc = self.enc
+        if component > 1 or enc.component in raw:
+            parts = raw.split(enc.component)
+            if component > len(parts):
+                return ""
+            raw = parts[component - 1]
+        if enc.subcomponent in raw:
+            parts = raw.split(enc.subcomponent)
+            raw = parts[subcomponent - 1] if subcomponent <= len(parts) else ""
+        elif subcomponent > 1:
+            return ""
+        return enc.decode(raw)
+
+
+class Message:
+    """A parsed message: its segments in order plus a by-name index."""
+
+    __slots__ = ("segments", "enc", "_by_name")
+
+    def __init__(self, segments: list[Segment], enc: Encoding) -> None:
+        self.segments = segments
+        self.enc = enc
+        by_name: dict[str, list[Segment]] = {}
+        for seg in segments:
+            by_name.setdefault(seg.name, []).append(seg)
+        self._by_name = by_name
+
+    @property
+    def msh(self) -> Segment:
+        return self.segments[0]
+
+    def all(self, name: str) -> list[Segment]:
+        return self._by_name.get(name, [])
+
+    def one(self, name: str) -> Segment | None:
+        segs = self._by_name.get(name)
+        return segs[0] if segs else None
+
+    def __iter__(self) -> Iterator[Segment]:
+        return iter(self.segments)
+
+    @property
+    def message_code(self) -> str:
+        return self.msh.text(9, 1).strip().upper()
+
+    @property
+    def trigger_event(self) -> str:
+        return self.msh.text(9, 2).strip().upper()
+
+    @property
+    def structure(self) -> str:
+        return self.msh.text(9, 3).strip().upper()
+
+    @property
+    def control_id(self) -> str:
+        return self.msh.text(10)
+
+
+def split_lines(text: str) -> list[str]:
+    """Segments separated by CR, LF or CRLF; a leading BOM and blank lines dropped."""
+    if text[:1] == "\ufeff":
+        text = text[1:]
+    if "\n" in text:
+        text = text.replace("\r\n", "\r").replace("\n", "\r")
+    return [line for line in text.split("\r") if line.strip()]
+
+
+def parse_message(text: str) -> Message:
+    """Read a decoded HL7v2 message. Raises MappingError (segment/field named) when there is no MSH."""
+    lines = split_lines(text)
+    if not lines or not lines[0].startswith("MSH") or len(lines[0]) < 8:
+        raise MappingError("message does not start with an MSH segment", segment="MSH")
+    head = lines[0]
+    fs = head[3]
+    msh_2 = head[4:].split(fs, 1)[0]
+    enc = Encoding.from_msh(fs, msh_2)
+    segments: list[Segment] = []
+    for line in lines:
+        name = line[:3]
+        if name == "MSH":
+            parts = line[4:].split(fs)
+            fields = ["MSH", fs] + parts
+        elif (len(line) == 3 or line[3] == fs) and _SEGMENT_ID.match(name):
+            fields = line.split(fs)
+        elif segments:
+            # A raw line break inside a value (e.g. base64 wrapped by a sender): the line
+            # continues the previous segment's last field.
+            prev = segments[-1]
+            prev.fields[-1] += line
+            continue
+        else:
+            continue
+        segments.append(Segment(name, fields, enc, len(segments)))
+    return Message(segments, enc)

@@ -1,0 +1,195 @@
+"""Building and reading HL7 v2 acknowledgements (ACK messages), on bytes.
+
+``build_ack`` answers a message using only its MSH (see :mod:`simpul.mllp.header`), so even a message
+whose body cannot be parsed gets a proper AR/AE. The ACK reuses the original's field separator and
+encoding characters, which lets the original's MSH-3..6 be echoed verbatim (already encoded with the
+same delimiters). Text we add (MSA-3, ERR-8) is escaped with HL7 escape sequences.
+
+``read_ack`` is the sender's side: it pulls MSA-1, MSA-2 and a human-readable text out of an answer.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from simpul.errors import AckUnreadable, MessageError
+
+from .header import MessageHeader
+
+__all__ = ["ACK_CODES", "HL7_ERROR_TEXTS", "build_ack", "read_ack", "escape_text", "unescape_text"]
+
+# HL7 table 0008 acknowledgement codes (original mode A*, enhanced-mode commit C*).
+ACK_CODES = frozenset({"AA", "AE", "AR", "CA", "CE", "CR"})
+
+# HL7 table 0357 message error condition codes used by Simpul.
+HL7_ERROR_TEXTS = {
+    "0": "Message accepted",
+    "100": "Segment sequence error",
+    "101": "Required field missing",
+    "102": "Data type error",
+    "103": "Table value not found",
+    "200": "Unsupported message type",
+    "201": "Unsupported event code",
+    "202": "Unsupported processing id",
+    "203": "Unsupported version id",
+    "207": "Application internal error",
+}
+
+_DEFAULT_FIELD_SEPARATOR = "|"
+_DEFAULT_ENCODING = "^~\\&"
+
+
+def escape_text(text: str, field_separator: str = "|", encoding_characters: str = "^~\\&") -> str:
+    """Escape delimiters in free text with HL7 escape sequences (\\F\\ \\S\\ \\R\\ \\E\\ \\T\\).
+
+    Line breaks become spaces: a CR inside a field would end the segment.
+    """
+    component, repetition, escape, subcomponent = encoding_characters[:4]
+    # The escape character itself first, so the sequences added below are not escaped again.
+    out = text.replace(escape, f"{escape}E{escape}")
+    for char, code in ((field_separator, "F"), (component, "S"), (repetition, "R"),
+                       (subcomponent, "T")):
+        out = out.replace(char, f"{escape}{code}{escape}")
+    if len(encoding_characters) > 4:  # v2.7+ truncation character
+        out = out.replace(encoding_characters[4], f"{escape}P{escape}")
+    return out.replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
+
+
+def unescape_text(text: str, field_separator: str = "|", encoding_characters: str = "^~\\&") -> str:
+    """Undo the delimiter escape sequences written by :func:`escape_text` (others are kept)."""
+    escape = encoding_characters[2]
+    if escape not in text:
+        return text
+    table = {"F": field_separator, "S": encoding_characters[0], "R": encoding_characters[1],
+             "E": escape, "T": encoding_characters[3]}
+    if len(encoding_characters) > 4:
+        table["P"] = encoding_characters[4]
+    parts = text.split(escape)
+    # Odd items sit between two escape characters: they are escape sequence bodies.
+    out = [parts[0]]
+    for i in range(1, len(parts)):
+        if i % 2:
+            if i == len(parts) - 1:  # unmatched trailing escape character: keep it literally
+                out.append(escape + parts[i])
+            else:
+                out.append(table.get(parts[i], f"{escape}{parts[i]}{escape}"))
+        else:
+            out.append(parts[i])
+    return "".join(out)
+
+
+def _timestamp(now: datetime | None) -> str:
+    if now is None:
+        now = datetime.now(timezone.utc).astimezone()
+    # DTM with offset when known: YYYYMMDDHHMMSS+ZZZZ
+    return now.strftime("%Y%m%d%H%M%S%z")
+
+
+def build_ack(
+    header: MessageHeader | None,
+    ack_code: str,
+    *,
+    text: str = "",
+    error: MessageError | None = None,
+    ack_control_id: str,
+    now: datetime | None = None,
+    receiving_application: str = "SIMPUL",
+    receiving_facility: str = "",
+) -> bytes:
+    """Build an unframed ACK for the message whose MSH is ``header`` (None: MSH unreadable).
+
+    ``receiving_application``/``receiving_facility`` name us; they are used for MSH-3/4 when the
+    original did not value MSH-5/6. Segments end in CR. The result is latin-1 encoded, which echoes
+    the original MSH bytes exactly (the header was decoded as latin-1); characters of ``text`` or the
+    error reason outside latin-1 become "?".
+    """
+    if ack_code not in ACK_CODES:
+        raise ValueError(f"unknown acknowledgement code {ack_code!r}")
+    if header is not None:
+        sep = header.field_separator
+        enc = header.encoding_characters
+        # Sending application/facility of the ACK is the receiver named by the original.
+        our_app = header.receiving_application or escape_text(receiving_application, sep, enc)
+        our_facility = header.receiving_facility or escape_text(receiving_facility, sep, enc)
+        their_app = header.sending_application
+        their_facility = header.sending_facility
+        event = header.trigger_event
+        acked_control_id = header.control_id
+        processing_id = header.processing_id or "P"
+        version_id = header.version_id or "2.5.1"
+        charset = header.charset
+    else:
+        sep, enc = _DEFAULT_FIELD_SEPARATOR, _DEFAULT_ENCODING
+        our_app = escape_text(receiving_application, sep, enc)
+        our_facility = escape_text(receiving_facility, sep, enc)
+        their_app = their_facility = event = acked_control_id = charset = ""
+        processing_id, version_id = "P", "2.5.1"
+    comp = enc[0]
+    message_type = f"ACK{comp}{event}{comp}ACK" if event else "ACK"
+
+    msh = [
+        "MSH", enc, our_app, our_facility, their_app, their_facility, _timestamp(now), "",
+        message_type, escape_text(ack_control_id, sep, enc), processing_id, version_id,
+    ]
+    if charset:
+        # MSH-13..17 empty, MSH-18 echoes the character set the echoed fields are written in.
+        msh += ["", "", "", "", "", charset]
+    # MSA-2 echoes MSH-10 of the message being acknowledged.
+    msa = ["MSA", ack_code, acked_control_id]
+    if text:
+        msa.append(escape_text(text, sep, enc))  # MSA-3 text message (kept for older receivers)
+    segments = [sep.join(msh), sep.join(msa)]
+
+    if error is not None:
+        location = ""
+        if error.segment:
+            location = f"{error.segment}{comp}{error.sequence}"
+            if error.field:
+                location += f"{comp}{error.field}"
+        code = error.hl7_error_code or "207"
+        condition = comp.join((code, HL7_ERROR_TEXTS.get(code, ""), "HL70357"))
+        # ERR-1 (deprecated) empty, ERR-2 location, ERR-3 condition, ERR-4 severity,
+        # ERR-5..7 empty, ERR-8 user message.
+        segments.append(sep.join(("ERR", "", location, condition, "E", "", "", "",
+                                  escape_text(error.reason, sep, enc))))
+    segments.append("")
+    return "\r".join(segments).encode("latin-1", errors="replace")
+
+
+def read_ack(payload: bytes) -> tuple[str, str, str]:
+    """Return (MSA-1 ack code, MSA-2 control id, text) from an ACK payload.
+
+    The text is MSA-3 when valued, else ERR-8 of the first ERR segment, else "". Raises
+    :class:`AckUnreadable` when there is no MSA segment or MSA-1 is empty.
+    """
+    sep, enc = _DEFAULT_FIELD_SEPARATOR, _DEFAULT_ENCODING
+    msa: list[str] | None = None
+    err_text = ""
+    lines = payload.replace(b"\r\n", b"\r").replace(b"\n", b"\r").split(b"\r")
+    for raw_line in lines:
+        line = raw_line.lstrip(b"\xef\xbb\xbf \t")
+        if line[:3] == b"MSH" and len(line) > 8:
+            sep = chr(line[3])
+            candidate = line[4:].split(line[3:4], 1)[0].decode("latin-1")
+            if 4 <= len(candidate) <= 5:
+                enc = candidate
+        elif line[:3] == b"MSA" and msa is None:
+            msa = _decode(line).split(sep)
+        elif line[:3] == b"ERR" and not err_text:
+            fields = _decode(line).split(sep)
+            if len(fields) > 8:
+                err_text = fields[8]
+    if msa is None:
+        raise AckUnreadable("the answer has no MSA segment")
+    msa += ["", "", ""]
+    code = msa[1].split(enc[0], 1)[0].strip()
+    if not code:
+        raise AckUnreadable("MSA-1 acknowledgement code is empty")
+    text = msa[3] or err_text
+    return code, msa[2].strip(), unescape_text(text, sep, enc)
+
+
+def _decode(line: bytes) -> str:
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        return line.decode("latin-1")

@@ -1,0 +1,165 @@
+"""Every error Simpul raises on purpose.
+
+    SimpulError
+    ├── ConfigError                      channel/engine YAML that cannot be used
+    │   └── MissingVariable              a ${VAR} with no value in the environment
+    ├── MllpError                        the MLLP transport
+    │   ├── FrameError                   bytes that are not a valid MLLP frame
+    │   │   └── FrameTooLarge            a frame over the configured size limit
+    │   ├── MllpTimeout(TimeoutError)    connect, idle, partial-frame or response deadline
+    │   ├── MllpConnectionError(ConnectionError)
+    │   ├── AckMismatch                  MSA-2 does not echo the MSH-10 that was sent
+    │   ├── AckUnreadable                the peer answered with something that is not an ACK
+    │   └── NegativeAck                  the peer answered AE/CE/AR/CR (one class per outcome)
+    │       ├── ApplicationErrorAck      AE: receiver-side problem, resend later
+    │       ├── ApplicationRejectAck     AR: the message itself is refused
+    │       ├── CommitErrorAck           CE
+    │       └── CommitRejectAck          CR
+    ├── MessageError(ValueError)         an HL7v2 message we cannot read
+    │   ├── HeaderError                  MSH missing or unreadable (names segment and field)
+    │   └── CharsetError                 bytes that do not decode in the declared MSH-18 charset
+    ├── MappingError(ValueError)         a message the mapping cannot turn into FHIR
+    │   └── UnsupportedMessageType
+    ├── StoreError                       the durable store refused or failed a commit
+    └── ConnectorError                   a destination failed; the retry policy reads only these two:
+        ├── ConnectorUnavailable         retryable: timeouts, refused connections, 5xx, AE/CE
+        └── ConnectorRejected            final: 4xx, AR/CR, a payload the receiver will never take
+
+Messages name control ids, channels and stage labels, never segment contents:
+patient data stays out of exception text and therefore out of logs.
+"""
+from __future__ import annotations
+
+
+class SimpulError(Exception):
+    """Root of every error Simpul raises on purpose."""
+
+
+class ConfigError(SimpulError):
+    """A configuration file that cannot be used; `findings` holds one line per problem."""
+
+    def __init__(self, message: str, findings: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.findings = findings or [message]
+
+
+class MissingVariable(ConfigError):
+    pass
+
+
+class MllpError(SimpulError):
+    pass
+
+
+class FrameError(MllpError):
+    pass
+
+
+class FrameTooLarge(FrameError):
+    pass
+
+
+class MllpTimeout(MllpError, TimeoutError):
+    pass
+
+
+class MllpConnectionError(MllpError, ConnectionError):
+    pass
+
+
+class AckMismatch(MllpError):
+    pass
+
+
+class AckUnreadable(MllpError):
+    pass
+
+
+class NegativeAck(MllpError):
+    """The peer answered with a negative acknowledgement.
+
+    `ack` is the raw ACK payload (unframed) and `control_id` the MSH-10 we sent.
+    """
+
+    ack_code = ""
+
+    def __init__(self, message: str, *, ack: bytes = b"", control_id: str = "") -> None:
+        super().__init__(message)
+        self.ack = ack
+        self.control_id = control_id
+
+
+class ApplicationErrorAck(NegativeAck):
+    ack_code = "AE"
+
+
+class ApplicationRejectAck(NegativeAck):
+    ack_code = "AR"
+
+
+class CommitErrorAck(NegativeAck):
+    ack_code = "CE"
+
+
+class CommitRejectAck(NegativeAck):
+    ack_code = "CR"
+
+
+class MessageError(SimpulError, ValueError):
+    """An HL7v2 message that cannot be read.
+
+    `segment` and `field` locate the problem (e.g. "MSH", 9) for the ERR segment of the ACK.
+    """
+
+    def __init__(self, reason: str, *, segment: str = "", sequence: int = 1, field: int = 0,
+                 hl7_error_code: str = "102") -> None:
+        where = f"{segment}-{field}" if segment and field else segment
+        super().__init__(f"{where}: {reason}" if where else reason)
+        self.reason = reason
+        self.segment = segment
+        self.sequence = sequence
+        self.field = field
+        # HL7 table 0357: 100 segment sequence, 101 required field missing, 102 data type,
+        # 103 table value not found, 200 unsupported message type, 207 application internal error
+        self.hl7_error_code = hl7_error_code
+
+
+class HeaderError(MessageError):
+    pass
+
+
+class CharsetError(MessageError):
+    pass
+
+
+class MappingError(SimpulError, ValueError):
+    def __init__(self, reason: str, *, segment: str = "", field: int = 0) -> None:
+        where = f"{segment}-{field}" if segment and field else segment
+        super().__init__(f"{where}: {reason}" if where else reason)
+        self.reason = reason
+        self.segment = segment
+        self.field = field
+
+
+class UnsupportedMessageType(MappingError):
+    pass
+
+
+class StoreError(SimpulError):
+    pass
+
+
+class ConnectorError(SimpulError):
+    """A destination failed. `response` keeps what the receiver answered (an ACK, an OperationOutcome)."""
+
+    def __init__(self, message: str, *, response: str | bytes | None = None) -> None:
+        super().__init__(message)
+        self.response = response
+
+
+class ConnectorUnavailable(ConnectorError):
+    """Retryable: the receiver may take the same payload later."""
+
+
+class ConnectorRejected(ConnectorError):
+    """Final: the receiver will never take this payload as it is."""

@@ -1,0 +1,1 @@
+"""Fake peers for tests: fault-injecting stand-ins for the systems Simpul talks to."""

@@ -1,0 +1,161 @@
+"""FakeLis: a fault-injecting MLLP peer on loopback, for testing senders and MLLP destinations.
+
+It deliberately does not reuse ``simpul.mllp`` (framing, ACK building): a test that talks to it checks
+our code against an independent reading of the protocol.
+
+    async with FakeLis(nack_every=3, nack_code="AR") as lis:
+        conn = await open_mllp_connection("127.0.0.1", lis.port)
+        ...
+        assert len(lis.received) == 3
+
+Knobs (``every`` counts messages 1-based across all connections; 0 = never):
+
+* ``ack_code``: the code for ordinary answers (default AA).
+* ``ack_codes``: a code per message, by 0-based arrival index; messages past the list use the rules below.
+* ``answer``: ``callable(index, payload) -> code | None`` overriding every other rule (None: no answer).
+* ``nack_every`` / ``nack_code``: answer ``nack_code`` (AE by default) to every n-th message.
+* ``ack_delay``: seconds to wait before each answer.
+* ``close_before_ack_every``: close the connection instead of answering every n-th message.
+* ``drop_end_block_every``: send the answer without its 0x1C 0x0D end block.
+* ``wrong_control_id_every``: answer with an MSA-2 that does not echo MSH-10.
+* ``no_answer_every``: never answer every n-th message (the connection stays open).
+* ``ssl``: an ``ssl.SSLContext`` to serve MLLP over TLS.
+"""
+from __future__ import annotations
+
+import asyncio
+import ssl as ssl_module
+from collections.abc import Callable, Sequence
+
+START_BLOCK = b"\x0b"
+END_BLOCK = b"\x1c\r"
+
+__all__ = ["FakeLis"]
+
+
+def _every(n: int, index: int) -> bool:
+    return n > 0 and index % n == 0
+
+
+def _control_id(payload: bytes) -> bytes:
+    msh = payload.lstrip().split(b"\r", 1)[0].split(b"\n", 1)[0]
+    if not msh.startswith(b"MSH") or len(msh) < 4:
+        return b""
+    fields = msh.split(msh[3:4])
+    return fields[9] if len(fields) > 9 else b""
+
+
+class FakeLis:
+    """A lab system that receives HL7 over MLLP and answers the way the knobs say."""
+
+    def __init__(
+        self,
+        *,
+        ack_code: str = "AA",
+        ack_codes: Sequence[str] = (),
+        answer: Callable[[int, bytes], str | None] | None = None,
+        nack_every: int = 0,
+        nack_code: str = "AE",
+        ack_delay: float = 0.0,
+        close_before_ack_every: int = 0,
+        drop_end_block_every: int = 0,
+        wrong_control_id_every: int = 0,
+        no_answer_every: int = 0,
+        host: str = "127.0.0.1",
+        ssl: ssl_module.SSLContext | None = None,
+    ) -> None:
+        self.ack_code = ack_code
+        self.ack_codes = list(ack_codes)
+        self.answer = answer
+        self.nack_every = nack_every
+        self.nack_code = nack_code
+        self.ack_delay = ack_delay
+        self.close_before_ack_every = close_before_ack_every
+        self.drop_end_block_every = drop_end_block_every
+        self.wrong_control_id_every = wrong_control_id_every
+        self.no_answer_every = no_answer_every
+        self.host = host
+        self.ssl = ssl
+        self.received: list[bytes] = []  # payloads in arrival order
+        self.answered: list[str] = []  # the MSA-1 code of every answer actually sent
+        self.connections_accepted = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "FakeLis is not started"
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> FakeLis:
+        self._server = await asyncio.start_server(self._serve, self.host, 0, ssl=self.ssl,
+                                                  limit=16 * 1024 * 1024)
+        return self
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=2)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def __aenter__(self) -> FakeLis:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    def _code_for(self, index: int, payload: bytes) -> str | None:
+        if self.answer is not None:
+            return self.answer(index, payload)
+        if index <= len(self.ack_codes):
+            return self.ack_codes[index - 1]
+        if _every(self.nack_every, index):
+            return self.nack_code
+        return self.ack_code
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self._writers.add(writer)
+        self.connections_accepted += 1
+        try:
+            while True:
+                block = await reader.readuntil(END_BLOCK)
+                start = block.find(START_BLOCK)
+                if start < 0:
+                    continue  # junk without a start block
+                payload = block[start + 1:-len(END_BLOCK)]
+                self.received.append(payload)
+                index = len(self.received)
+                if _every(self.close_before_ack_every, index):
+                    break
+                code = self._code_for(index, payload)
+                if code is None or _every(self.no_answer_every, index):
+                    continue
+                if self.ack_delay:
+                    await asyncio.sleep(self.ack_delay)
+                control_id = _control_id(payload)
+                if _every(self.wrong_control_id_every, index):
+                    control_id += b"-WRONG"
+                ack = (b"MSH|^~\\&|FAKE_LIS|LAB|||20240101120000||ACK^R01^ACK|ACK" + control_id
+                       + b"|P|2.5.1\rMSA|" + code.encode() + b"|" + control_id
+                       + b"|fake lis answered " + code.encode() + b"\r")
+                end = b"" if _every(self.drop_end_block_every, index) else END_BLOCK
+                writer.write(START_BLOCK + ack + end)
+                await writer.drain()
+                self.answered.append(code)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError,
+                ssl_module.SSLError, asyncio.CancelledError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            self._tasks.discard(task)
+            writer.transport.abort()

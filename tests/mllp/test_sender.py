@@ -1,0 +1,147 @@
+"""The MLLP sender against FakeLis, a fault-injecting peer on loopback."""
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from simpul.errors import (
+    AckMismatch,
+    ApplicationErrorAck,
+    ApplicationRejectAck,
+    CommitErrorAck,
+    CommitRejectAck,
+    HeaderError,
+    MllpConnectionError,
+    MllpTimeout,
+    NegativeAck,
+)
+from simpul.mllp.ack import read_ack
+from simpul.mllp.sender import open_mllp_connection
+
+from .conftest import hl7
+
+try:  # tests/ is a package once the project adds tests/__init__.py; until then `fakes` is top level
+    from tests.fakes.fake_lis import FakeLis
+except ModuleNotFoundError:
+    from fakes.fake_lis import FakeLis  # type: ignore[no-redef]
+
+
+async def test_aa_returns_the_ack() -> None:
+    async with FakeLis() as lis:
+        async with await open_mllp_connection("127.0.0.1", lis.port) as conn:
+            ack = await conn.send(hl7("S1"))
+            ack2 = await conn.send(hl7("S2"))
+        assert read_ack(ack)[:2] == ("AA", "S1")
+        assert read_ack(ack2)[:2] == ("AA", "S2")
+        assert lis.received == [hl7("S1"), hl7("S2")]
+        assert conn.closed
+
+
+@pytest.mark.parametrize(("code", "exception"), [
+    ("AE", ApplicationErrorAck), ("AR", ApplicationRejectAck),
+    ("CE", CommitErrorAck), ("CR", CommitRejectAck),
+])
+async def test_negative_acks_map_to_one_exception_each(code: str,
+                                                       exception: type[NegativeAck]) -> None:
+    async with FakeLis(ack_codes=[code]) as lis:
+        async with await open_mllp_connection("127.0.0.1", lis.port) as conn:
+            with pytest.raises(exception) as info:
+                await conn.send(hl7("N1", "PID|1||SECRET-MRN"))
+            assert info.value.control_id == "N1"
+            assert read_ack(info.value.ack)[0] == code
+            assert "N1" in str(info.value) and "SECRET" not in str(info.value)
+            # A negative ACK is a valid exchange: the connection stays usable.
+            assert not conn.closed
+            assert read_ack(await conn.send(hl7("N2")))[0] == "AA"
+
+
+async def test_commit_accept_is_success() -> None:
+    async with FakeLis(ack_code="CA") as lis:
+        async with await open_mllp_connection("127.0.0.1", lis.port) as conn:
+            assert read_ack(await conn.send(hl7("CA1")))[0] == "CA"
+
+
+async def test_every_third_message_rejected() -> None:
+    async with FakeLis(nack_every=3, nack_code="AR") as lis:
+        async with await open_mllp_connection("127.0.0.1", lis.port) as conn:
+            outcomes = []
+            for i in range(6):
+                try:
+                    await conn.send(hl7(f"E{i}"))
+                    outcomes.append("ok")
+                except ApplicationRejectAck:
+                    outcomes.append("AR")
+    assert outcomes == ["ok", "ok", "AR", "ok", "ok", "AR"]
+
+
+async def test_msa2_mismatch_raises_and_closes() -> None:
+    async with FakeLis(wrong_control_id_every=1) as lis:
+        conn = await open_mllp_connection("127.0.0.1", lis.port)
+        with pytest.raises(AckMismatch) as info:
+            await conn.send(hl7("M1"))
+        assert "M1" in str(info.value)
+        assert conn.closed
+        with pytest.raises(MllpConnectionError):
+            await conn.send(hl7("M2"))
+        assert len(lis.received) == 1
+
+
+async def test_response_timeout_when_peer_never_answers() -> None:
+    async with FakeLis(no_answer_every=1) as lis:
+        conn = await open_mllp_connection("127.0.0.1", lis.port, response_timeout=0.2)
+        with pytest.raises(MllpTimeout) as info:
+            await conn.send(hl7("T1"))
+        assert isinstance(info.value, TimeoutError)
+        assert "T1" in str(info.value)
+        assert conn.closed
+        await conn.close()
+
+
+async def test_missing_end_block_is_a_timeout() -> None:
+    async with FakeLis(drop_end_block_every=1) as lis:
+        conn = await open_mllp_connection("127.0.0.1", lis.port, response_timeout=0.2)
+        with pytest.raises(MllpTimeout):
+            await conn.send(hl7("D1"))
+        assert conn.closed
+
+
+async def test_slow_ack_within_the_timeout_is_fine() -> None:
+    async with FakeLis(ack_delay=0.1) as lis:
+        async with await open_mllp_connection("127.0.0.1", lis.port, response_timeout=2) as conn:
+            assert read_ack(await conn.send(hl7("SLOW")))[1] == "SLOW"
+
+
+async def test_peer_closes_before_ack() -> None:
+    async with FakeLis(close_before_ack_every=1) as lis:
+        conn = await open_mllp_connection("127.0.0.1", lis.port)
+        with pytest.raises(MllpConnectionError) as info:
+            await conn.send(hl7("C1"))
+        assert "C1" in str(info.value)
+        assert conn.closed
+
+
+async def test_connection_refused() -> None:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there now
+    with pytest.raises(MllpConnectionError):
+        await open_mllp_connection("127.0.0.1", port, connect_timeout=2)
+
+
+async def test_message_without_msh_is_refused_before_sending() -> None:
+    async with FakeLis() as lis:
+        async with await open_mllp_connection("127.0.0.1", lis.port) as conn:
+            with pytest.raises(HeaderError):
+                await conn.send(b"PID|1||123\r")
+            assert not conn.closed
+        assert lis.received == []
+
+
+async def test_concurrent_sends_are_serialised() -> None:
+    async with FakeLis(ack_delay=0.01) as lis:
+        async with await open_mllp_connection("127.0.0.1", lis.port) as conn:
+            acks = await asyncio.gather(*(conn.send(hl7(f"P{i}")) for i in range(10)))
+    assert [read_ack(a)[1] for a in acks] == [f"P{i}" for i in range(10)]
