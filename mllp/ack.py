@@ -9,6 +9,7 @@ same delimiters). Text we add (MSA-3, ERR-8) is escaped with HL7 escape sequence
 """
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 
 from simpul.errors import AckUnreadable, MessageError
@@ -43,6 +44,8 @@ def escape_text(text: str, field_separator: str = "|", encoding_characters: str 
 
     Line breaks become spaces: a CR inside a field would end the segment.
     """
+    if text.isalnum():  # the usual control id or code: nothing to escape
+        return text
     component, repetition, escape, subcomponent = encoding_characters[:4]
     # The escape character itself first, so the sequences added below are not escaped again.
     out = text.replace(escape, f"{escape}E{escape}")
@@ -77,11 +80,20 @@ def unescape_text(text: str, field_separator: str = "|", encoding_characters: st
     return "".join(out)
 
 
+_clock_cache: tuple[int, str] = (-1, "")
+
+
 def _timestamp(now: datetime | None) -> str:
-    if now is None:
-        now = datetime.now(timezone.utc).astimezone()
-    # DTM with offset when known: YYYYMMDDHHMMSS+ZZZZ
-    return now.strftime("%Y%m%d%H%M%S%z")
+    """MSH-7 as DTM with offset when known: YYYYMMDDHHMMSS+ZZZZ."""
+    global _clock_cache
+    if now is not None:
+        return now.strftime("%Y%m%d%H%M%S%z")
+    # strftime costs microseconds; at thousands of ACKs per second, format once per second.
+    second = int(time.time())
+    if _clock_cache[0] != second:
+        stamp = datetime.fromtimestamp(second, timezone.utc).astimezone().strftime("%Y%m%d%H%M%S%z")
+        _clock_cache = (second, stamp)
+    return _clock_cache[1]
 
 
 def build_ack(

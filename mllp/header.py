@@ -112,7 +112,8 @@ def read_header(raw: bytes) -> MessageHeader:
         raise HeaderError("message does not start with an MSH segment", segment="MSH",
                           field=0, hl7_error_code="100")
     cr = raw.find(b"\r", start)
-    lf = raw.find(b"\n", start)
+    # Look for LF only up to the first CR (+1 for CRLF): never scan a long CR-separated body for it.
+    lf = raw.find(b"\n", start, size if cr < 0 else cr + 2)
     if cr < 0 and lf < 0:
         end, terminator = size, b"\r"
     elif lf < 0 or 0 <= cr < lf:

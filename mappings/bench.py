@@ -1,0 +1,72 @@
+"""Mapping throughput on one core: parse + map + serialize (orjson), and the same plus
+fhir.resources R4B validation. Run: `python -m simpul.mappings.bench`."""
+from __future__ import annotations
+
+import pathlib
+import time
+from typing import Callable
+
+import orjson
+
+from simpul.mappings.loader import load_mapping
+
+ADT_A01 = "\r".join([
+    "MSH|^~\\&|SIMRS|RSUD^2.16.840.1.113883.3.9999^ISO|SIMPUL|HUB|20240115083000+0700||ADT^A01^ADT_A01|MSG00001|P|2.5.1",
+    "EVN|A01|20240115083000+0700|||OP001^Operator^Ana",
+    "PID|1||3171234567890001^^^NIK^NNIDN~RM-000123^^^RSUD^MR||Santoso^Budi^Adi^^Bpk||19800212|M|||Jl. Merdeka 10^RT 01/RW 02^Jakarta Pusat^DKI Jakarta^10110^ID^H||^PRN^PH^^62^21^5550101~^NET^Internet^budi@example.id|^WPN^PH^^62^21^5550102|id|M|ISL|ACC-555^^^RSUD^AN",
+    "PD1|||Puskesmas Gambir^^PKM01|DR77^Wijaya^Sari^^^dr.",
+    "NK1|1|Santoso^Siti^^^Ibu|SPO^Spouse|Jl. Merdeka 10^^Jakarta Pusat^DKI Jakarta^10110^ID|^PRN^PH^^62^21^5550103",
+    "PV1|1|I|W3^301^A^RSUD||||D123^Pratama^Rudi^^^dr.|D124^Kusuma^Dewi^^^dr.||MED||||7|||D123^Pratama^Rudi^^^dr.|IP||BPJS|||||||||||||||||||RSUD||||||20240115083000+0700",
+    "PV2|||R50.9^Fever^I10",
+    "AL1|1|DA|70618^Penicillin^RXNORM|SV|Rash|20200101",
+    "DG1|1||A09^Gastroenteritis^I10|||A",
+    "DG1|2||E11.9^Type 2 diabetes^I10|||W",
+    "PR1|1||0DTJ4ZZ^Appendectomy^I10P||20240115120000+0700",
+    "IN1|1|BPJS-PBI^JKN|BPJS01|BPJS Kesehatan|||||||||20240101|20241231|||SEL^Self||||||||||||||||||||||0001234567890",
+    "GT1|1||Santoso^Budi||Jl. Merdeka 10^^Jakarta Pusat^DKI Jakarta^10110^ID",
+    "NK1|2|Santoso^Rina|CHD^Child",
+    "ROL|1|AD|PP|D123^Pratama^Rudi",
+])
+
+
+def oru_r01(observations: int = 20) -> str:
+    head = [
+        "MSH|^~\\&|LIS|LAB^2.16.840.1.113883.3.9999.2^ISO|SIMPUL|HUB|20240115101500+0700||ORU^R01^ORU_R01|LAB0001|P|2.5.1",
+        "PID|1||RM-000123^^^RSUD^MR||Santoso^Budi||19800212|M",
+        "PV1|1|O|POLI^1^1^RSUD",
+        "ORC|RE|PO123^SIMRS|FO456^LIS||CM",
+        "OBR|1|PO123^SIMRS|FO456^LIS|58410-2^CBC panel^LN|||20240115090000+0700||||||||D123^Pratama^Rudi||||||20240115101000+0700|||F",
+    ]
+    obx = [f"OBX|{i}|NM|{718 + i}-7^Analyte {i}^LN||{10 + i}.{i}|g/dL^g/dL^UCUM|12-16|N|||F|||20240115100000+0700"
+           for i in range(1, observations + 1)]
+    return "\r".join(head + obx + ["NTE|1||Specimen slightly haemolysed"])
+
+
+def _rate(fn: Callable[[], object], seconds: float) -> float:
+    fn()
+    n = 0
+    start = time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return n / elapsed
+
+
+def main(seconds: float = 2.0) -> dict[str, float]:
+    mapping = load_mapping("v2_to_fhir", base_dir=pathlib.Path("."))
+    from simpul.mappings.validation import validate_bundle
+
+    results: dict[str, float] = {}
+    for label, text in (("ADT^A01", ADT_A01), ("ORU^R01 (20 OBX)", oru_r01(20))):
+        results[label] = _rate(lambda t=text: orjson.dumps(mapping.map(t)), seconds)
+        results[label + " + validation"] = _rate(
+            lambda t=text: (validate_bundle(b := mapping.map(t)), orjson.dumps(b)), seconds)
+    for label, rate in results.items():
+        print(f"{label:<36} {rate:>9,.0f} msg/s  ({1000 / rate:.3f} ms/msg, one core)")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""Assemble ORM^O01 and OML^O21 (HL7 v2.5.1) from the resources of one or more orders."""
+from __future__ import annotations
+
+import datetime
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from simpul.errors import MappingError
+from simpul.mappings.fhir_to_v2 import datatypes as dt
+from simpul.mappings.fhir_to_v2 import er7, segments
+from simpul.mappings.fhir_to_v2.inputs import Located, OrderInputs, collect
+from simpul.mappings.fhir_to_v2.structure import check_structure
+
+
+@dataclass(frozen=True)
+class MessageHeader:
+    """MSH values that do not come from the resources."""
+
+    sending_application: str = "SIMPUL"
+    sending_facility: str = ""
+    receiving_application: str = ""
+    receiving_facility: str = ""
+    control_id: str | None = None  # MSH-10; a fresh one (20 characters) when None
+    timestamp: datetime.datetime | None = None  # MSH-7; now when None
+    processing_id: str = "P"  # MSH-11: P production, T training, D debugging
+
+
+def _msh(header: MessageHeader, message_type: str, non_ascii: bool) -> str:
+    moment = header.timestamp or datetime.datetime.now().astimezone()
+    if moment.tzinfo is None:
+        moment = moment.astimezone()
+    control_id = header.control_id or uuid.uuid4().hex[:20]  # MSH-10 is ST(20) in v2.5.1
+    fields = {
+        3: er7.escape(header.sending_application),
+        4: er7.escape(header.sending_facility),
+        5: er7.escape(header.receiving_application),
+        6: er7.escape(header.receiving_facility),
+        7: moment.strftime("%Y%m%d%H%M%S%z"),
+        9: message_type,
+        10: er7.escape(control_id),
+        11: er7.escape(header.processing_id),
+        12: "2.5.1",
+    }
+    if non_ascii:
+        fields[18] = "UNICODE UTF-8"  # MSH-18: the receiver must not read the text as ASCII
+    return er7.msh_text(fields)
+
+
+@dataclass
+class _Order:
+    request: Located
+    requester: dt.Components | None
+    specimens: list[Located]
+
+
+def _patient(inputs: OrderInputs, orders: list[Located]) -> Located:
+    patients = inputs.of_type("Patient")
+    found: Located | None = None
+    for order in orders:
+        subject = inputs.resolve(order.resource.get("subject"), order)
+        if subject is None and len(patients) == 1:
+            subject = patients[0]  # an unresolvable subject with exactly one Patient in the input
+        if subject is None or subject.resource.get("resourceType") != "Patient":
+            raise MappingError(f"{order.path}.subject: no Patient for it in the input", segment="PID")
+        if found is not None and subject.resource is not found.resource:
+            raise MappingError(f"{order.path}.subject: one message carries the orders of one patient",
+                               segment="PID")
+        found = subject
+    assert found is not None
+    return found
+
+
+def _encounter(inputs: OrderInputs, orders: list[Located]) -> Located | None:
+    for order in orders:
+        encounter = inputs.resolve(order.resource.get("encounter"), order)
+        if encounter is not None and encounter.resource.get("resourceType") == "Encounter":
+            return encounter
+    encounters = inputs.of_type("Encounter")
+    return encounters[0] if len(encounters) == 1 else None
+
+
+def _requester(inputs: OrderInputs, order: Located) -> dt.Components | None:
+    reference = order.resource.get("requester")
+    target = inputs.resolve(reference, order)
+    if target is not None and target.resource.get("resourceType") == "PractitionerRole":
+        role_reference = target.resource.get("practitioner")
+        target = inputs.resolve(role_reference, target)
+        reference = role_reference
+    practitioner = target.resource if target is not None and \
+        target.resource.get("resourceType") == "Practitioner" else None
+    return dt.xcn(practitioner, reference)
+
+
+def _specimens(inputs: OrderInputs, order: Located, order_count: int) -> list[Located]:
+    linked = [s for s in (inputs.resolve(r, order) for r in order.resource.get("specimen") or []) if s]
+    if not linked:
+        for specimen in inputs.of_type("Specimen"):
+            requests = [inputs.resolve(r, specimen) for r in specimen.resource.get("request") or []]
+            if any(r is not None and r.resource is order.resource for r in requests):
+                linked.append(specimen)
+    if not linked and order_count == 1:
+        linked = inputs.of_type("Specimen")  # a single order owns the input's specimens
+    return [s for s in linked if s.resource.get("resourceType") == "Specimen"]
+
+
+def _orders(bundle_or_resources: Any) -> tuple[OrderInputs, list[_Order], Located, Located | None]:
+    inputs = collect(bundle_or_resources)
+    requests = inputs.of_type("ServiceRequest")
+    if not requests:
+        raise MappingError("no ServiceRequest in the input", segment="ORC")
+    orders = [_Order(r, _requester(inputs, r), _specimens(inputs, r, len(requests))) for r in requests]
+    return inputs, orders, _patient(inputs, requests), _encounter(inputs, requests)
+
+
+def _finish(header_segment_type: str, structure: str, body: list[str], header: MessageHeader) -> str:
+    non_ascii = any(not s.isascii() for s in body)
+    text = er7.join_segments([_msh(header, header_segment_type, non_ascii), *body])
+    check_structure(text, structure)
+    return text
+
+
+def build_orm_o01(bundle_or_resources: dict[str, Any], header: MessageHeader | None = None) -> str:
+    """ServiceRequest(s) (+ Patient, Encounter, Specimen, Practitioner) -> one ORM^O01 v2.5.1 message.
+
+    Segments: MSH, PID, [PV1], then per ServiceRequest ORC, OBR, NTE*. Timing and priority also go
+    to ORC-7/OBR-27 (TQ) because ORM^O01 has no TQ1; the specimen type goes to OBR-15.
+    Raises MappingError (FHIR element path, segment and field; never values) for unusable input.
+    """
+    header = header or MessageHeader()
+    _, orders, patient, encounter = _orders(bundle_or_resources)
+    body = [segments.pid(patient)]
+    if encounter is not None:
+        body.append(segments.pv1(encounter))
+    for set_id, order in enumerate(orders, start=1):
+        body.append(segments.orc(order.request, order.requester, with_timing=True))
+        body.append(segments.obr(order.request, set_id, order.requester, order.specimens,
+                                 with_timing=True))
+        body.extend(segments.ntes(order.request))
+    return _finish("ORM^O01^ORM_O01", "ORM_O01", body, header)
+
+
+def build_oml_o21(bundle_or_resources: dict[str, Any], header: MessageHeader | None = None) -> str:
+    """ServiceRequest(s) (+ Patient, Encounter, Specimen, Practitioner) -> one OML^O21 v2.5.1 message.
+
+    Segments: MSH, PID, [PV1], then per ServiceRequest ORC, [TQ1], OBR, NTE*, SPM* (one per Specimen).
+    Raises MappingError (FHIR element path, segment and field; never values) for unusable input.
+    """
+    header = header or MessageHeader()
+    _, orders, patient, encounter = _orders(bundle_or_resources)
+    body = [segments.pid(patient)]
+    if encounter is not None:
+        body.append(segments.pv1(encounter))
+    for set_id, order in enumerate(orders, start=1):
+        body.append(segments.orc(order.request, order.requester, with_timing=False))
+        timing = segments.tq1(order.request)
+        if timing:
+            body.append(timing)
+        body.append(segments.obr(order.request, set_id, order.requester, order.specimens,
+                                 with_timing=False))
+        body.extend(segments.ntes(order.request))
+        body.extend(segments.spm(s, n) for n, s in enumerate(order.specimens, start=1))
+    return _finish("OML^O21^OML_O21", "OML_O21", body, header)
