@@ -91,6 +91,20 @@ class MessageHeader:
         return self._first(self.receiving_facility)
 
 
+_encoding_checked: dict[str, bool] = {"^~\\&": True}
+
+
+def _usable_encoding(encoding: str) -> bool:
+    """MSH-2 is 4 or 5 distinct non-alphanumeric characters (memoised: senders reuse one value)."""
+    usable = _encoding_checked.get(encoding)
+    if usable is None:
+        usable = (4 <= len(encoding) <= 5 and len(set(encoding)) == len(encoding)
+                  and not any(c.isalnum() or c.isspace() for c in encoding))
+        if len(_encoding_checked) < 64:
+            _encoding_checked[encoding] = usable
+    return usable
+
+
 def is_enhanced_mode(header: MessageHeader) -> bool:
     """True when the sender asked for enhanced acknowledgement (MSH-15 or MSH-16 valued)."""
     return bool(header.accept_ack_type or header.application_ack_type)
@@ -130,9 +144,7 @@ def read_header(raw: bytes) -> MessageHeader:
         raise HeaderError("MSH-1 field separator is not a usable delimiter", segment="MSH", field=1)
     fields = line.split(sep)
     encoding = fields[1]
-    if not (4 <= len(encoding) <= 5) or len(set(encoding)) != len(encoding) or any(
-        c.isalnum() or c.isspace() for c in encoding
-    ):
+    if not _usable_encoding(encoding):
         raise HeaderError("MSH-2 encoding characters are not 4 or 5 distinct delimiters",
                           segment="MSH", field=2)
     # Pad so MSH-18 (fields[17]) always exists.

@@ -7,6 +7,16 @@ from simpul.mappings import vocabulary
 from tests.mappings.conftest import MSH, check_bundle, make_mapping, msg, resources
 
 
+def seg(name: str, **fields: str) -> str:
+    """Build a segment from field numbers: seg("PID", f3="42") -> "PID|||42"."""
+    n = max(int(k[1:]) for k in fields)
+    values = [""] * (n + 1)
+    values[0] = name
+    for k, v in fields.items():
+        values[int(k[1:])] = v
+    return "|".join(values)
+
+
 def patient(bundle):  # type: ignore[no-untyped-def]
     return resources(bundle, "Patient")[0]
 
@@ -27,7 +37,7 @@ def adt(pid: str, *extra: str, **options):  # type: ignore[no-untyped-def]
 ])
 def test_dtm_precision_and_offsets(v2: str, fhir: str, tz: str | None) -> None:
     opts = {"default_timezone": tz} if tz else {}
-    b = adt(f"PID|1||42^^^RSUD^MR||Doe^Jo||19800212|M|||||||||||||||||||||||{v2}", **opts)
+    b = adt(seg("PID", f3="42^^^RSUD^MR", f5="Doe^Jo", f29=v2), **opts)
     assert patient(b)["deceasedDateTime"] == fhir
 
 
@@ -63,14 +73,15 @@ def test_xpn_repetitions_and_name_use() -> None:
 
 
 def test_xad_address() -> None:
-    b = adt("PID|1||42^^^X||Doe||||||Jl. Merdeka 10^RT 01^Jakarta^DKI^10110^ID^H^^Gambir")
+    b = adt(seg("PID", f3="42^^^X", f5="Doe", f11="Jl. Merdeka 10^RT 01^Jakarta^DKI^10110^ID^H^^Gambir"))
     assert patient(b)["address"] == [{"use": "home", "line": ["Jl. Merdeka 10", "RT 01"], "city": "Jakarta",
                                       "district": "Gambir", "state": "DKI", "postalCode": "10110",
                                       "country": "ID"}]
 
 
 def test_xtn_phone_email_and_work() -> None:
-    b = adt("PID|1||42^^^X||Doe|||||||^PRN^PH^^62^21^5550101~^NET^Internet^a@b.id~0812345^PRN^CP|^WPN^PH^^^^777")
+    b = adt(seg("PID", f3="42^^^X", f5="Doe", f13="^PRN^PH^^62^21^5550101~^NET^Internet^a@b.id~0812345^PRN^CP",
+                f14="^WPN^PH^^^^777"))
     assert patient(b)["telecom"] == [
         {"system": "phone", "value": "+62 21 5550101", "use": "home"},
         {"system": "email", "value": "a@b.id", "use": "home"},

@@ -53,7 +53,8 @@ def test_custom_encoding_characters_with_truncation_char() -> None:
     assert m.enc == Encoding("*", ":", "!", "$", "@", "#")
     pid = m.one("PID")
     assert pid.reps(3) == ["42", "43"]
-    assert pid.text(5, 2) == "Jo"  # '$' is the escape char here, so "$hn@x" is an unterminated escape kept as is
+    # '@' is the subcomponent separator here; "$hn" is an unterminated escape ('$'), kept as it stands
+    assert pid.text(5, 2) == "Jo$hn" and pid.text(5, 2, 2) == "x"
     assert pid.text(6) == "long value#"  # the truncation char is data, not a delimiter
     assert m.trigger_event == "A01"
 
