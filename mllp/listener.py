@@ -312,6 +312,9 @@ class _MllpProtocol(asyncio.Protocol):
                 self._close(abort=True)
                 return
         if now - self._last_rx >= settings.idle_timeout:
+            if self._stopping:  # already closing but the peer does not take our last bytes
+                self._close(abort=True)
+                return
             logger.info("MLLP connection from %s idle for %.0f s; closing",
                         self._peer, settings.idle_timeout)
             events.timed_out("idle")

@@ -13,7 +13,7 @@
 #   SIMPUL_SERVICES_DIR        state folder                        (default /tmp/simpul-services)
 #   SIMPUL_PG_PORT             PostgreSQL port on 127.0.0.1        (default 5432)
 #   SIMPUL_AMQP_PORT           RabbitMQ AMQP port on 127.0.0.1     (default 5672)
-#   SIMPUL_RABBITMQ_DIST_PORT  Erlang distribution port            (default AMQP port + 20000)
+#   SIMPUL_RABBITMQ_DIST_PORT  Erlang distribution port            (default AMQP port +/- 20000)
 #   SIMPUL_ORTHANC_HTTP_PORT   Orthanc REST/DICOMweb port          (default 8042)
 #   SIMPUL_ORTHANC_DICOM_PORT  Orthanc DICOM port                  (default 4242)
 #   SIMPUL_START_TIMEOUT       seconds to wait for readiness       (default 90)
@@ -27,7 +27,8 @@ set -euo pipefail
 STATE_DIR="${SIMPUL_SERVICES_DIR:-/tmp/simpul-services}"
 PG_PORT="${SIMPUL_PG_PORT:-5432}"
 AMQP_PORT="${SIMPUL_AMQP_PORT:-5672}"
-RABBITMQ_DIST_PORT="${SIMPUL_RABBITMQ_DIST_PORT:-$((AMQP_PORT + 20000))}"
+_dist_default=$((AMQP_PORT + 20000)); [ "$_dist_default" -gt 65535 ] && _dist_default=$((AMQP_PORT - 20000))
+RABBITMQ_DIST_PORT="${SIMPUL_RABBITMQ_DIST_PORT:-$_dist_default}"
 ORTHANC_HTTP_PORT="${SIMPUL_ORTHANC_HTTP_PORT:-8042}"
 ORTHANC_DICOM_PORT="${SIMPUL_ORTHANC_DICOM_PORT:-4242}"
 START_TIMEOUT="${SIMPUL_START_TIMEOUT:-90}"
@@ -121,6 +122,7 @@ rabbitmq_env() {
         RABBITMQ_MNESIA_BASE="$RMQ_DIR/mnesia" RABBITMQ_LOG_BASE="$RMQ_DIR/log" \
         RABBITMQ_CONFIG_FILE="$RMQ_DIR/rabbitmq.conf" RABBITMQ_ENABLED_PLUGINS_FILE="$RMQ_DIR/enabled_plugins" \
         RABBITMQ_CONF_ENV_FILE="$RMQ_DIR/rabbitmq-env.conf" RABBITMQ_PID_FILE="$RMQ_DIR/rabbit.pid" \
+        ERL_CRASH_DUMP="$RMQ_DIR/erl_crash.dump" \
         RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
 }
 

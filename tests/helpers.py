@@ -156,3 +156,99 @@ async def send_raw(port: int, payload: bytes, timeout: float = 5.0) -> bytes:
         return data[data.index(b"\x0b") + 1:-2]
     finally:
         writer.close()
+
+
+# ---- an engine in its own process (for kill -9 and CLI tests) ----------------------------------
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SIMPUL_CLI = REPO_ROOT / ".venv" / "bin" / "simpul"
+
+
+def file_destination_channel(name: str, port: int, directory: Path, *, order_by: str = "patient") -> str:
+    """A channel on `port` that writes every mapped message to `directory` (one file per delivery)."""
+    return channel_yaml(name, port, f"""\
+        - label: out
+          order_by: {order_by}
+          file: {{directory: {directory}}}
+        """)
+
+
+def write_settings(folder: Path, database_url: str, *, http_port: int, lease: str = "60s",
+                   poll_interval: str = "50ms", channels_dir: Path | None = None) -> Path:
+    """A settings file for `simpul run -c ...` with every path inside `folder`."""
+    path = folder / "simpul.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        database:
+          url: {database_url}
+        channels_dir: {channels_dir or folder / 'channels'}
+        http:
+          host: 127.0.0.1
+          port: {http_port}
+        log:
+          level: WARNING
+        delivery:
+          lease: {lease}
+          poll_interval: {poll_interval}
+        reload_interval: 0
+        """))
+    return path
+
+
+class EngineProcess:
+    """`simpul run -c settings` as a child process; stderr goes to a log file inside tmp_path."""
+
+    def __init__(self, settings_file: Path, mllp_port: int, log_file: Path) -> None:
+        self.settings_file = settings_file
+        self.mllp_port = mllp_port
+        self.log_file = log_file
+        self.process: Any = None
+
+    def start(self, timeout: float = 15.0) -> None:
+        import subprocess
+
+        with open(self.log_file, "ab") as log:
+            self.process = subprocess.Popen([str(SIMPUL_CLI), "run", "-c", str(self.settings_file)],
+                                            stdout=log, stderr=log, cwd=self.settings_file.parent)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"engine exited with {self.process.returncode}: "
+                                     f"{self.log_file.read_text(errors='replace')[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.mllp_port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise AssertionError(f"engine did not listen on {self.mllp_port} within {timeout}s")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, exactly like a power cut of the process."""
+        import signal
+
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM and wait (the graceful path); SIGKILL if it does not stop in time."""
+        import subprocess
+
+        if self.process is None or self.process.poll() is not None:
+            return None if self.process is None else self.process.returncode
+        self.process.terminate()
+        try:
+            return int(self.process.wait(timeout))
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"engine did not stop within {timeout}s after SIGTERM") from None
+
+
+def store_rows(database_url: str, query: str, **params: Any) -> list[Any]:
+    """Read the store with a fresh connection (works while an engine process has it open)."""
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return list(connection.execute(sa.text(query).bindparams(**params)))
+    finally:
+        engine.dispose()

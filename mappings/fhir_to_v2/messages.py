@@ -113,11 +113,15 @@ def _orders(bundle_or_resources: Any) -> tuple[OrderInputs, list[_Order], Locate
     return inputs, orders, _patient(inputs, requests), _encounter(inputs, requests)
 
 
-def _finish(header_segment_type: str, structure: str, body: list[str], header: MessageHeader) -> str:
-    non_ascii = any(not s.isascii() for s in body)
-    text = er7.join_segments([_msh(header, header_segment_type, non_ascii), *body])
-    check_structure(text, structure)
-    return text
+def _finish(message_type: str, structure: str, patient_part: list[str], order_parts: list[list[str]],
+            header: MessageHeader) -> str:
+    body = patient_part + [segment for part in order_parts for segment in part]
+    msh = _msh(header, message_type, any(not s.isascii() for s in body))
+    # Checked one ORDER group at a time: hl7apy's greedy group finder reads a second ORC of OML^O21
+    # as the start of the first order's PRIOR_RESULT group, which the standard allows too.
+    for part in order_parts:
+        check_structure(er7.join_segments([msh, *patient_part, *part]), structure)
+    return er7.join_segments([msh, *body])
 
 
 def build_orm_o01(bundle_or_resources: dict[str, Any], header: MessageHeader | None = None) -> str:
@@ -129,15 +133,16 @@ def build_orm_o01(bundle_or_resources: dict[str, Any], header: MessageHeader | N
     """
     header = header or MessageHeader()
     _, orders, patient, encounter = _orders(bundle_or_resources)
-    body = [segments.pid(patient)]
+    patient_part = [segments.pid(patient)]
     if encounter is not None:
-        body.append(segments.pv1(encounter))
+        patient_part.append(segments.pv1(encounter))
+    order_parts = []
     for set_id, order in enumerate(orders, start=1):
-        body.append(segments.orc(order.request, order.requester, with_timing=True))
-        body.append(segments.obr(order.request, set_id, order.requester, order.specimens,
-                                 with_timing=True))
-        body.extend(segments.ntes(order.request))
-    return _finish("ORM^O01^ORM_O01", "ORM_O01", body, header)
+        part = [segments.orc(order.request, order.requester, with_timing=True),
+                segments.obr(order.request, set_id, order.requester, order.specimens, with_timing=True)]
+        part.extend(segments.ntes(order.request))
+        order_parts.append(part)
+    return _finish("ORM^O01^ORM_O01", "ORM_O01", patient_part, order_parts, header)
 
 
 def build_oml_o21(bundle_or_resources: dict[str, Any], header: MessageHeader | None = None) -> str:
@@ -148,16 +153,18 @@ def build_oml_o21(bundle_or_resources: dict[str, Any], header: MessageHeader | N
     """
     header = header or MessageHeader()
     _, orders, patient, encounter = _orders(bundle_or_resources)
-    body = [segments.pid(patient)]
+    patient_part = [segments.pid(patient)]
     if encounter is not None:
-        body.append(segments.pv1(encounter))
+        patient_part.append(segments.pv1(encounter))
+    order_parts = []
     for set_id, order in enumerate(orders, start=1):
-        body.append(segments.orc(order.request, order.requester, with_timing=False))
+        part = [segments.orc(order.request, order.requester, with_timing=False)]
         timing = segments.tq1(order.request)
         if timing:
-            body.append(timing)
-        body.append(segments.obr(order.request, set_id, order.requester, order.specimens,
+            part.append(timing)
+        part.append(segments.obr(order.request, set_id, order.requester, order.specimens,
                                  with_timing=False))
-        body.extend(segments.ntes(order.request))
-        body.extend(segments.spm(s, n) for n, s in enumerate(order.specimens, start=1))
-    return _finish("OML^O21^OML_O21", "OML_O21", body, header)
+        part.extend(segments.ntes(order.request))
+        part.extend(segments.spm(s, n) for n, s in enumerate(order.specimens, start=1))
+        order_parts.append(part)
+    return _finish("OML^O21^OML_O21", "OML_O21", patient_part, order_parts, header)

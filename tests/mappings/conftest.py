@@ -24,6 +24,16 @@ def msg(*segments: str) -> str:
     return "\r".join(segments)
 
 
+def seg(name: str, **fields: str) -> str:
+    """Build a segment from field numbers: seg("PID", f3="42") -> "PID|||42"."""
+    n = max(int(k[1:]) for k in fields)
+    values = [""] * (n + 1)
+    values[0] = name
+    for k, v in fields.items():
+        values[int(k[1:])] = v
+    return "|".join(values)
+
+
 MSH = "MSH|^~\\&|SIMRS|RSUD|HUB|HUB|20240115083000+0700||{type}|CTRL1|P|2.5.1"
 
 

@@ -4,17 +4,7 @@ from __future__ import annotations
 import pytest
 
 from simpul.mappings import vocabulary
-from tests.mappings.conftest import MSH, check_bundle, make_mapping, msg, resources
-
-
-def seg(name: str, **fields: str) -> str:
-    """Build a segment from field numbers: seg("PID", f3="42") -> "PID|||42"."""
-    n = max(int(k[1:]) for k in fields)
-    values = [""] * (n + 1)
-    values[0] = name
-    for k, v in fields.items():
-        values[int(k[1:])] = v
-    return "|".join(values)
+from tests.mappings.conftest import MSH, check_bundle, make_mapping, msg, resources, seg
 
 
 def patient(bundle):  # type: ignore[no-untyped-def]

@@ -228,3 +228,11 @@ def test_missing_patient_or_order_is_a_mapping_error() -> None:
         build_orm_o01({"resourceType": "Bundle", "type": "collection", "entry": []}, HEADER)
     with pytest.raises(MappingError):
         build_orm_o01("not a dict", HEADER)  # type: ignore[arg-type]
+
+
+def test_the_hl7apy_structure_check_rejects_a_message_without_an_order() -> None:
+    from simpul.mappings.fhir_to_v2.structure import check_structure
+
+    text = "MSH|^~\\&|HIS||LIS||20240501100000||OML^O21^OML_O21|C1|P|2.5.1\rPID|1||1^^^X||A^B\r"
+    with pytest.raises(MappingError, match="OML_O21_ORDER"):
+        check_structure(text, "OML_O21")

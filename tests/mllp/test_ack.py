@@ -4,6 +4,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simpul.errors import AckUnreadable, HeaderError, MessageError
 from simpul.mllp.ack import build_ack, escape_text, read_ack, unescape_text
@@ -115,3 +117,14 @@ def test_escape_round_trip() -> None:
     original = "a|b^c~d\\e&f \\F\\ literal"
     assert unescape_text(escape_text(original)) == original
     assert unescape_text("keep \\H\\bold\\N\\ and trailing \\") == "keep \\H\\bold\\N\\ and trailing \\"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200).map(lambda b: b.replace(b"MSA", b"") + b"\rMSA" + b[:20])
+       | st.binary(max_size=200))
+def test_read_ack_on_any_bytes_returns_or_raises_ack_unreadable(payload: bytes) -> None:
+    try:
+        code, control_id, text = read_ack(payload)
+    except AckUnreadable:
+        return
+    assert code and isinstance(control_id, str) and isinstance(text, str)

@@ -4,8 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simpul.errors import HeaderError
+from simpul.mllp.ack import build_ack, read_ack
 from simpul.mllp.header import is_enhanced_mode, read_header
 
 ADT = (b"MSH|^~\\&|HIS|RSUD^2.16.360^ISO|LIS|LAB|20240501083000+0700||ADT^A01^ADT_A01|MSG00001|P|2.5.1"
@@ -128,3 +131,22 @@ def test_real_world_corpus_headers(path: Path) -> None:
     h = read_header(raw)
     assert h.control_id and h.message_type[:3].isalpha()
     assert h.segment_terminator in (b"\r", b"\n", b"\r\n")
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(
+    st.binary(max_size=200),
+    st.binary(max_size=120).map(lambda b: b"MSH" + b),
+    st.lists(st.sampled_from([b"|", b"^", b"~", b"\\", b"&", b"\r", b"\n", b"A01", b"MSH", b"\xff"]),
+             max_size=40).map(lambda parts: b"MSH|^~\\&" + b"".join(parts)),
+))
+def test_any_bytes_give_a_header_or_a_header_error(raw: bytes) -> None:
+    try:
+        h = read_header(raw)
+    except HeaderError as exc:
+        assert exc.segment == "MSH" and exc.hl7_error_code in ("100", "101", "102")
+    else:
+        assert h.control_id and h.message_type
+        # Whatever was read, an ACK can be built from it and read back.
+        ack = build_ack(h, "AA", ack_control_id="X")
+        assert read_ack(ack)[:2] == ("AA", h.control_id.strip())

@@ -325,3 +325,19 @@ async def test_plain_tcp_client_on_tls_listener_is_dropped(
     await client.send(frame(hl7("PLAIN")))
     data = await client.read_eof()
     assert END_BLOCK not in data
+
+
+async def test_pipelining_peer_that_reads_late_gets_every_ack_in_order(
+        start: Start, clients: list[RawClient], handler: AckingHandler) -> None:
+    server = await start()
+    client = await connect(clients, server.port)
+    ids = [f"Q{i:04d}" for i in range(1500)]
+
+    async def read_later() -> list[str]:
+        await asyncio.sleep(0.3)  # let the server hit its write and read back-pressure limits
+        return [read_ack(await client.read_frame())[1] for _ in ids]
+
+    reading = asyncio.create_task(read_later())
+    await client.send(b"".join(frame(hl7(i, "PID|1||" + "x" * 200)) for i in ids))
+    assert await reading == ids
+    assert len(handler.received) == len(ids)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,7 @@ from simpul.errors import (
 )
 from simpul.mllp.ack import read_ack
 from simpul.mllp.sender import open_mllp_connection
+from simpul.mllp.tls import TlsSettings, client_ssl_context, server_ssl_context
 
 from .conftest import hl7
 
@@ -145,3 +147,23 @@ async def test_concurrent_sends_are_serialised() -> None:
         async with await open_mllp_connection("127.0.0.1", lis.port) as conn:
             acks = await asyncio.gather(*(conn.send(hl7(f"P{i}")) for i in range(10)))
     assert [read_ack(a)[1] for a in acks] == [f"P{i}" for i in range(10)]
+
+
+async def test_sender_over_tls_to_fake_lis(tls_files: dict[str, Path]) -> None:
+    lis_context = server_ssl_context(TlsSettings(cert=tls_files["server_cert"],
+                                                 key=tls_files["server_key"]))
+    async with FakeLis(ssl=lis_context) as lis:
+        conn = await open_mllp_connection("127.0.0.1", lis.port,
+                                          ssl=client_ssl_context(ca=tls_files["ca"]))
+        async with conn:
+            assert read_ack(await conn.send(hl7("TLSLIS")))[:2] == ("AA", "TLSLIS")
+
+
+async def test_untrusted_server_certificate_is_a_connection_error(
+        tls_files: dict[str, Path]) -> None:
+    lis_context = server_ssl_context(TlsSettings(cert=tls_files["server_cert"],
+                                                 key=tls_files["server_key"]))
+    async with FakeLis(ssl=lis_context) as lis:
+        other_ca = client_ssl_context(ca=None)  # system store: does not know the test CA
+        with pytest.raises(MllpConnectionError):
+            await open_mllp_connection("127.0.0.1", lis.port, ssl=other_ca)

@@ -1,0 +1,70 @@
+"""Edited channel files are picked up while the engine runs, without dropping open connections."""
+from __future__ import annotations
+
+import asyncio
+
+from simpul.errors import ConfigError
+from simpul.mllp.sender import open_mllp_connection
+from tests.helpers import adt, channel_yaml, free_port, oru, segment
+
+import pytest
+
+
+def out(tmp_path, name: str) -> str:
+    return f"- label: out\n  file: {{directory: {tmp_path / name}}}\n"
+
+
+async def test_edited_filter_applies_without_dropping_the_open_connection(harness, tmp_path):
+    port = free_port()
+    await harness.start({"lab.yaml": channel_yaml("lab", port, out(tmp_path, "a"), message_types="[ADT^*]")},
+                        reload_interval=0.1)
+    connection = await open_mllp_connection("127.0.0.1", port)
+    assert segment(await connection.send(oru("R-1")), "MSA")[1] == "AA"
+    await harness.wait_for(lambda: harness.sql("SELECT id FROM messages WHERE status='unrouted'"))
+
+    harness.write_channel("lab.yaml", channel_yaml("lab", port, out(tmp_path, "b"), message_types="[ORU^R01]"))
+    await harness.wait_for(lambda: harness.engine.channels["lab"].channel.filter.message_types == ["ORU^R01"])
+    # Same connection, still open: the listener was kept because its settings did not change.
+    assert segment(await connection.send(oru("R-2")), "MSA")[1] == "AA"
+    await connection.close()
+    files = await harness.wait_for(lambda: list((tmp_path / "b").glob("*.json")))
+    assert "R-2" in files[0].name
+
+
+async def test_invalid_edit_keeps_the_running_channels(harness, tmp_path):
+    port = free_port()
+    await harness.start({"lab.yaml": channel_yaml("lab", port, out(tmp_path, "a"))}, reload_interval=0.1)
+    harness.write_channel("lab.yaml", "name: lab\nsource: {mllp: {port: nope}}\n")
+    await asyncio.sleep(0.5)
+    assert "lab" in harness.engine.channels
+    ack = await asyncio.wait_for(_send(port, adt("STILL-1")), 5)
+    assert segment(ack, "MSA")[1] == "AA"
+
+
+async def test_new_channel_file_starts_a_listener_and_removed_one_stops_it(harness, tmp_path):
+    first, second = free_port(), free_port()
+    await harness.start({"a.yaml": channel_yaml("a", first, out(tmp_path, "a"))}, reload_interval=0.1)
+    harness.write_channel("b.yaml", channel_yaml("b", second, out(tmp_path, "b")))
+    await harness.wait_for(lambda: "b" in harness.engine.channels)
+    assert segment(await _send(second, adt("NEW-1")), "MSA")[1] == "AA"
+    (harness.channels_dir / "b.yaml").unlink()
+    await harness.wait_for(lambda: "b" not in harness.engine.channels)
+    with pytest.raises(OSError):
+        await _send(second, adt("GONE-1"))
+
+
+async def test_engine_refuses_to_start_with_an_invalid_channel(harness, tmp_path):
+    harness.write_channel("bad.yaml", channel_yaml("bad", free_port(), out(tmp_path, "a")).replace(
+        "label: out", "label: Out Of Spec"))
+    with pytest.raises(ConfigError) as caught:
+        await harness.start()
+    assert [f for f in caught.value.findings if f.startswith("channels/bad.yaml:")
+            and "destinations[0].label: String should match pattern" in f]
+
+
+async def _send(port: int, payload: bytes) -> bytes:
+    connection = await open_mllp_connection("127.0.0.1", port, connect_timeout=2)
+    try:
+        return await connection.send(payload)
+    finally:
+        await connection.close()

@@ -1,0 +1,23 @@
+"""The conformance report over tests/corpus: every in-scope message maps and validates."""
+from __future__ import annotations
+
+from simpul.mappings import conformance
+from tests.mappings.conftest import CORPUS
+
+
+def test_every_in_scope_corpus_message_maps_and_validates() -> None:
+    report = conformance.run(CORPUS)
+    assert report.in_scope_failures == 0, report.failures
+    assert sum(report.mapped.values()) >= 100
+    # out-of-scope types are reported, not crashed on
+    assert report.unsupported["ACK"] == 1 and report.unsupported["VXU^V04"] == 1
+    assert report.compared_files >= 60
+    assert report.fields["Patient"].matching > 0 and report.fields["Observation"].matching > 0
+    text = str(report)
+    assert "ORU^R01" in text and "unsupported message type ACK" in text
+
+
+def test_main_prints_the_report(capsys) -> None:  # type: ignore[no-untyped-def]
+    assert conformance.main([str(CORPUS)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Conformance report") and "matching" in out
