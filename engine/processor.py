@@ -61,8 +61,10 @@ def message_fields(row: Any) -> dict[str, str]:
 class Processor:
     def __init__(self, writer: StoreWriter, metrics: Metrics,
                  channels_for: Callable[[str], list[ChannelRuntime]],
-                 on_queued: Callable[[set[tuple[str, str]]], None]) -> None:
+                 on_queued: Callable[[set[tuple[str, str]]], None],
+                 read: Callable[[Callable[[Connection], Any]], Any]) -> None:
         self.writer = writer
+        self.read = read
         self.metrics = metrics
         self.channels_for = channels_for
         self.on_queued = on_queued
@@ -75,7 +77,7 @@ class Processor:
 
     async def run(self) -> None:
         while not self._stopping:
-            rows = await self.writer.run(_fetch_received)
+            rows = await self.read(_fetch_received)
             if not rows:
                 self.wake.clear()
                 try:

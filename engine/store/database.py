@@ -34,6 +34,13 @@ def open_database(url: str, *, sqlite_synchronous: str = "FULL", busy_timeout_ms
             cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
+            # pysqlite's own implicit transaction handling breaks SAVEPOINT (the writer runs every
+            # job of a group commit in a savepoint), so SQLAlchemy emits BEGIN itself.
+            dbapi_connection.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _begin(connection: Any) -> None:
+            connection.exec_driver_sql("BEGIN")
     else:
         engine = create_engine(url, pool_pre_ping=True)
     if migrate:

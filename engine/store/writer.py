@@ -54,6 +54,7 @@ class StoreWriter:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._connection: Connection | None = None
         self.commits = 0
         self.committed_rows = 0
 
@@ -97,33 +98,59 @@ class StoreWriter:
             if _STOP in batch:
                 stopping = True
                 batch = [job for job in batch if job is not _STOP]
-            results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-            inserts = [job for job in batch if job.row is not None]
-            if inserts:
-                results.extend(self._commit_inserts(inserts))
-            for job in batch:
-                if job.fn is not None:
-                    results.append(self._run_job(job))
-            if results and self._loop is not None and not self._loop.is_closed():
+            if not batch:
+                continue
+            results = self._commit_batch(batch)
+            if self._loop is not None and not self._loop.is_closed():
                 self._loop.call_soon_threadsafe(_settle, results)
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
-    def _commit_inserts(self, jobs: list[_Job]) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+    def _commit_batch(self, batch: list[_Job]) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+        """One transaction and one fsync for the whole batch.
+
+        Each function job runs in its own savepoint, so one failing job rolls back alone; the
+        message inserts go in one executemany. If the commit itself fails, every waiter hears it.
+        """
+        inserts = [job for job in batch if job.row is not None]
+        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         try:
-            with self.engine.begin() as connection:
-                connection.execute(messages.insert(), [job.row for job in jobs])
-        except Exception as exc:  # every waiter must hear about the failure: they answer AE/CE
-            log.error("group commit of %d messages failed: %s", len(jobs), type(exc).__name__)
+            if self._connection is None:
+                self._connection = self.engine.connect()
+            connection = self._connection
+            with connection.begin():
+                if inserts:
+                    connection.execute(messages.insert(), [job.row for job in inserts])
+                    results.extend((job.future, None, None) for job in inserts)
+                for job in batch:
+                    if job.fn is None:
+                        continue
+                    savepoint = connection.begin_nested()
+                    try:
+                        value = job.fn(connection)
+                    except Exception as exc:
+                        savepoint.rollback()
+                        log.error("store job %s failed: %s", getattr(job.fn, "__qualname__", "?"),
+                                  type(exc).__name__)
+                        results.append((job.future, None, exc))
+                    else:
+                        savepoint.commit()
+                        results.append((job.future, value, None))
+        except Exception as exc:  # the commit failed: inserters answer AE/CE, jobs see the error
+            log.error("group commit of %d jobs failed: %s", len(batch), type(exc).__name__)
+            self._discard_connection()
             error = StoreError(f"commit failed: {type(exc).__name__}")
-            return [(job.future, None, error) for job in jobs]
+            return [(job.future, None, error) for job in batch]
         self.commits += 1
-        self.committed_rows += len(jobs)
-        return [(job.future, None, None) for job in jobs]
+        self.committed_rows += len(inserts)
+        return results
 
-    def _run_job(self, job: _Job) -> tuple[asyncio.Future[Any], Any, BaseException | None]:
-        assert job.fn is not None
-        try:
-            with self.engine.begin() as connection:
-                return (job.future, job.fn(connection), None)
-        except Exception as exc:
-            log.error("store job %s failed: %s", getattr(job.fn, "__name__", "?"), type(exc).__name__)
-            return (job.future, None, exc)
+    def _discard_connection(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.invalidate()
+                self._connection.close()
+            except Exception:  # noqa: BLE001 - already broken; a new one is opened next time
+                pass
+            self._connection = None
