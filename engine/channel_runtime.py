@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +27,6 @@ class RoutedDelivery:
     payload: bytes
     content_type: str
     order_key: str
-
-
-@dataclass
-class RouteResult:
-    deliveries: list[RoutedDelivery] = field(default_factory=list)
-    mapping_error: Exception | None = None
-    mapped: bytes | None = None
 
 
 class ChannelRuntime:
@@ -61,23 +54,20 @@ class ChannelRuntime:
         return True
 
     def map(self, text: str) -> bytes:
-        bundle = self.mapping.map(text)
-        return orjson.dumps(bundle)
+        """Map in this process (used by `simpul map`; the engine maps in its mapping pool)."""
+        return orjson.dumps(self.mapping.map(text))
 
-    def route(self, raw: bytes, text: str, fields: Mapping[str, str], message_id: int) -> RouteResult:
-        result = RouteResult()
-        if self.needs_mapping:
-            try:
-                result.mapped = self.map(text)
-            except Exception as exc:  # noqa: BLE001 - an analyst module may raise anything; it is dead-lettered
-                result.mapping_error = exc
+    def deliveries_for(self, raw: bytes, mapped: bytes | None, fields: Mapping[str, str],
+                       message_id: int) -> list[RoutedDelivery]:
+        """One delivery per destination; mapped destinations get nothing when mapping failed."""
+        deliveries: list[RoutedDelivery] = []
         for destination in self.channel.destinations:
             key = order_key(destination.order_by, fields, message_id)
             if destination.sends == "raw":
-                result.deliveries.append(RoutedDelivery(destination, raw, HL7_V2, key))
-            elif result.mapped is not None:
-                result.deliveries.append(RoutedDelivery(destination, result.mapped, FHIR_JSON, key))
-        return result
+                deliveries.append(RoutedDelivery(destination, raw, HL7_V2, key))
+            elif mapped is not None:
+                deliveries.append(RoutedDelivery(destination, mapped, FHIR_JSON, key))
+        return deliveries
 
 
 _ORDER_FIELDS = {"patient": "patient_id", "visit": "visit_number", "accession": "accession_number",

@@ -3,7 +3,8 @@ one delivery per destination — all of a message's results in one transaction w
 
 A crash between reading and writing leaves the messages `received`, so they are processed
 again after restart; nothing is half-done because the write is one transaction.
-Mapping is CPU work, so it runs in a worker thread, off the event loop that sends ACKs.
+Mapping is CPU work, so it runs in the mapping pool's worker process, off the event loop
+that sends ACKs.
 """
 from __future__ import annotations
 
@@ -17,11 +18,10 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 
 from simpul.engine.channel_runtime import ChannelRuntime
-from simpul.engine.charset import decode_message
+from simpul.engine.mapping_pool import MappingPool
 from simpul.engine.metrics import Metrics
 from simpul.engine.store.schema import dead_letters, deliveries, messages
 from simpul.engine.store.writer import StoreWriter
-from simpul.errors import CharsetError
 
 log = logging.getLogger("simpul.processor")
 
@@ -62,8 +62,10 @@ class Processor:
     def __init__(self, writer: StoreWriter, metrics: Metrics,
                  channels_for: Callable[[str], list[ChannelRuntime]],
                  on_queued: Callable[[set[tuple[str, str]]], None],
-                 read: Callable[[Callable[[Connection], Any]], Any]) -> None:
+                 read: Callable[[Callable[[Connection], Any]], Any],
+                 pool_for: Callable[[], MappingPool]) -> None:
         self.writer = writer
+        self.pool_for = pool_for
         self.read = read
         self.metrics = metrics
         self.channels_for = channels_for
@@ -77,72 +79,79 @@ class Processor:
 
     async def run(self) -> None:
         while not self._stopping:
-            rows = await self.read(_fetch_received)
-            if not rows:
-                self.wake.clear()
-                try:
-                    await asyncio.wait_for(self.wake.wait(), timeout=1.0)
-                except TimeoutError:
-                    pass
-                continue
-            outcomes = await asyncio.to_thread(self._route_all, rows)
-            await self.writer.run(lambda connection: _write_outcomes(connection, outcomes))
-            touched: set[tuple[str, str]] = set()
-            for outcome in outcomes:
-                for row in outcome.delivery_rows:
-                    touched.add((row["channel"], row["destination"]))
-                    self.metrics.queued.labels(row["channel"], row["destination"]).inc()
-                for channel in outcome.routed_channels:
-                    self.metrics.routed.labels(channel).inc()
-                if outcome.status == "unrouted":
-                    self.metrics.unrouted.labels(outcome.source).inc()
-            if touched:
-                self.on_queued(touched)
+            try:
+                await self._process_one_batch()
+            except Exception as exc:  # noqa: BLE001 - the store or a mapping worker failed: retry later
+                log.error("processing batch failed; retrying", extra={"error_class": type(exc).__name__})
+                await asyncio.sleep(1.0)
 
-    def _route_all(self, rows: list[Any]) -> list[_Outcome]:
-        return [self._route_one(row) for row in rows]
+    async def _process_one_batch(self) -> None:
+        rows = await self.read(_fetch_received)
+        if not rows:
+            self.wake.clear()
+            try:
+                await asyncio.wait_for(self.wake.wait(), timeout=1.0)
+            except TimeoutError:
+                pass
+            return
+        outcomes = await self._route_all(rows)
+        await self.writer.run(lambda connection: _write_outcomes(connection, outcomes))
+        touched: set[tuple[str, str]] = set()
+        for outcome in outcomes:
+            for row in outcome.delivery_rows:
+                touched.add((row["channel"], row["destination"]))
+                self.metrics.queued.labels(row["channel"], row["destination"]).inc()
+            for channel in outcome.routed_channels:
+                self.metrics.routed.labels(channel).inc()
+            if outcome.status == "unrouted":
+                self.metrics.unrouted.labels(outcome.source).inc()
+        if touched:
+            self.on_queued(touched)
 
-    def _route_one(self, row: Any) -> _Outcome:
-        outcome = _Outcome(row.id, "unrouted", source=row.source)
-        channels = self.channels_for(row.source)
-        if not channels:
-            return outcome
-        fields = message_fields(row)
-        accepted = [channel for channel in channels if channel.accepts(fields)]
-        if not accepted:
-            return outcome
-        try:
-            text, _ = decode_message(row.raw, "", default=row.charset or "utf-8")
-        except CharsetError:  # it decoded at ingest; only a changed codec table could get here
-            text = row.raw.decode("latin-1")
+    async def _route_all(self, rows: list[Any]) -> list[_Outcome]:
+        """Filter here (cheap), map the accepted ones in the mapping pool, then plan deliveries."""
+        plans: list[tuple[Any, _Outcome, dict[str, str], list[ChannelRuntime]]] = []
+        jobs: list[tuple[str, bytes, str]] = []
+        for row in rows:
+            outcome = _Outcome(row.id, "unrouted", source=row.source)
+            fields = message_fields(row)
+            accepted = [channel for channel in self.channels_for(row.source) if channel.accepts(fields)]
+            if accepted:
+                outcome.status = "routed"
+            plans.append((row, outcome, fields, accepted))
+            jobs.extend((channel.name, row.raw, row.charset) for channel in accepted if channel.needs_mapping)
+        results = iter(await self.pool_for().map_batch(jobs))
         now = time.time()
-        outcome.status = "routed"
-        for channel in accepted:
-            outcome.routed_channels.append(channel.name)
-            result = channel.route(row.raw, text, fields, row.id)
-            if result.mapping_error is not None:
-                error = result.mapping_error
-                self.metrics.mapping_failed.labels(channel.name).inc()
-                log.warning("mapping failed", extra={"channel": channel.name, "stage": "mapping",
-                                                     "control_id": row.control_id,
-                                                     "error_class": type(error).__name__})
-                outcome.dead_letter_rows.append({
-                    "created_at": now, "message_id": row.id, "delivery_id": None, "channel": channel.name,
-                    "destination": "", "stage": "mapping", "error_class": type(error).__name__,
-                    "error": str(error)[:2000], "attempts": 1, "status": "open", "raw": row.raw,
-                    "payload": None, "message_type": row.message_type, "control_id": row.control_id,
-                    "patient_id": row.patient_id, "visit_number": row.visit_number,
-                    "accession_number": row.accession_number,
-                })
-            for delivery in result.deliveries:
-                outcome.delivery_rows.append({
-                    "message_id": row.id, "channel": channel.name, "destination": delivery.destination.label,
-                    "order_key": delivery.order_key[:250], "status": "pending", "attempts": 0,
-                    "created_at": row.received_at, "next_attempt_at": now, "lease_until": None,
-                    "lease_owner": None, "delivered_at": None, "last_error": None, "last_response": None,
-                    "payload": delivery.payload, "content_type": delivery.content_type,
-                })
-        return outcome
+        for row, outcome, fields, accepted in plans:
+            for channel in accepted:
+                outcome.routed_channels.append(channel.name)
+                mapped: bytes | None = None
+                if channel.needs_mapping:
+                    mapped, error_class, error_text = next(results)
+                    if mapped is None:
+                        self._mapping_failed(row, outcome, channel.name, error_class or "", error_text or "", now)
+                for delivery in channel.deliveries_for(row.raw, mapped, fields, row.id):
+                    outcome.delivery_rows.append({
+                        "message_id": row.id, "channel": channel.name, "destination": delivery.destination.label,
+                        "order_key": delivery.order_key[:250], "status": "pending", "attempts": 0,
+                        "created_at": row.received_at, "next_attempt_at": now, "lease_until": None,
+                        "lease_owner": None, "delivered_at": None, "last_error": None, "last_response": None,
+                        "payload": delivery.payload, "content_type": delivery.content_type,
+                    })
+        return [outcome for _, outcome, _, _ in plans]
+
+    def _mapping_failed(self, row: Any, outcome: _Outcome, channel: str, error_class: str, error: str,
+                        now: float) -> None:
+        self.metrics.mapping_failed.labels(channel).inc()
+        log.warning("mapping failed", extra={"channel": channel, "stage": "mapping", "control_id": row.control_id,
+                                             "error_class": error_class})
+        outcome.dead_letter_rows.append({
+            "created_at": now, "message_id": row.id, "delivery_id": None, "channel": channel,
+            "destination": "", "stage": "mapping", "error_class": error_class, "error": error,
+            "attempts": 1, "status": "open", "raw": row.raw, "payload": None,
+            "message_type": row.message_type, "control_id": row.control_id, "patient_id": row.patient_id,
+            "visit_number": row.visit_number, "accession_number": row.accession_number,
+        })
 
 
 def _fetch_received(connection: Connection) -> list[Any]:

@@ -234,7 +234,7 @@ class _MllpProtocol(asyncio.Protocol):
                 if self._stopping:
                     self._close()
                     return
-                if self._read_paused and len(queue) <= _QUEUE_LOW:
+                if self._read_paused and len(queue) <= _QUEUE_LOW and not self._ignore_input:
                     self._read_paused = False
                     transport.resume_reading()
             if self._eof or self._stopping:
@@ -393,7 +393,11 @@ class MllpServer:
             else:
                 connection._close()
         if workers:
-            await asyncio.wait(workers, timeout=grace)
+            _, stuck = await asyncio.wait(workers, timeout=grace)
+            for worker in stuck:  # a handler past the grace period: cancel it, leak no task
+                worker.cancel()
+            if stuck:
+                await asyncio.wait(stuck, timeout=1.0)
         if self._connections:
             self._all_gone = self._loop.create_future()
             for connection in list(self._connections):

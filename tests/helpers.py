@@ -88,6 +88,8 @@ class EngineHarness:
             "http": {"enabled": settings.pop("http", False), "port": 0},
             "delivery": {"lease": settings.pop("lease", 30.0), "poll_interval": settings.pop("poll_interval", 0.05)},
             "reload_interval": settings.pop("reload_interval", 0),
+            # Mapping in a thread keeps engine start-up instant in tests; test_mapping_pool covers processes.
+            "mapping_workers": settings.pop("mapping_workers", 0),
         }
         config.update(settings)
         self.engine = Engine(Settings.model_validate({**config, "base_dir": self.tmp_path}))
@@ -250,5 +252,15 @@ def store_rows(database_url: str, query: str, **params: Any) -> list[Any]:
     try:
         with engine.connect() as connection:
             return list(connection.execute(sa.text(query).bindparams(**params)))
+    finally:
+        engine.dispose()
+
+
+def store_execute(database_url: str, statement: str, **params: Any) -> int:
+    """Write to the store in its own committed transaction (to stage states a crash leaves)."""
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            return int(connection.execute(sa.text(statement).bindparams(**params)).rowcount)
     finally:
         engine.dispose()

@@ -53,6 +53,8 @@ class Settings(Strict):
     http: HttpSettings = Field(default_factory=HttpSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    mapping_workers: int = Field(1, ge=0, le=32, description="Processes that run mappings (0: a thread of the "
+                                                             "engine process, for debugging).")
     reload_interval: Duration = Field(1.0, description="How often channel files are checked for edits.")
     engine_id: str = Field("", description="Names this process in leases (default: host:pid).")
 

@@ -73,8 +73,11 @@ deliveries = Table(
 )
 Index("ix_deliveries_queue", deliveries.c.channel, deliveries.c.destination, deliveries.c.status,
       deliveries.c.next_attempt_at)
+# Only unfinished deliveries can hold back a key, so the FIFO check reads a partial index that
+# stays small however many deliveries one busy patient has behind them.
+_UNFINISHED = deliveries.c.status.in_(("pending", "in_flight"))
 Index("ix_deliveries_order", deliveries.c.channel, deliveries.c.destination, deliveries.c.order_key,
-      deliveries.c.id)
+      deliveries.c.id, sqlite_where=_UNFINISHED, postgresql_where=_UNFINISHED)
 Index("ix_deliveries_message", deliveries.c.message_id)
 
 delivery_attempts = Table(
@@ -128,3 +131,68 @@ audit_events = Table(
     Column("detail", Text),                                   # JSON
 )
 Index("ix_audit_events_at", audit_events.c.at)
+
+# ---- dead letters, replay and delivery control (revision 0002; owned by dead_letters/) ---------
+
+# A replay is a new delivery row: `replay_of` names the first delivery of the chain (its id is the
+# idempotency key connectors see), `ordered_as` lets a replay of a held (blocking) delivery take
+# the FIFO place of the one it replaces.
+deliveries.append_column(Column("replay_of", Integer, nullable=True))
+deliveries.append_column(Column("ordered_as", Integer, nullable=True))
+
+# Who closed a dead letter (replayed or discarded), when and why; the audit trail has the same.
+dead_letters.append_column(Column("resolved_at", Float, nullable=True))
+dead_letters.append_column(Column("resolved_by", String(120), nullable=True))
+dead_letters.append_column(Column("resolution", Text, nullable=True))
+
+dead_letter_edits = Table(
+    "dead_letter_edits", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dead_letter_id", Integer, ForeignKey("dead_letters.id"), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("actor", String(120), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("raw", LargeBinary, nullable=False),                # the edited HL7v2 bytes; the original stays
+    Column("payload", LargeBinary),                            # the edited bytes re-mapped, when mapped
+    Column("content_type", String(64), nullable=False, default=""),
+)
+Index("ix_dead_letter_edits_dead_letter", dead_letter_edits.c.dead_letter_id)
+
+replays = Table(
+    "replays", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("audit_event_id", Integer, ForeignKey("audit_events.id"), nullable=False),
+    Column("dead_letter_id", Integer, ForeignKey("dead_letters.id"), nullable=False),
+    Column("original_delivery_id", Integer, ForeignKey("deliveries.id")),
+    Column("delivery_id", Integer, ForeignKey("deliveries.id"), nullable=False),
+    Column("edit_id", Integer, ForeignKey("dead_letter_edits.id")),
+    Column("destination", String(120), nullable=False),
+)
+Index("ix_replays_dead_letter", replays.c.dead_letter_id)
+Index("ix_replays_delivery", replays.c.delivery_id)
+
+destination_controls = Table(
+    "destination_controls", metadata,
+    Column("channel", String(120), primary_key=True),
+    Column("destination", String(120), primary_key=True),
+    Column("paused_at", Float),                                 # NULL = flowing
+    Column("paused_by", String(120)),
+    Column("reason", Text),
+    Column("updated_at", Float, nullable=False),
+)
+
+archives = Table(
+    "archives", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("actor", String(120), nullable=False),
+    Column("channel", String(120), nullable=False, default=""),
+    Column("path", Text, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("messages", Integer, nullable=False),
+    Column("received_from", Float),
+    Column("received_until", Float),
+    Column("encrypted", Integer, nullable=False, default=0),
+    Column("restored_at", Float),
+)

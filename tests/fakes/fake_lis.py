@@ -15,7 +15,9 @@ Knobs (``every`` counts messages 1-based across all connections; 0 = never):
 * ``answer``: ``callable(index, payload) -> code | None`` overriding every other rule (None: no answer).
 * ``nack_every`` / ``nack_code``: answer ``nack_code`` (AE by default) to every n-th message.
 * ``ack_delay``: seconds to wait before each answer.
-* ``close_before_ack_every``: close the connection instead of answering every n-th message.
+* ``close_before_ack_every``: close the connection (FIN) instead of answering every n-th message.
+* ``reset_before_ack_every``: reset the connection (RST) instead of answering every n-th message.
+* ``drop_start_block_every``: send the answer without its 0x0B start block.
 * ``drop_end_block_every``: send the answer without its 0x1C 0x0D end block.
 * ``wrong_control_id_every``: answer with an MSA-2 that does not echo MSH-10.
 * ``no_answer_every``: never answer every n-th message (the connection stays open).
@@ -58,6 +60,8 @@ class FakeLis:
         nack_code: str = "AE",
         ack_delay: float = 0.0,
         close_before_ack_every: int = 0,
+        reset_before_ack_every: int = 0,
+        drop_start_block_every: int = 0,
         drop_end_block_every: int = 0,
         wrong_control_id_every: int = 0,
         no_answer_every: int = 0,
@@ -71,6 +75,8 @@ class FakeLis:
         self.nack_code = nack_code
         self.ack_delay = ack_delay
         self.close_before_ack_every = close_before_ack_every
+        self.reset_before_ack_every = reset_before_ack_every
+        self.drop_start_block_every = drop_start_block_every
         self.drop_end_block_every = drop_end_block_every
         self.wrong_control_id_every = wrong_control_id_every
         self.no_answer_every = no_answer_every
@@ -135,7 +141,11 @@ class FakeLis:
                 payload = block[start + 1:-len(END_BLOCK)]
                 self.received.append(payload)
                 index = len(self.received)
+                if _every(self.reset_before_ack_every, index):
+                    writer.transport.abort()
+                    break
                 if _every(self.close_before_ack_every, index):
+                    writer.close()
                     break
                 code = self._code_for(index, payload)
                 if code is None or _every(self.no_answer_every, index):
@@ -148,8 +158,9 @@ class FakeLis:
                 ack = (b"MSH|^~\\&|FAKE_LIS|LAB|||20240101120000||ACK^R01^ACK|ACK" + control_id
                        + b"|P|2.5.1\rMSA|" + code.encode() + b"|" + control_id
                        + b"|fake lis answered " + code.encode() + b"\r")
+                start_block = b"" if _every(self.drop_start_block_every, index) else START_BLOCK
                 end = b"" if _every(self.drop_end_block_every, index) else END_BLOCK
-                writer.write(START_BLOCK + ack + end)
+                writer.write(start_block + ack + end)
                 await writer.drain()
                 self.answered.append(code)
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError,
@@ -158,4 +169,5 @@ class FakeLis:
         finally:
             self._writers.discard(writer)
             self._tasks.discard(task)
-            writer.transport.abort()
+            if not writer.transport.is_closing():
+                writer.transport.abort()

@@ -341,3 +341,29 @@ async def test_pipelining_peer_that_reads_late_gets_every_ack_in_order(
     await client.send(b"".join(frame(hl7(i, "PID|1||" + "x" * 200)) for i in ids))
     assert await reading == ids
     assert len(handler.received) == len(ids)
+
+
+async def test_close_cancels_a_handler_stuck_past_the_grace_period(start: Start) -> None:
+    cancelled = asyncio.Event()
+
+    async def stuck(payload: bytes) -> bytes | None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return None
+
+    server = await start(stuck)
+    client = await RawClient.connect(server.port)
+    try:
+        await client.send(frame(hl7("STUCK2")))
+        await asyncio.sleep(0.05)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await server.close(grace=0.2)
+        assert loop.time() - began < 2.0
+        assert cancelled.is_set()
+        assert await client.read_eof() == b""
+    finally:
+        await client.close()

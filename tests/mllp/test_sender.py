@@ -24,10 +24,7 @@ from simpul.mllp.tls import TlsSettings, client_ssl_context, server_ssl_context
 
 from .conftest import hl7
 
-try:  # tests/ is a package once the project adds tests/__init__.py; until then `fakes` is top level
-    from tests.fakes.fake_lis import FakeLis
-except ModuleNotFoundError:
-    from fakes.fake_lis import FakeLis  # type: ignore[no-redef]
+from tests.fakes.fake_lis import FakeLis
 
 
 async def test_aa_returns_the_ack() -> None:
@@ -167,3 +164,19 @@ async def test_untrusted_server_certificate_is_a_connection_error(
         other_ca = client_ssl_context(ca=None)  # system store: does not know the test CA
         with pytest.raises(MllpConnectionError):
             await open_mllp_connection("127.0.0.1", lis.port, ssl=other_ca)
+
+
+async def test_peer_resets_before_ack() -> None:
+    async with FakeLis(reset_before_ack_every=1) as lis:
+        conn = await open_mllp_connection("127.0.0.1", lis.port)
+        with pytest.raises(MllpConnectionError):
+            await conn.send(hl7("RST1"))
+        assert conn.closed
+
+
+async def test_answer_without_start_block_is_not_taken_as_an_ack() -> None:
+    async with FakeLis(drop_start_block_every=1) as lis:
+        conn = await open_mllp_connection("127.0.0.1", lis.port, response_timeout=0.2)
+        with pytest.raises(MllpTimeout):
+            await conn.send(hl7("NOSB"))
+        assert conn.closed

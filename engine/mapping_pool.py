@@ -1,0 +1,103 @@
+"""Mapping in worker processes, so CPU-bound mapping never holds the GIL the ACK path needs.
+
+Mapping an ORU costs around a millisecond of pure Python. Run in a thread of the engine
+process it competes for the GIL with the event loop that reads frames and sends ACKs, and ACK
+latency grows with the mapping load. A worker process (one by default; 2 cores here) takes
+whole batches: one round trip per batch of up to a few hundred messages.
+
+Workers load the channels' mappings once at start (analyst modules included) and are replaced
+when a reload changes a channel's mapping. `workers: 0` maps in a thread instead (tests, debugging).
+"""
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from collections.abc import Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+# One job: (channel name, raw bytes, codec). One result: (payload, error class, error text).
+Job = tuple[str, bytes, str]
+Result = tuple[bytes | None, str | None, str | None]
+Specs = dict[str, tuple[Any, str]]
+
+_mappings: dict[str, Any] = {}
+
+
+def _build(specs: Specs) -> dict[str, Any]:
+    from simpul.mappings import load_mapping
+
+    return {name: load_mapping(spec, base_dir=Path(base_dir)) for name, (spec, base_dir) in specs.items()}
+
+
+def _load(specs: Specs) -> None:
+    """Worker-process initializer."""
+    _mappings.clear()
+    _mappings.update(_build(specs))
+
+
+def _map_with(mappings: dict[str, Any], jobs: Sequence[Job]) -> list[Result]:
+    results: list[Result] = []
+    for channel, raw, codec in jobs:
+        try:
+            text = raw.decode(codec or "utf-8")
+            if text.startswith("\ufeff"):
+                text = text[1:]
+            results.append((orjson.dumps(mappings[channel].map(text)), None, None))
+        except Exception as exc:  # noqa: BLE001 - any mapping failure becomes a dead letter
+            results.append((None, type(exc).__name__, str(exc)[:2000]))
+    return results
+
+
+def _map_batch(jobs: Sequence[Job]) -> list[Result]:
+    return _map_with(_mappings, jobs)
+
+
+class MappingPool:
+    def __init__(self, specs: Specs, workers: int = 1) -> None:
+        self.specs = specs
+        self.workers = workers
+        self._executor: Executor | None = None
+        self._local: dict[str, Any] = {}
+        if workers > 0:
+            context = multiprocessing.get_context("spawn")   # never fork a process that runs threads
+            self._executor = ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                                 initializer=_load, initargs=(specs,))
+        else:
+            self._local = _build(specs)
+
+    async def map_batch(self, jobs: Sequence[Job]) -> list[Result]:
+        if not jobs:
+            return []
+        if self._executor is None:
+            return await asyncio.to_thread(_map_with, self._local, jobs)
+        loop = asyncio.get_running_loop()
+        size = max(1, -(-len(jobs) // self.workers))
+        chunks = [list(jobs[i:i + size]) for i in range(0, len(jobs), size)]
+        try:
+            parts = await asyncio.gather(*(loop.run_in_executor(self._executor, _map_batch, chunk)
+                                           for chunk in chunks))
+        except BrokenProcessPool:
+            # A worker died (killed, out of memory): start fresh ones; the caller retries the batch.
+            self._executor = ProcessPoolExecutor(max_workers=self.workers,
+                                                 mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=_load, initargs=(self.specs,))
+            raise
+        return [result for part in parts for result in part]
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)   # queued batches still finish; their callers wait
+            self._executor = None
+
+
+def specs_of(channels: Sequence[Any]) -> Specs:
+    """What a worker needs to rebuild each channel's mapping: its spec and its folder."""
+    specs: Specs = {}
+    for runtime in channels:
+        specs[runtime.name] = (runtime.channel.mapping, str(runtime.path.parent))
+    return specs
