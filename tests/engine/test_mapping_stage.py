@@ -1,0 +1,54 @@
+"""The mapping stage behind the ACK: worker processes, failures as dead letters, raw destinations unaffected."""
+from __future__ import annotations
+
+import json
+
+from tests.helpers import adt, channel_yaml, free_port, segment, send_one
+
+UNSUPPORTED = (b"MSH|^~\\&|EHR|RSUD|SIMPUL|RSUD|20261126||VXU^V04^VXU_V04|VX-1|P|2.5.1\r"
+               b"PID|1||MR9^^^RSUD^MR||Suharto^Budi\r")
+
+
+def two_destinations(tmp_path) -> str:
+    return f"""\
+        - label: fhir-files
+          file: {{directory: {tmp_path / 'fhir'}}}
+        - label: raw-archive
+          payload: raw
+          order_by: none
+          file: {{directory: {tmp_path / 'raw'}}}
+        """
+
+
+async def test_mapping_runs_in_a_worker_process_and_output_reaches_the_destination(harness, tmp_path):
+    port = free_port()
+    await harness.start({"adt.yaml": channel_yaml("adt", port, two_destinations(tmp_path))}, mapping_workers=1)
+    assert segment(await send_one(port, adt("PROC-1", patient="MR321")), "MSA")[1] == "AA"
+    files = await harness.wait_for(lambda: list((tmp_path / "fhir").glob("*.json")), timeout=30)
+    bundle = json.loads(files[0].read_text())
+    assert bundle["resourceType"] == "Bundle" and bundle["type"] == "transaction"
+    types = {entry["resource"]["resourceType"] for entry in bundle["entry"]}
+    assert {"Patient", "Encounter"} <= types
+
+
+async def test_unmappable_message_is_acked_dead_lettered_at_the_mapping_stage_and_raw_still_flows(harness, tmp_path):
+    port = free_port()
+    await harness.start({"adt.yaml": channel_yaml("adt", port, two_destinations(tmp_path))})
+    ack = await send_one(port, UNSUPPORTED)
+    assert segment(ack, "MSA")[1] == "AA"          # stored durably; the mapping problem is ours to fix
+    dead = (await harness.wait_for(lambda: harness.sql("SELECT * FROM dead_letters")))[0]
+    assert (dead.channel, dead.stage, dead.error_class) == ("adt", "mapping", "UnsupportedMessageType")
+    assert bytes(dead.raw) == UNSUPPORTED and dead.control_id == "VX-1"
+    raw_files = await harness.wait_for(lambda: list((tmp_path / "raw").glob("*.hl7")))
+    assert raw_files[0].read_bytes() == UNSUPPORTED
+    assert not (tmp_path / "fhir").exists() or not list((tmp_path / "fhir").glob("*"))
+
+
+async def test_message_no_channel_takes_is_acked_and_kept_as_unrouted(harness, tmp_path):
+    port = free_port()
+    await harness.start({"adt.yaml": channel_yaml("adt", port, two_destinations(tmp_path),
+                                                  message_types="[ORU^R01]")})
+    assert segment(await send_one(port, adt("UNR-1")), "MSA")[1] == "AA"
+    rows = await harness.wait_for(lambda: harness.sql("SELECT status FROM messages WHERE status != 'received'"))
+    assert [r.status for r in rows] == ["unrouted"]
+    assert harness.sql("SELECT count(*) AS n FROM deliveries")[0].n == 0
