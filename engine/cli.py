@@ -21,6 +21,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Simpul: HL7v2/FHIR integration engine.")
 messages_app = typer.Typer(no_args_is_help=True, help="Find stored messages.")
 app.add_typer(messages_app, name="messages")
+from simpul.dead_letters.cli import dead_letters_app, destinations_app  # noqa: E402 - sub-apps defined there
+app.add_typer(dead_letters_app, name="dead-letters")
+app.add_typer(destinations_app, name="destinations")
 
 ConfigOption = Annotated[Optional[Path], typer.Option("--config", "-c", help="Engine settings file "
                                                       "(default: config/simpul.yaml when present).")]
@@ -238,6 +241,14 @@ def migrate(config: ConfigOption = None) -> None:
     settings = _settings(config)
     open_database(settings.database_url()).dispose()
     typer.echo("store schema is up to date", err=True)
+
+
+@app.command()
+def docs() -> None:
+    """Print the channel YAML reference (Markdown), generated from the models."""
+    from simpul.engine.config.reference import channel_reference
+
+    sys.stdout.write(channel_reference())
 
 
 @app.command()

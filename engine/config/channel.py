@@ -98,6 +98,52 @@ class RetryPolicy(Strict):
         return self
 
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class DowntimeWindow(Strict):
+    """A planned, recurring outage (e.g. a LIS that shuts its interface every night).
+
+    Inside the window the destination's worker claims nothing: no attempt is made or counted
+    and no backoff grows, and the destination reports `in_downtime` so alerts can stay quiet.
+    """
+
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
+        default_factory=lambda: list(WEEKDAYS), description="Days the window starts on (default every day).")
+    start: str = Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="Local start time, HH:MM.",
+                       examples=["23:00"])
+    end: str = Field(pattern=r"^([01][0-9]|2[0-4]):[0-5][0-9]$",
+                     description="Local end time, HH:MM; earlier than start means it ends the next day.",
+                     examples=["01:30"])
+    timezone: str = Field("UTC", description="IANA time zone of start/end, e.g. Asia/Jakarta.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        import zoneinfo
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone '{value}'") from None
+        return value
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> "DowntimeWindow":
+        if self.start == self.end:
+            raise ValueError("start and end are the same time: the window would be empty")
+        return self
+
+
+class CircuitBreaker(Strict):
+    failures: int = Field(5, ge=1, description="Consecutive retryable failures that open the circuit.")
+    open_for: Duration = Field(30.0, description="How long the circuit stays open before one half-open probe.")
+
+
+class RateLimit(Strict):
+    per_second: float = Field(gt=0, description="Sends per second, sustained.")
+    burst: int = Field(1, ge=1, description="Sends allowed at once after an idle period.")
+
+
 class Destination(Strict):
     label: str = Field(pattern=LABEL, description="Names this stage in logs, metrics and dead letters.")
     order_by: Literal["patient", "visit", "accession", "placer", "filler", "control_id", "none"] = Field(
@@ -106,10 +152,19 @@ class Destination(Strict):
         None, description="What to send: the mapping's output or the original message "
                           "(default: raw for mllp, mapped otherwise).")
     max_in_flight: int = Field(8, ge=1, le=256, description="Deliveries in flight at once (always one per key).")
-    retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    fhir_server: FhirServerConfig | None = None
-    mllp: MllpDestinationConfig | None = None
-    file: FileDestinationConfig | None = None
+    retry: RetryPolicy = Field(default_factory=RetryPolicy, description="Attempts and backoff before a dead "
+                                                                        "letter (retryable errors only).")
+    on_failure: Literal["skip", "block"] = Field(
+        "skip", description="When a key's head message is dead-lettered: skip = the key moves on (default); "
+                            "block = the key waits until the dead letter is replayed or discarded.")
+    downtime: list[DowntimeWindow] = Field(default_factory=list,
+                                           description="Planned outages: no sends, no attempts counted.")
+    circuit_breaker: CircuitBreaker | None = Field(
+        None, description="Stop sending after N consecutive failures; probe with one send after open_for.")
+    rate_limit: RateLimit | None = Field(None, description="Most sends per second to this destination.")
+    fhir_server: FhirServerConfig | None = Field(None, description="POST the mapped Bundle to a FHIR server.")
+    mllp: MllpDestinationConfig | None = Field(None, description="Send HL7v2 over MLLP and check the ACK.")
+    file: FileDestinationConfig | None = Field(None, description="Write each payload to a file in a folder.")
 
     @model_validator(mode="after")
     def _one_connector(self) -> "Destination":
@@ -134,12 +189,14 @@ class Destination(Strict):
 
 class Channel(Strict):
     name: str = Field(pattern=LABEL, description="Unique channel name.")
-    description: str = ""
-    enabled: bool = True
-    source: Source
-    filter: Filter = Field(default_factory=Filter)
+    description: str = Field("", description="Free text for people reading the channel list.")
+    enabled: bool = Field(True, description="false keeps the file but runs nothing from it.")
+    source: Source = Field(description="Where messages come from.")
+    filter: Filter = Field(default_factory=Filter, description="Which messages of the source this channel takes "
+                                                               "(all rules must match; empty = all).")
     mapping: MappingSpec | str = Field("v2_to_fhir", description="Built-in map name or a mapping spec.")
-    destinations: list[Destination] = Field(min_length=1)
+    destinations: list[Destination] = Field(min_length=1, description="Where the result goes, each with its "
+                                                                      "own queue, order and retry policy.")
 
     @field_validator("destinations")
     @classmethod

@@ -1,0 +1,74 @@
+"""Generate the channel YAML reference from the pydantic models (`simpul docs`).
+
+The field descriptions in the models are the single source: the README's reference section is
+this output, and a test fails when the two drift apart.
+"""
+from __future__ import annotations
+
+import types
+import typing
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    found: list[type[BaseModel]] = []
+    if typing.get_origin(annotation) is not None or isinstance(annotation, types.UnionType):
+        for arg in typing.get_args(annotation):
+            found.extend(_models_in(arg))
+    return found
+
+
+def _type_name(annotation: Any) -> str:
+    text = str(annotation).replace("typing.", "").replace("NoneType", "null")
+    for prefix in ("simpul.engine.config.channel.", "simpul.connectors.fhir_server.", "simpul.connectors.mllp.",
+                   "simpul.connectors.file.", "simpul.mllp.tls.", "simpul.mappings.options.", "pathlib."):
+        text = text.replace(prefix, "")
+    if text.startswith("<class '"):
+        text = text[8:-2].rsplit(".", 1)[-1]
+    return text.replace("Annotated[float, BeforeValidator(func=<function parse_duration at", "Duration").split(
+        " at 0x")[0]
+
+
+def _default(field: Any) -> str:
+    if field.is_required():
+        return "**required**"
+    if field.default_factory is not None:
+        return ""
+    value = field.default
+    if value is None or value is PydanticUndefined:
+        return ""
+    return f"`{value}`"
+
+
+def reference(model: type[BaseModel], path: str = "", seen: set[type] | None = None) -> list[str]:
+    seen = seen or set()
+    lines = [f"#### `{path or 'channel'}`", "", "| key | type | default | meaning |", "|---|---|---|---|"]
+    nested: list[tuple[str, type[BaseModel]]] = []
+    for name, field in model.model_fields.items():
+        if field.exclude:
+            continue
+        key = field.alias or name
+        type_name = "duration" if "parse_duration" in str(field.metadata) + str(field.annotation) else \
+            _type_name(field.annotation)
+        description = (field.description or "").replace("|", "\\|").replace("\n", " ")
+        shown_type = type_name.replace("|", "\\|")
+        lines.append(f"| `{key}` | {shown_type} | {_default(field)} | {description} |")
+        for sub in _models_in(field.annotation):
+            if sub not in seen:
+                seen.add(sub)
+                nested.append((f"{path}.{key}" if path else key, sub))
+    lines.append("")
+    for sub_path, sub in nested:
+        lines.extend(reference(sub, sub_path, seen))
+    return lines
+
+
+def channel_reference() -> str:
+    from simpul.engine.config.channel import Channel
+
+    return "\n".join(reference(Channel)).rstrip() + "\n"
