@@ -108,42 +108,58 @@ class StoreWriter:
             self._connection = None
 
     def _commit_batch(self, batch: list[_Job]) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
-        """One transaction and one fsync for the whole batch.
-
-        Each function job runs in its own savepoint, so one failing job rolls back alone; the
-        message inserts go in one executemany. If the commit itself fails, every waiter hears it.
+        """Message inserts first, in one transaction (one fsync), and their waiters are released
+        at once: an ACK never waits behind the processor's or the delivery workers' writes. Then
+        every other job of the batch in a second transaction, each in its own savepoint so one
+        failing job rolls back alone. If a commit fails, every waiter of that transaction hears it.
         """
         inserts = [job for job in batch if job.row is not None]
+        jobs = [job for job in batch if job.fn is not None]
         results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        if inserts:
+            released = self._in_transaction(inserts, self._insert_rows)
+            if jobs and self._loop is not None and not self._loop.is_closed():
+                self._loop.call_soon_threadsafe(_settle, released)
+            else:
+                results.extend(released)
+        if jobs:
+            results.extend(self._in_transaction(jobs, self._run_jobs))
+        return results
+
+    def _in_transaction(self, jobs: list[_Job], work: Callable[[Connection, list[_Job]], list[Any]]
+                        ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
         try:
             if self._connection is None:
                 self._connection = self.engine.connect()
-            connection = self._connection
-            with connection.begin():
-                if inserts:
-                    connection.execute(messages.insert(), [job.row for job in inserts])
-                    results.extend((job.future, None, None) for job in inserts)
-                for job in batch:
-                    if job.fn is None:
-                        continue
-                    savepoint = connection.begin_nested()
-                    try:
-                        value = job.fn(connection)
-                    except Exception as exc:
-                        savepoint.rollback()
-                        log.error("store job %s failed: %s", getattr(job.fn, "__qualname__", "?"),
-                                  type(exc).__name__)
-                        results.append((job.future, None, exc))
-                    else:
-                        savepoint.commit()
-                        results.append((job.future, value, None))
+            with self._connection.begin():
+                results = work(self._connection, jobs)
         except Exception as exc:  # the commit failed: inserters answer AE/CE, jobs see the error
-            log.error("group commit of %d jobs failed: %s", len(batch), type(exc).__name__)
+            log.error("group commit of %d jobs failed: %s", len(jobs), type(exc).__name__)
             self._discard_connection()
             error = StoreError(f"commit failed: {type(exc).__name__}")
-            return [(job.future, None, error) for job in batch]
+            return [(job.future, None, error) for job in jobs]
         self.commits += 1
-        self.committed_rows += len(inserts)
+        return results
+
+    def _insert_rows(self, connection: Connection, jobs: list[_Job]) -> list[Any]:
+        connection.execute(messages.insert(), [job.row for job in jobs])
+        self.committed_rows += len(jobs)
+        return [(job.future, None, None) for job in jobs]
+
+    def _run_jobs(self, connection: Connection, jobs: list[_Job]) -> list[Any]:
+        results: list[Any] = []
+        for job in jobs:
+            assert job.fn is not None
+            savepoint = connection.begin_nested()
+            try:
+                value = job.fn(connection)
+            except Exception as exc:
+                savepoint.rollback()
+                log.error("store job %s failed: %s", getattr(job.fn, "__qualname__", "?"), type(exc).__name__)
+                results.append((job.future, None, exc))
+            else:
+                savepoint.commit()
+                results.append((job.future, value, None))
         return results
 
     def _discard_connection(self) -> None:
