@@ -4,7 +4,16 @@ A delivery is eligible when it is due and it is the oldest unfinished delivery o
 key, so a failing message holds back only its own patient (or accession...). Claiming sets a
 lease; a worker that dies leaves the lease to expire and any worker takes the delivery over.
 After the retry policy is spent (attempts or age) the delivery becomes a dead letter that
-keeps the original bytes, the stage label and every attempt, and the key moves on.
+keeps the original bytes, the stage label and every attempt, and the key moves on — or, with
+`on_failure: block`, the delivery is `held` and its key waits until the dead letter is replayed
+or discarded (dead_letters/).
+
+Before claiming, the worker asks its `DeliveryControl` (downtime windows, circuit breaker, rate
+limit) how many it may take, and the claim itself returns nothing while the destination is
+paused in the store (`destination_controls`), so a pause from the CLI or HTTP survives restarts.
+A replay is a new delivery row: `ordered_as` gives it the FIFO place of the held delivery it
+replaces, and connectors see the first delivery's id (`replay_of`) so file names and other
+idempotency keys stay the same.
 """
 from __future__ import annotations
 
@@ -17,19 +26,24 @@ from types import SimpleNamespace
 from typing import Any
 
 import tenacity
-from sqlalchemy import Connection, and_, exists, or_, select, update
+from sqlalchemy import Connection, and_, exists, func, or_, select, update
 from sqlalchemy.orm import aliased
 
 from simpul.connectors.base import Connector, Outgoing
+from simpul.dead_letters.delivery_control import DeliveryControl
 from simpul.engine.config.channel import RetryPolicy
 from simpul.engine.metrics import Metrics
-from simpul.engine.store.schema import dead_letters, deliveries, delivery_attempts, messages
+from simpul.engine.store.schema import (
+    dead_letters, deliveries, delivery_attempts, destination_controls, messages,
+)
 from simpul.engine.store.writer import StoreWriter
 from simpul.errors import ConnectorError, ConnectorRejected, ConnectorUnavailable
 
 log = logging.getLogger("simpul.delivery")
 
 MAX_KEPT_TEXT = 8000
+# Statuses that keep later deliveries of the same key waiting (FIFO per key).
+ACTIVE_STATUSES = ("pending", "in_flight", "held")
 
 
 def backoff_seconds(policy: RetryPolicy, attempt: int) -> float:
@@ -51,12 +65,14 @@ class Claimed:
     created_at: float
     control_id: str
     message_type: str
+    idempotency_id: int = 0      # the first delivery of a replay chain; connectors key on it
 
 
 class DestinationWorker:
     def __init__(self, channel: str, label: str, connector: Connector, policy: RetryPolicy, *,
                  writer: StoreWriter, metrics: Metrics, max_in_flight: int, lease: float,
-                 poll_interval: float, owner: str, send_timeout: float = 300.0) -> None:
+                 poll_interval: float, owner: str, send_timeout: float = 300.0,
+                 control: DeliveryControl | None = None) -> None:
         self.channel = channel
         self.label = label
         self.connector = connector
@@ -67,6 +83,7 @@ class DestinationWorker:
         self.poll_interval = poll_interval
         self.owner = owner
         self.send_timeout = send_timeout
+        self.control = control or DeliveryControl()
         self.wake = asyncio.Event()
         self._stopping = False
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -74,6 +91,7 @@ class DestinationWorker:
         self._retried = metrics.retried.labels(channel, label)
         self._dead = metrics.dead_lettered.labels(channel, label)
         self._latency = metrics.delivery_latency.labels(channel, label)
+        self._metrics = metrics
 
     async def run(self) -> None:
         try:
@@ -83,8 +101,11 @@ class DestinationWorker:
         while not self._stopping:
             free = self.max_in_flight - len(self._in_flight)
             claimed: list[Claimed] = []
-            if free > 0:
-                claimed = await self.writer.run(self._claim_job(free))
+            limit = self.control.claim_limit(free)
+            if limit > 0:
+                claimed, self.control.paused = await self.writer.run(self._claim_job(limit))
+                self.control.claimed(len(claimed))
+            self._report_state()
             for item in claimed:
                 task = asyncio.create_task(self._deliver(item))
                 self._in_flight.add(task)
@@ -92,9 +113,14 @@ class DestinationWorker:
             if not claimed or free <= len(claimed):
                 self.wake.clear()
                 try:
-                    await asyncio.wait_for(self.wake.wait(), timeout=self.poll_interval)
+                    await asyncio.wait_for(self.wake.wait(), timeout=self.control.next_wake(self.poll_interval))
                 except TimeoutError:
                     pass
+
+    def _report_state(self) -> None:
+        self._metrics.set_destination_state(self.channel, self.label, paused=self.control.paused,
+                                            in_downtime=self.control.in_downtime(),
+                                            circuit=self.control.circuit_state)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
@@ -110,36 +136,45 @@ class DestinationWorker:
             task.cancel()
         await self.connector.close()
 
-    def _claim_job(self, limit: int) -> Callable[[Connection], list[Claimed]]:
+    def _claim_job(self, limit: int) -> Callable[[Connection], tuple[list[Claimed], bool]]:
+        """Claim up to `limit` due deliveries; returns (claimed, paused). A paused destination claims none."""
         channel, label, owner = self.channel, self.label, self.owner
         lease = self.lease
 
-        def claim(connection: Connection) -> list[Claimed]:
+        def claim(connection: Connection) -> tuple[list[Claimed], bool]:
+            c = destination_controls.c
+            paused_at = connection.execute(select(c.paused_at).where(
+                c.channel == channel, c.destination == label)).scalar()
+            if paused_at is not None:
+                return [], True
             now = time.time()
             d = deliveries
             earlier = aliased(deliveries)
+            position = func.coalesce(d.c.ordered_as, d.c.id)
+            earlier_position = func.coalesce(earlier.c.ordered_as, earlier.c.id)
             blocked = exists().where(and_(
                 earlier.c.channel == d.c.channel, earlier.c.destination == d.c.destination,
-                earlier.c.order_key == d.c.order_key, earlier.c.id < d.c.id,
-                earlier.c.status.in_(("pending", "in_flight"))))
+                earlier.c.order_key == d.c.order_key,
+                or_(earlier_position < position, and_(earlier_position == position, earlier.c.id < d.c.id)),
+                earlier.c.status.in_(ACTIVE_STATUSES)))
             due = or_(and_(d.c.status == "pending", d.c.next_attempt_at <= now),
                       and_(d.c.status == "in_flight", d.c.lease_until < now))
             query = (select(d.c.id, d.c.message_id, d.c.payload, d.c.content_type, d.c.attempts, d.c.created_at,
-                            messages.c.control_id, messages.c.message_type)
+                            messages.c.control_id, messages.c.message_type, func.coalesce(d.c.replay_of, d.c.id))
                      .join(messages, messages.c.id == d.c.message_id)
                      .where(d.c.channel == channel, d.c.destination == label, due, ~blocked)
-                     .order_by(d.c.id).limit(limit))
+                     .order_by(position, d.c.id).limit(limit))
             rows = [Claimed(*row) for row in connection.execute(query)]
             if rows:
                 connection.execute(update(d).where(d.c.id.in_([r.id for r in rows]))
                                    .values(status="in_flight", lease_until=now + lease, lease_owner=owner))
-            return rows
+            return rows, False
         return claim
 
     async def _deliver(self, item: Claimed) -> None:
         started = time.time()
         outgoing = Outgoing(item.payload, item.content_type, item.control_id, self.channel, self.label,
-                            item.id, item.message_type)
+                            item.idempotency_id or item.id, item.message_type)
         error: ConnectorError | None = None
         response = ""
         try:
@@ -165,6 +200,8 @@ class DestinationWorker:
             exhausted = attempt >= self.policy.max_attempts or (
                 self.policy.max_age is not None and finished - item.created_at >= self.policy.max_age)
             outcome = "failed" if exhausted else "retry"
+        # The circuit counts only endpoint trouble: a rejection proves the receiver is up.
+        self.control.record(not isinstance(error, ConnectorUnavailable))
         if outcome == "retry":
             self._retried.inc()
         if outcome == "failed":
@@ -175,14 +212,14 @@ class DestinationWorker:
                 "attempt": attempt, "outcome": outcome, "error_class": type(error).__name__, "error": str(error)})
         next_at = finished + backoff_seconds(self.policy, attempt) if outcome == "retry" else None
         await self.writer.run(_record_job(item, attempt, outcome, error, response, started, finished, next_at,
-                                          self.channel, self.label))
+                                          self.channel, self.label, hold=self.control.on_failure == "block"))
         if outcome == "retry":
             self.wake.set()
 
 
 def _record_job(item: Claimed, attempt: int, outcome: str, error: ConnectorError | None, response: str,
                 started: float, finished: float, next_at: float | None, channel: str,
-                label: str) -> Callable[[Connection], None]:
+                label: str, hold: bool = False) -> Callable[[Connection], None]:
     error_text = str(error)[:MAX_KEPT_TEXT] if error is not None else None
     kept_response = _as_text(error.response if error is not None else response)
 
@@ -198,7 +235,8 @@ def _record_job(item: Claimed, attempt: int, outcome: str, error: ConnectorError
         elif outcome == "retry":
             values.update(status="pending", next_attempt_at=next_at)
         else:
-            values.update(status="dead")
+            # held: dead-lettered, but its key waits for the on-call decision (replay or discard)
+            values.update(status="held" if hold else "dead")
         connection.execute(update(deliveries).where(deliveries.c.id == item.id).values(**values))
         if outcome == "failed":
             message = connection.execute(select(messages).where(messages.c.id == item.message_id)).one()

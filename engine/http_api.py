@@ -58,4 +58,6 @@ def create_app(engine: "Engine") -> FastAPI:
         rows = await engine.read(lambda connection: search_messages(connection, query))
         return {"count": len(rows), "messages": rows}
 
+    from simpul.dead_letters.http_api import install as install_dead_letters  # dead letters, replay, destinations
+    install_dead_letters(app, engine)
     return app

@@ -43,3 +43,24 @@ class Metrics:
                                   registry=r)
         self.listener_events = Counter("simpul_mllp_events", "Refused connections, timeouts, oversize frames",
                                        ["source", "event"], registry=r)
+        # Delivery control and "why is it queued?" (dead_letters/): the gauges are refreshed from
+        # the store every few seconds, so they count rows, not events since start.
+        self.queue_depth = Gauge("simpul_queue_depth", "Deliveries not yet delivered, by status "
+                                 "(pending, in_flight, held)", ["channel", "destination", "status"], registry=r)
+        self.queue_oldest_age = Gauge("simpul_queue_oldest_age_seconds", "Age of the oldest undelivered "
+                                      "delivery (0 when the queue is empty)", ["channel", "destination"], registry=r)
+        self.dead_letters_open = Gauge("simpul_dead_letters_open", "Dead letters waiting for a decision",
+                                       ["channel", "destination"], registry=r)
+        self.destination_paused = Gauge("simpul_destination_paused", "1 while paused by staff",
+                                        ["channel", "destination"], registry=r)
+        self.destination_in_downtime = Gauge("simpul_destination_in_downtime", "1 inside a planned downtime window",
+                                             ["channel", "destination"], registry=r)
+        self.circuit_state = Gauge("simpul_destination_circuit_state", "Circuit breaker: 0 closed, 1 open, "
+                                   "2 half-open", ["channel", "destination"], registry=r)
+
+    def set_destination_state(self, channel: str, destination: str, *, paused: bool, in_downtime: bool,
+                              circuit: str) -> None:
+        """Called by the destination worker on every loop."""
+        self.destination_paused.labels(channel, destination).set(int(paused))
+        self.destination_in_downtime.labels(channel, destination).set(int(in_downtime))
+        self.circuit_state.labels(channel, destination).set({"closed": 0, "open": 1, "half_open": 2}.get(circuit, 0))

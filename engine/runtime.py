@@ -24,8 +24,11 @@ from simpul.engine.channel_runtime import ChannelRuntime
 from simpul.engine.config.channel import Channel, MllpSource
 from simpul.engine.config.channels import load_channels
 from simpul.engine.config.settings import Settings
+from simpul.dead_letters.delivery_control import DeliveryControl
+from simpul.dead_letters.queue_metrics import refresh_queue_gauges
 from simpul.engine.delivery import DestinationWorker
 from simpul.engine.ingest import DedupIndex, Ingest, _Seen
+from simpul.engine.mapping_pool import MappingPool, specs_of
 from simpul.engine.metrics import Metrics
 from simpul.engine.processor import Processor
 from simpul.engine.store.database import open_database
@@ -89,6 +92,7 @@ class Engine:
         self.listeners: dict[str, _Listener] = {}
         self.workers: dict[tuple[str, str], tuple[str, DestinationWorker, asyncio.Task[None]]] = {}
         self.processor: Processor | None = None
+        self._mapping_pool: MappingPool | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._http: Any = None
         self.http_port: int | None = None
@@ -104,9 +108,12 @@ class Engine:
             busy_timeout_ms=int(self.settings.database.busy_timeout * 1000))
         self.writer = StoreWriter(self.db, max_batch=self.settings.database.group_commit_max)
         self.writer.start()
-        self.processor = Processor(self.writer, self.metrics, self.channels_for, self._wake_workers)
+        self.processor = Processor(self.writer, self.metrics, self.channels_for, self._wake_workers, self.read,
+                                   lambda: self._mapping_pool)
         await self._apply(loaded)
         self._tasks.append(asyncio.create_task(self.processor.run(), name="processor"))
+        self._tasks.append(asyncio.create_task(refresh_queue_gauges(
+            self, interval=min(5.0, self.settings.delivery.poll_interval * 20)), name="queue-gauges"))
         if self.settings.http.enabled:
             await self._start_http()
         if self.settings.reload_interval > 0:
@@ -130,6 +137,9 @@ class Engine:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._mapping_pool is not None:
+            self._mapping_pool.close()
+            self._mapping_pool = None
         if self.writer is not None:
             await self.writer.stop()
         if self.db is not None:
@@ -203,6 +213,13 @@ class Engine:
         for key, settings in wanted_listeners.items():
             if key not in self.listeners:
                 self.listeners[key] = await self._start_listener(key, settings)
+        specs = specs_of(runtimes)
+        if self._mapping_pool is None or self._mapping_pool.specs != specs:
+            # A new pool loads the edited mappings; the old one finishes nothing more (its batch is
+            # retried: messages stay `received` until their outcome is written).
+            old, self._mapping_pool = self._mapping_pool, MappingPool(specs, self.settings.mapping_workers)
+            if old is not None:
+                old.close()
         self.channels = {runtime.name: runtime for runtime in runtimes}
         self._by_source = by_source
         # Workers are replaced only when their destination's settings changed.
@@ -222,7 +239,8 @@ class Engine:
                 key[0], key[1], create_connector(destination.connector_name, destination.connector_config),
                 destination.retry, writer=self.writer, metrics=self.metrics,
                 max_in_flight=destination.max_in_flight, lease=self.settings.delivery.lease,
-                poll_interval=self.settings.delivery.poll_interval, owner=self.owner)
+                poll_interval=self.settings.delivery.poll_interval, owner=self.owner,
+                control=DeliveryControl.for_destination(destination))
             task = asyncio.create_task(worker.run(), name=f"deliver:{key[0]}/{key[1]}")
             self.workers[key] = (fingerprint, worker, task)
         if self.processor is not None:

@@ -46,7 +46,8 @@ def search_messages(connection: Connection, query: MessageQuery) -> list[dict[st
     if query.until is not None:
         statement = statement.where(m.received_at < query.until)
     statement = statement.order_by(m.id.desc()).limit(query.limit)
-    found = [dict(row._mapping) for row in connection.execute(statement)]
+    # str(): SQLAlchemy names columns with a str subclass, which orjson refuses as a dict key.
+    found = [{str(key): value for key, value in row._mapping.items()} for row in connection.execute(statement)]
     if found:
         ids = [row["id"] for row in found]
         summary = connection.execute(

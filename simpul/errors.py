@@ -21,6 +21,7 @@
     ├── MappingError(ValueError)         a message the mapping cannot turn into FHIR
     │   └── UnsupportedMessageType
     ├── StoreError                       the durable store refused or failed a commit
+    ├── OperationRefused(ValueError)     an on-call action refused by its guard (cap, no reason, ...)
     └── ConnectorError                   a destination failed; the retry policy reads only these two:
         ├── ConnectorUnavailable         retryable: timeouts, refused connections, 5xx, AE/CE
         └── ConnectorRejected            final: 4xx, AR/CR, a payload the receiver will never take
@@ -163,3 +164,8 @@ class ConnectorUnavailable(ConnectorError):
 
 class ConnectorRejected(ConnectorError):
     """Final: the receiver will never take this payload as it is."""
+
+
+class OperationRefused(SimpulError, ValueError):
+    """An on-call operation (replay, edit, discard, pause) that cannot be done as asked:
+    an unknown id or destination, a missing reason, a batch over its cap. Added for dead_letters/."""
