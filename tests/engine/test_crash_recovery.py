@@ -94,8 +94,12 @@ async def test_every_acked_message_survives_sigkill_and_is_delivered_exactly_onc
             delivered = _delivered_files(out)
             if acked <= set(delivered):
                 break
-            assert time.monotonic() < deadline, \
-                f"{len(acked - set(delivered))} ACKed message(s) not delivered after restart"
+            if time.monotonic() > deadline:
+                states = store_rows(database_url, "SELECT 'message' AS kind, status, count(*) AS n FROM messages "
+                                                  "GROUP BY status UNION ALL SELECT 'delivery', status, count(*) "
+                                                  "FROM deliveries GROUP BY status")
+                raise AssertionError(f"{len(acked - set(delivered))} ACKed message(s) not delivered after "
+                                     f"restart; store: {[tuple(row) for row in states]}")
             await asyncio.sleep(0.2)
         # Let anything still in flight finish, then stop gracefully and look at the final state.
         await asyncio.sleep(0.5)

@@ -1,0 +1,62 @@
+"""Leases: a delivery a crashed worker left `in_flight` is taken over once its lease expires, not before.
+
+The crashed state is made the way SIGKILL leaves it: a row `in_flight` with another process's
+`lease_owner` and a `lease_until`, written straight into the store of a stopped engine.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tests.helpers import EngineHarness, adt, file_destination_channel, free_port, send_one, segment, store_execute
+
+
+async def test_expired_lease_is_taken_over_and_a_live_lease_is_respected(tmp_path: Path, database_url: str) -> None:
+    harness = EngineHarness(tmp_path, database_url)
+    port = free_port()
+    out = tmp_path / "out"
+    await harness.start({"adt.yaml": file_destination_channel("adt", port, out)}, lease=1.0)
+    try:
+        for control_id, patient in (("CRASH-EXPIRED", "MR-A"), ("CRASH-LIVE", "MR-B")):
+            assert segment(await send_one(port, adt(control_id, patient=patient)), "MSA")[1] == "AA"
+        await harness.wait_for(lambda: len(harness.sql(
+            "SELECT id FROM deliveries WHERE status = 'delivered'")) == 2)
+    finally:
+        await harness.stop()
+
+    for path in out.glob("*.json"):
+        path.unlink()
+    ids = {row.control_id: row.id for row in harness.sql(
+        "SELECT d.id, m.control_id FROM deliveries d JOIN messages m ON m.id = d.message_id")}
+    now = time.time()
+    live_until = now + 2.0
+    crashed = ("UPDATE deliveries SET status = 'in_flight', lease_owner = :owner, lease_until = :until, "
+               "delivered_at = NULL WHERE id = :id")
+    store_execute(database_url, crashed, owner="dead-host:1", until=now - 30, id=ids["CRASH-EXPIRED"])
+    store_execute(database_url, crashed, owner="busy-host:2", until=live_until, id=ids["CRASH-LIVE"])
+
+    await harness.start(lease=1.0)
+    try:
+        expired = await harness.wait_for(lambda: list(out.glob("*-CRASH-EXPIRED.json")), timeout=5)
+        assert len(expired) == 1
+        # The other worker's lease is still valid: its delivery is left alone until it runs out.
+        live = harness.sql("SELECT status, lease_owner FROM deliveries WHERE id = :id", id=ids["CRASH-LIVE"])[0]
+        assert (live.status, live.lease_owner) == ("in_flight", "busy-host:2")
+        assert not list(out.glob("*-CRASH-LIVE.json"))
+        assert time.time() < live_until, "the test was too slow to observe the live lease"
+
+        await harness.wait_for(lambda: list(out.glob("*-CRASH-LIVE.json")), timeout=8)
+        assert time.time() >= live_until
+        # The file is written before the outcome is recorded: wait for the record too.
+        rows = await harness.wait_for(lambda: [row for row in harness.sql(
+            "SELECT id, status, attempts, lease_owner FROM deliveries ORDER BY id")
+            if row.status == "delivered"], timeout=5)
+        assert len(rows) == 2
+        assert all(row.status == "delivered" and row.lease_owner is None for row in rows)
+        # Each was sent once before the "crash" and once after the takeover; both attempts are kept.
+        assert [row.attempts for row in rows] == [2, 2]
+        history = harness.sql("SELECT delivery_id, outcome FROM delivery_attempts ORDER BY id")
+        assert sorted((row.delivery_id, row.outcome) for row in history) == sorted(
+            [(ids["CRASH-EXPIRED"], "delivered")] * 2 + [(ids["CRASH-LIVE"], "delivered")] * 2)
+    finally:
+        await harness.stop()
