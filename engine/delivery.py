@@ -152,19 +152,29 @@ class DestinationWorker:
             earlier = aliased(deliveries)
             position = func.coalesce(d.c.ordered_as, d.c.id)
             earlier_position = func.coalesce(earlier.c.ordered_as, earlier.c.id)
+            # FIFO per key: a delivery waits while an earlier one of its key is unfinished. The
+            # check seeks ix_deliveries_order (channel, destination, order_key, status), so it
+            # reads only the few unfinished rows of one key however long the history is.
             blocked = exists().where(and_(
                 earlier.c.channel == d.c.channel, earlier.c.destination == d.c.destination,
-                earlier.c.order_key == d.c.order_key,
-                or_(earlier_position < position, and_(earlier_position == position, earlier.c.id < d.c.id)),
-                earlier.c.status.in_(ACTIVE_STATUSES)))
-            due = or_(and_(d.c.status == "pending", d.c.next_attempt_at <= now),
-                      and_(d.c.status == "in_flight", d.c.lease_until < now))
-            query = (select(d.c.id, d.c.message_id, d.c.payload, d.c.content_type, d.c.attempts, d.c.created_at,
-                            messages.c.control_id, messages.c.message_type, func.coalesce(d.c.replay_of, d.c.id))
-                     .join(messages, messages.c.id == d.c.message_id)
-                     .where(d.c.channel == channel, d.c.destination == label, due, ~blocked)
-                     .order_by(position, d.c.id).limit(limit))
-            rows = [Claimed(*row) for row in connection.execute(query)]
+                earlier.c.order_key == d.c.order_key, earlier.c.status.in_(ACTIVE_STATUSES),
+                or_(earlier_position < position, and_(earlier_position == position, earlier.c.id < d.c.id))))
+            columns = (d.c.id, d.c.message_id, d.c.payload, d.c.content_type, d.c.attempts, d.c.created_at,
+                       messages.c.control_id, messages.c.message_type, func.coalesce(d.c.replay_of, d.c.id))
+            # Work whose worker died (lease expired) first, then due pending work in id order:
+            # walking ix_deliveries_queue (channel, destination, status, id) stops at `limit`.
+            # Order between keys is only fairness; order within a key is the `blocked` check.
+            orphaned = (select(*columns).join(messages, messages.c.id == d.c.message_id)
+                        .where(d.c.channel == channel, d.c.destination == label, d.c.status == "in_flight",
+                               d.c.lease_until < now, ~blocked)
+                        .order_by(d.c.id).limit(limit))
+            rows = [Claimed(*row) for row in connection.execute(orphaned)]
+            if len(rows) < limit:
+                query = (select(*columns).join(messages, messages.c.id == d.c.message_id)
+                         .where(d.c.channel == channel, d.c.destination == label, d.c.status == "pending",
+                                d.c.next_attempt_at <= now, ~blocked)
+                         .order_by(d.c.id).limit(limit - len(rows)))
+                rows.extend(Claimed(*row) for row in connection.execute(query))
             if rows:
                 connection.execute(update(d).where(d.c.id.in_([r.id for r in rows]))
                                    .values(status="in_flight", lease_until=now + lease, lease_owner=owner))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from simpul.engine.search import MessageQuery, search_messages
 
@@ -44,7 +44,7 @@ def create_app(engine: "Engine") -> FastAPI:
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        return Response(generate_latest(engine.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(await engine.metrics_text(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/api/messages")
     async def messages(patient_id: str | None = None, control_id: str | None = None,

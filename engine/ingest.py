@@ -22,7 +22,7 @@ from typing import Any
 
 from simpul.engine.business_keys import extract_business_keys
 from simpul.engine.charset import decode_message
-from simpul.engine.metrics import Metrics
+from simpul.engine.metrics import IngestMetrics
 from simpul.engine.store.writer import StoreWriter
 from simpul.errors import CharsetError, HeaderError, MessageError, StoreError
 from simpul.mllp.ack import build_ack
@@ -101,7 +101,7 @@ def accept_ack_wanted(header: MessageHeader, success: bool) -> bool:
 
 
 class Ingest:
-    def __init__(self, source: str, writer: StoreWriter, dedup: DedupIndex, metrics: Metrics, *,
+    def __init__(self, source: str, writer: StoreWriter, dedup: DedupIndex, metrics: IngestMetrics, *,
                  default_charset: str = "utf-8", fallback_charset: str | None = None,
                  on_committed: Callable[[], Any] | None = None) -> None:
         self.source = source

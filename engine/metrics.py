@@ -1,8 +1,10 @@
 """Prometheus metrics, one registry per engine (so tests can run several engines in one process).
 
-Ingest counters are labelled by source (the listener, e.g. "mllp:127.0.0.1:2575") because a
-message is ACKed before routing decides its channels; everything after routing is labelled by
-channel and destination.
+Two registries because ingest may run in its own process (see engine/ingest_process.py):
+`IngestMetrics` belong to the listeners and the ACK path, labelled by source (the listener, e.g.
+"mllp:127.0.0.1:2575") because a message is ACKed before routing decides its channels;
+`Metrics` cover everything after routing, labelled by channel and destination. /metrics
+serves both.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 disable_created_metrics()
 
 
-class Metrics:
+class IngestMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
@@ -25,6 +27,17 @@ class Metrics:
         self.ack_latency = Histogram(
             "simpul_ack_latency_seconds", "Frame received to ACK ready", ["source"], registry=r,
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+        self.connections = Gauge("simpul_mllp_connections", "Open MLLP connections", ["source"], registry=r)
+        self.junk_bytes = Counter("simpul_mllp_junk_bytes", "Bytes skipped outside MLLP frames", ["source"],
+                                  registry=r)
+        self.listener_events = Counter("simpul_mllp_events", "Refused connections, timeouts, oversize frames",
+                                       ["source", "event"], registry=r)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
         self.routed = Counter("simpul_messages_routed", "Messages a channel took", ["channel"], registry=r)
         self.unrouted = Counter("simpul_messages_unrouted", "Messages no channel took", ["source"], registry=r)
         self.mapping_failed = Counter("simpul_mapping_failed", "Messages the mapping could not map",
@@ -38,11 +51,6 @@ class Metrics:
                                      ["channel", "destination"], registry=r)
         self.delivery_latency = Histogram(
             "simpul_delivery_seconds", "One send to a destination", ["channel", "destination"], registry=r)
-        self.connections = Gauge("simpul_mllp_connections", "Open MLLP connections", ["source"], registry=r)
-        self.junk_bytes = Counter("simpul_mllp_junk_bytes", "Bytes skipped outside MLLP frames", ["source"],
-                                  registry=r)
-        self.listener_events = Counter("simpul_mllp_events", "Refused connections, timeouts, oversize frames",
-                                       ["source", "event"], registry=r)
         # Delivery control and "why is it queued?" (dead_letters/): the gauges are refreshed from
         # the store every few seconds, so they count rows, not events since start.
         self.queue_depth = Gauge("simpul_queue_depth", "Deliveries not yet delivered, by status "

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from simpul.engine.channel_runtime import ChannelRuntime
 from simpul.engine.mapping_pool import MappingPool
@@ -160,13 +160,17 @@ def _fetch_received(connection: Connection) -> list[Any]:
 
 
 def _write_outcomes(connection: Connection, outcomes: list[_Outcome]) -> None:
-    delivery_rows = [row for outcome in outcomes for row in outcome.delivery_rows]
+    """Status first, and only from `received`: if another processor (a second engine process,
+    or one that survived a crash for a moment) already handled a message, its deliveries are
+    not queued twice."""
+    statement = update(messages).where(messages.c.id == bindparam("message_id"),
+                                       messages.c.status == "received").values(status=bindparam("new_status"))
+    taken = [outcome for outcome in outcomes
+             if connection.execute(statement, {"message_id": outcome.message_id,
+                                               "new_status": outcome.status}).rowcount == 1]
+    delivery_rows = [row for outcome in taken for row in outcome.delivery_rows]
     if delivery_rows:
         connection.execute(deliveries.insert(), delivery_rows)
-    dead_rows = [row for outcome in outcomes for row in outcome.dead_letter_rows]
+    dead_rows = [row for outcome in taken for row in outcome.dead_letter_rows]
     if dead_rows:
         connection.execute(dead_letters.insert(), dead_rows)
-    for status in ("routed", "unrouted"):
-        ids = [outcome.message_id for outcome in outcomes if outcome.status == status]
-        if ids:
-            connection.execute(update(messages).where(messages.c.id.in_(ids)).values(status=status))

@@ -1,4 +1,8 @@
-"""The engine: store, listeners, processor, delivery workers, HTTP, and hot reload, in one process.
+"""The engine: store, listeners, processor, delivery workers, HTTP, and hot reload.
+
+By default (`ingest_process: true`) the listeners and the ACK path run in a child process
+(engine/ingest_process.py) and this process does everything behind the ACK; with `false`
+everything runs here (the tests' default, and handy for debugging).
 
 Start-up order matters (recovery before work): the schema is migrated, the dedup index is
 refilled from the store, and only then do listeners accept connections and workers claim
@@ -21,75 +25,36 @@ from sqlalchemy import Connection, select, text
 
 from simpul.connectors.base import create_connector
 from simpul.engine.channel_runtime import ChannelRuntime
-from simpul.engine.config.channel import Channel, MllpSource
 from simpul.engine.config.channels import load_channels
 from simpul.engine.config.settings import Settings
 from simpul.dead_letters.delivery_control import DeliveryControl
 from simpul.dead_letters.queue_metrics import refresh_queue_gauges
+from simpul.dead_letters.retention import run_retention_periodically
 from simpul.engine.delivery import DestinationWorker
-from simpul.engine.ingest import DedupIndex, Ingest, _Seen
+from simpul.engine.ingest_process import IngestProcess
+from simpul.engine.listeners import ListenerSet, source_key, wanted_listeners
 from simpul.engine.mapping_pool import MappingPool, specs_of
-from simpul.engine.metrics import Metrics
+from simpul.engine.metrics import IngestMetrics, Metrics
 from simpul.engine.processor import Processor
 from simpul.engine.store.database import open_database
-from simpul.engine.store.schema import messages
 from simpul.engine.store.writer import StoreWriter
 from simpul.errors import ConfigError
-from simpul.mllp.listener import ListenerEvents, MllpServer, start_mllp_server
-from simpul.mllp.tls import server_ssl_context
 
 log = logging.getLogger("simpul.engine")
-
-
-def source_key(channel: Channel) -> str:
-    mllp = channel.source.mllp
-    # Port 0 (tests) means "any free port": such a listener is the channel's own.
-    return f"mllp:{mllp.host}:{mllp.port}" if mllp.port else f"mllp:{channel.name}"
-
-
-class _CountingEvents(ListenerEvents):
-    def __init__(self, metrics: Metrics, source: str) -> None:
-        self._connections = metrics.connections.labels(source)
-        self._junk = metrics.junk_bytes.labels(source)
-        self._events = metrics.listener_events
-        self._source = source
-
-    def connection_opened(self) -> None:
-        self._connections.inc()
-
-    def connection_closed(self) -> None:
-        self._connections.dec()
-
-    def connection_refused(self) -> None:
-        self._events.labels(self._source, "refused").inc()
-
-    def junk_skipped(self, n: int) -> None:
-        self._junk.inc(n)
-
-    def frame_too_large(self) -> None:
-        self._events.labels(self._source, "frame_too_large").inc()
-
-    def timed_out(self, kind: str) -> None:
-        self._events.labels(self._source, f"timeout_{kind}").inc()
-
-
-@dataclass
-class _Listener:
-    settings: MllpSource
-    server: MllpServer
-    ingest: Ingest
 
 
 class Engine:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
+        self.ingest_metrics = IngestMetrics()
         self.owner = settings.engine_id or f"{socket.gethostname()}:{os.getpid()}"
         self.db: Any = None
         self.writer: StoreWriter | None = None
         self.channels: dict[str, ChannelRuntime] = {}
         self._by_source: dict[str, list[ChannelRuntime]] = {}
-        self.listeners: dict[str, _Listener] = {}
+        self._listener_set: ListenerSet | None = None
+        self._ingest_process: IngestProcess | None = None
         self.workers: dict[tuple[str, str], tuple[str, DestinationWorker, asyncio.Task[None]]] = {}
         self.processor: Processor | None = None
         self._mapping_pool: MappingPool | None = None
@@ -110,22 +75,31 @@ class Engine:
         self.writer.start()
         self.processor = Processor(self.writer, self.metrics, self.channels_for, self._wake_workers, self.read,
                                    lambda: self._mapping_pool)
+        if not self.settings.ingest_process:
+            self._listener_set = ListenerSet(self.writer, self.ingest_metrics, self.read, self._message_committed)
         await self._apply(loaded)
+        if self.settings.ingest_process:
+            self._ingest_process = IngestProcess(self.settings, self._message_committed)
+            await self._ingest_process.start()
         self._tasks.append(asyncio.create_task(self.processor.run(), name="processor"))
         self._tasks.append(asyncio.create_task(refresh_queue_gauges(
             self, interval=min(5.0, self.settings.delivery.poll_interval * 20)), name="queue-gauges"))
+        # Archive-then-remove of finished messages for channels with `retention:` (dead_letters/retention.py).
+        self._tasks.append(asyncio.create_task(run_retention_periodically(self), name="retention"))
         if self.settings.http.enabled:
             await self._start_http()
         if self.settings.reload_interval > 0:
             self._tasks.append(asyncio.create_task(self._watch_channels(), name="reload"))
         self.started.set()
         log.info("engine started", extra={"channels": sorted(self.channels), "http_port": self.http_port,
-                                          "listeners": {k: v.server.port for k, v in self.listeners.items()}})
+                                          "listeners": self.listener_ports()})
 
     async def stop(self) -> None:
-        for listener in self.listeners.values():
-            await listener.server.close()
-        self.listeners.clear()
+        if self._ingest_process is not None:
+            await self._ingest_process.stop()
+            self._ingest_process = None
+        if self._listener_set is not None:
+            await self._listener_set.close()
         if self.processor is not None:
             self.processor.stop()
         for _, worker, task in self.workers.values():
@@ -201,18 +175,11 @@ class Engine:
     async def _apply(self, runtimes: list[ChannelRuntime]) -> None:
         assert self.writer is not None
         by_source: dict[str, list[ChannelRuntime]] = {}
-        wanted_listeners: dict[str, MllpSource] = {}
         for runtime in runtimes:
-            key = source_key(runtime.channel)
-            by_source.setdefault(key, []).append(runtime)
-            wanted_listeners[key] = runtime.channel.source.mllp
-        # Listeners whose settings did not change keep running, with their open connections.
-        for key in list(self.listeners):
-            if key not in wanted_listeners or self.listeners[key].settings != wanted_listeners[key]:
-                await self.listeners.pop(key).server.close()
-        for key, settings in wanted_listeners.items():
-            if key not in self.listeners:
-                self.listeners[key] = await self._start_listener(key, settings)
+            by_source.setdefault(source_key(runtime.channel), []).append(runtime)
+        if self._listener_set is not None:
+            # Listeners whose settings did not change keep running, with their open connections.
+            await self._listener_set.apply(wanted_listeners([runtime.channel for runtime in runtimes]))
         specs = specs_of(runtimes)
         if self._mapping_pool is None or self._mapping_pool.specs != specs:
             # A new pool loads the edited mappings; the old one finishes nothing more (its batch is
@@ -246,35 +213,6 @@ class Engine:
         if self.processor is not None:
             self.processor.wake.set()
 
-    async def _start_listener(self, key: str, settings: MllpSource) -> _Listener:
-        assert self.writer is not None
-        dedup = DedupIndex(settings.dedup_window)
-        await self._refill_dedup(key, dedup)
-        ingest = Ingest(key, self.writer, dedup, self.metrics, default_charset=settings.default_charset,
-                        fallback_charset=settings.fallback_charset, on_committed=self._message_committed)
-        ssl_context = server_ssl_context(settings.tls) if settings.tls else None
-        listener_settings = settings.model_dump(include=set(_listener_fields()))
-        from simpul.mllp.listener import ListenerSettings
-        server = await start_mllp_server(ingest.handle, host=settings.host, port=settings.port,
-                                         settings=ListenerSettings(**listener_settings), ssl=ssl_context,
-                                         events=_CountingEvents(self.metrics, key))
-        log.info("listening", extra={"source": key, "port": server.port, "tls": bool(ssl_context)})
-        return _Listener(settings, server, ingest)
-
-    async def _refill_dedup(self, source: str, dedup: DedupIndex) -> None:
-        horizon = time.time() - dedup.window
-
-        def recent(connection: Connection) -> list[Any]:
-            m = messages.c
-            return list(connection.execute(
-                select(m.sending_application, m.sending_facility, m.control_id, m.content_hash, m.ack,
-                       m.received_at)
-                .where(m.source == source, m.received_at >= horizon, m.status != "rejected")
-                .order_by(m.id).limit(dedup.max_entries)))
-
-        for row in await self.read(recent):
-            dedup.put((row[0], row[1], row[2]), _Seen(row[3], row[4], row[5], None))
-
     def _message_committed(self) -> None:
         if self.processor is not None:
             self.processor.wake.set()
@@ -289,19 +227,39 @@ class Engine:
     async def read(self, fn: Callable[[Connection], Any]) -> Any:
         """Run a read on its own connection in a thread (WAL readers do not block the writer)."""
         def run() -> Any:
-            with self.db.connect() as connection:
+            with self.db.connect().execution_options(simpul_read=True) as connection:
                 return fn(connection)
         return await asyncio.to_thread(run)
 
     async def health(self) -> dict[str, Any]:
         report: dict[str, Any] = {"status": "ok", "channels": sorted(self.channels),
-                                  "listeners": {k: v.server.port for k, v in self.listeners.items()}}
+                                  "listeners": self.listener_ports()}
+        if self._ingest_process is not None:
+            report["ingest_process"] = {"alive": self._ingest_process.alive,
+                                        "restarts": self._ingest_process.restarts}
+            if not self._ingest_process.alive:
+                report["status"] = "unavailable"
         try:
             assert self.writer is not None
             await asyncio.wait_for(self.writer.run(lambda c: c.execute(text("SELECT 1")).scalar()), 5)
         except Exception as exc:  # noqa: BLE001 - health reports, it does not raise
             report.update(status="unavailable", store=type(exc).__name__)
         return report
+
+    def listener_ports(self) -> dict[str, int]:
+        """Source key -> bound port, wherever the listeners run."""
+        if self._ingest_process is not None:
+            return dict(self._ingest_process.listeners)
+        return self._listener_set.ports() if self._listener_set is not None else {}
+
+    async def metrics_text(self) -> bytes:
+        """Both registries in one Prometheus exposition (the ingest half may live in the child)."""
+        from prometheus_client import generate_latest
+
+        own = generate_latest(self.metrics.registry)
+        if self._ingest_process is not None:
+            return own + (await self._ingest_process.metrics_text()).encode()
+        return own + generate_latest(self.ingest_metrics.registry)
 
     async def _start_http(self) -> None:
         import uvicorn
@@ -319,8 +277,3 @@ class Engine:
             await asyncio.sleep(0.01)
         if self._http.servers:
             self.http_port = self._http.servers[0].sockets[0].getsockname()[1]
-
-
-def _listener_fields() -> list[str]:
-    from simpul.mllp.listener import ListenerSettings
-    return list(ListenerSettings.model_fields)

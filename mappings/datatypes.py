@@ -7,6 +7,7 @@ escaped delimiter never splits a value.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -25,15 +26,22 @@ def comps(enc: Encoding, raw: str) -> list[str]:
 
 def leaf(enc: Encoding, parts: list[str], n: int, sub: int = 1) -> str:
     """Decoded text of component n (1-based), subcomponent `sub`; stripped; "" if absent."""
+    # Hot path (~300 calls per ADT message): empty and escape-free values skip decode().
     if n > len(parts):
         return ""
     raw = parts[n - 1]
+    if not raw:
+        return raw
     if enc.subcomponent in raw:
         subs = raw.split(enc.subcomponent)
         raw = subs[sub - 1] if sub <= len(subs) else ""
+        if not raw:
+            return raw
     elif sub > 1:
         return ""
-    return enc.decode(raw).strip() if raw else ""
+    if enc.escape in raw or raw == '""':
+        return enc.decode(raw).strip()
+    return raw.strip()
 
 
 # --- DTM / TS -----------------------------------------------------------------------------------
@@ -44,7 +52,15 @@ def dtm(ctx: MapContext, text: str) -> str | None:
     FHIR needs an offset once a time is present: the sender's offset is kept; without one the
     channel's `default_timezone` is applied, or the value is cut to its date.
     """
-    m = _DTM.match(text.strip()) if text else None
+    if not text:
+        return None
+    # Pure function of (text, default_timezone); one message repeats the same stamps (OBX-14, OBR-7).
+    return _dtm(text, ctx.options.default_timezone)
+
+
+@lru_cache(maxsize=4096)
+def _dtm(text: str, default_timezone: str | None) -> str | None:
+    m = _DTM.match(text.strip())
     if not m:
         return None
     year, month, day, hour, minute, second, frac, tz = m.groups()
@@ -62,7 +78,7 @@ def dtm(ctx: MapContext, text: str) -> str | None:
     if int(hour) > 23 or (minute and int(minute) > 59) or (second and int(second) > 60):
         return out
     if tz is None:
-        tz_text = ctx.options.default_timezone
+        tz_text = default_timezone
         if tz_text is None:
             return out
     elif tz == "Z":
@@ -184,21 +200,36 @@ def coding_system(ctx: MapContext, name: str) -> str | None:
     return "urn:id:" + quote(name, safe="._-")
 
 
+def leaves(enc: Encoding, raw: str, width: int) -> list[str]:
+    """`[leaf(enc, comps(enc, raw), n) for n in 1..]`, padded with "" to at least `width` items: one
+    pass instead of one call per component (CWE and XCN read a dozen components, most of them empty)."""
+    parts = raw.split(enc.component)
+    if enc.subcomponent in raw or enc.escape in raw or '""' in raw:
+        out = [leaf(enc, parts, n) for n in range(1, len(parts) + 1)]
+    else:
+        out = [x.strip() for x in parts]
+    if len(out) < width:
+        out += [""] * (width - len(out))
+    return out
+
+
+_CWE_TRIPLETS = ((0, 1, 2, 6), (3, 4, 5, 7), (9, 10, 11, -1))  # 0-based (code, text, system, version)
+
+
 def cwe(ctx: MapContext, raw: str) -> dict[str, Any] | None:
     """CWE/CE/CNE -> CodeableConcept: triplets (1,2,3), (4,5,6), (10,11,12); CWE.9 (or the first display) -> text."""
-    enc = ctx.enc
-    p = comps(enc, raw)
+    p = leaves(ctx.enc, raw, 12)
     codings: list[dict[str, Any]] = []
-    for code_i, text_i, sys_i, ver_i in ((1, 2, 3, 7), (4, 5, 6, 8), (10, 11, 12, 0)):
-        code, display = leaf(enc, p, code_i), leaf(enc, p, text_i)
+    for code_i, text_i, sys_i, ver_i in _CWE_TRIPLETS:
+        code, display = p[code_i], p[text_i]
         if not code and not display:
             continue
         coding: dict[str, Any] = {}
-        system = coding_system(ctx, leaf(enc, p, sys_i))
+        system = coding_system(ctx, p[sys_i])
         if system:
             coding["system"] = system
-        if ver_i:
-            version = leaf(enc, p, ver_i)
+        if ver_i >= 0:
+            version = p[ver_i]
             if version:
                 coding["version"] = version
         if code:
@@ -207,7 +238,7 @@ def cwe(ctx: MapContext, raw: str) -> dict[str, Any] | None:
             coding["display"] = display
         if code or system:
             codings.append(coding)
-    text = leaf(enc, p, 9) or (leaf(enc, p, 2) if not codings else "")
+    text = p[8] or (p[1] if not codings else "")
     if not codings and not text:
         return None
     out: dict[str, Any] = {}
@@ -239,25 +270,29 @@ def xpn(ctx: MapContext, raw: str) -> dict[str, Any] | None:
     """XPN -> HumanName: family (XPN.1.1), given (XPN.2, XPN.3), suffix (4, 6), prefix (5), use (7, table 0200)."""
     enc = ctx.enc
     p = comps(enc, raw)
+    v = leaves(enc, raw, 13)
     name: dict[str, Any] = {}
-    use_code = leaf(enc, p, 7)
+    use_code = v[6]
     if use_code:
         use = vocab.lookup("0200", use_code, ctx.unmapped)
         if use:
             name["use"] = use
-    family = leaf(enc, p, 1)
+    family = v[0]
     if family:
         name["family"] = family
-    given = [g for g in (leaf(enc, p, 2), leaf(enc, p, 3)) if g]
+    given = [g for g in (v[1], v[2]) if g]
     if given:
         name["given"] = given
-    prefix = leaf(enc, p, 5)
+    prefix = v[4]
     if prefix:
         name["prefix"] = [prefix]
-    suffix = [s for s in (leaf(enc, p, 4), leaf(enc, p, 6)) if s]
+    suffix = [s for s in (v[3], v[5]) if s]
     if suffix:
         name["suffix"] = suffix
-    start, end = dtm(ctx, leaf(enc, p, 10, 1) or leaf(enc, p, 12)), dtm(ctx, leaf(enc, p, 10, 2) or leaf(enc, p, 13))
+    if len(p) < 10:  # no XPN.10 validity range, XPN.12/13 dates
+        start = end = None
+    else:
+        start, end = dtm(ctx, v[9] or v[11]), dtm(ctx, leaf(enc, p, 10, 2) or v[12])
     if start or end:
         name["period"] = _period(start, end)
     if not (family or given):
@@ -267,10 +302,9 @@ def xpn(ctx: MapContext, raw: str) -> dict[str, Any] | None:
 
 def xad(ctx: MapContext, raw: str) -> dict[str, Any] | None:
     """XAD -> Address: line (XAD.1.1, XAD.2), city 3, state 4, postalCode 5, country 6, use/type 7, district 9."""
-    enc = ctx.enc
-    p = comps(enc, raw)
+    v = leaves(ctx.enc, raw, 9)
     addr: dict[str, Any] = {}
-    kind = leaf(enc, p, 7)
+    kind = v[6]
     if kind:
         use = vocab.lookup("0190", kind, ctx.unmapped)
         if use:
@@ -278,13 +312,13 @@ def xad(ctx: MapContext, raw: str) -> dict[str, Any] | None:
         a_type = vocab.table("0190-type").entries.get(kind)
         if a_type:
             addr["type"] = a_type
-    lines = [x for x in (leaf(enc, p, 1), leaf(enc, p, 2)) if x]
+    lines = [x for x in (v[0], v[1]) if x]
     if lines:
         addr["line"] = lines
     for n, key in ((3, "city"), (9, "district"), (4, "state"), (5, "postalCode"), (6, "country")):
-        v = leaf(enc, p, n)
-        if v:
-            addr[key] = v
+        value = v[n - 1]
+        if value:
+            addr[key] = value
     if len(addr) == ("use" in addr) + ("type" in addr):
         return None
     return addr
@@ -293,25 +327,24 @@ def xad(ctx: MapContext, raw: str) -> dict[str, Any] | None:
 def xtn(ctx: MapContext, raw: str, default_use: str = "") -> dict[str, Any] | None:
     """XTN -> ContactPoint: XTN.2 use (0201), XTN.3 system (0202); value = XTN.4 for e-mail,
     else XTN.12 (unformatted), else +XTN.5 XTN.6 XTN.7 xXTN.8, else XTN.1 (pre-2.3 form)."""
-    enc = ctx.enc
-    p = comps(enc, raw)
-    use_code, equip = leaf(enc, p, 2), leaf(enc, p, 3)
+    p = leaves(ctx.enc, raw, 12)
+    use_code, equip = p[1], p[2]
     cp: dict[str, Any] = {}
     system = vocab.lookup("0202", equip, ctx.unmapped) if equip else None
-    email = leaf(enc, p, 4)
+    email = p[3]
     if system == "email" or (email and "@" in email and not system):
         system, value = "email", email
     else:
-        value = leaf(enc, p, 12)
+        value = p[11]
         if not value:
-            parts = [leaf(enc, p, 5), leaf(enc, p, 6), leaf(enc, p, 7)]
+            parts = [p[4], p[5], p[6]]
             if any(parts):
                 value = " ".join(x for x in (("+" + parts[0]) if parts[0] else "", parts[1], parts[2]) if x)
-                ext = leaf(enc, p, 8)
+                ext = p[7]
                 if ext:
                     value += f" x{ext}"
         if not value:
-            value = leaf(enc, p, 1)
+            value = p[0]
     if not value:
         return None
     cp["system"] = system or ("email" if "@" in value else "phone")
@@ -375,18 +408,19 @@ def practitioner(ctx: MapContext, raw: str) -> str | None:
     """XCN -> Practitioner (conditional create on XCN.1 + XCN.9), returns its reference."""
     enc = ctx.enc
     p = comps(enc, raw)
-    ident_value = leaf(enc, p, 1)
-    family, given = leaf(enc, p, 2, 1), [g for g in (leaf(enc, p, 3), leaf(enc, p, 4)) if g]
+    v = leaves(enc, raw, 21)
+    ident_value = v[0]
+    family, given = v[1], [g for g in (v[2], v[3]) if g]
     if not ident_value and not family and not given:
         return None
     res: dict[str, Any] = {"resourceType": "Practitioner"}
     identifier = None
     if ident_value:
         identifier = {"value": ident_value}
-        system = hd_system(ctx, leaf(enc, p, 9, 1), leaf(enc, p, 9, 2), leaf(enc, p, 9, 3))
+        system = hd_system(ctx, v[8], leaf(enc, p, 9, 2), leaf(enc, p, 9, 3)) if len(p) >= 9 else None
         if system:
             identifier = {"system": system, "value": ident_value}
-        id_type = leaf(enc, p, 13)
+        id_type = v[12]
         if id_type:
             identifier = {"type": {"coding": [{"system": V2 + "0203", "code": id_type}]}, **identifier}
         res["identifier"] = [identifier]
@@ -395,10 +429,10 @@ def practitioner(ctx: MapContext, raw: str) -> str | None:
         name["family"] = family
     if given:
         name["given"] = given
-    prefix = leaf(enc, p, 6)
+    prefix = v[5]
     if prefix:
         name["prefix"] = [prefix]
-    suffix = [s for s in (leaf(enc, p, 5), leaf(enc, p, 21)) if s]
+    suffix = [s for s in (v[4], v[20]) if s]
     if suffix:
         name["suffix"] = suffix
     if family or given:

@@ -9,9 +9,12 @@ from simpul.errors import MappingError
 from simpul.mappings import datatypes as dt
 from simpul.mappings import vocabulary as vocab
 from simpul.mappings.context import MapContext
-from simpul.mappings.segments import clinical, documents, financial, orders, results, scheduling
+from simpul.mappings.segments import (clinical, documents, financial, imaging, immunization, orders, results,
+                                     scheduling)
 from simpul.mappings.segments.encounter import map_encounter
+from simpul.mappings.segments.encounter_events import apply_adt_event
 from simpul.mappings.segments.patient import business_identifier, map_patient
+from simpul.mappings.segments.patient_admin import map_account_merge, map_identifier_change, map_patient_delete
 from simpul.mappings.v2 import Segment
 
 MessageMap = Callable[[MapContext], None]
@@ -35,9 +38,17 @@ def _patient_and_visit(ctx: MapContext, *, event_status: str | None = None, requ
 
 
 def map_adt(ctx: MapContext) -> None:
+    """ADT patient/visit events; the trigger's own Encounter rules are in segments/encounter_events.py."""
     msg = ctx.msg
-    status = vocab.table("0003-encounter-status").entries.get(msg.trigger_event)
+    event = msg.trigger_event
+    status = vocab.table("0003-encounter-status").entries.get(event)
+    pv1 = msg.one("PV1")
+    if event == "A08" and pv1 is not None and pv1.text(2):
+        # An update replaces the Encounter: take the status PV1 implies rather than the IG's
+        # A08 -> unknown, which would overwrite a known status on every A08.
+        status = None
     _patient_and_visit(ctx, event_status=status, required=True)
+    apply_adt_event(ctx, event, ctx.encounter, pv1)
     for nk1 in msg.all("NK1"):
         clinical.map_related_person(ctx, nk1)
     for al1 in msg.all("AL1"):
@@ -85,7 +96,7 @@ def map_merge(ctx: MapContext) -> None:
             surviving.setdefault("link", []).append({"other": {"reference": merged}, "type": "replaces"})
 
 
-def _walk_orders(ctx: MapContext) -> None:
+def _walk_orders(ctx: MapContext) -> list[dict[str, Any]]:
     """ORM^O01 / OML^O21: each ORC (+OBR) -> ServiceRequest; DG1 -> reasonReference, OBX -> supportingInfo,
     NTE -> note, SPM -> specimen."""
     groups: list[dict[str, Any]] = []
@@ -116,6 +127,8 @@ def _walk_orders(ctx: MapContext) -> None:
             current["dg1"].append(seg)
         elif name == "SPM":
             current["spm"].append(seg)
+        elif name == "IPC":
+            current.setdefault("ipc", []).append(seg)
     for g in groups:
         reasons = [r for r in (clinical.map_condition(ctx, d) for d in g["dg1"]) if r]
         specimens = [s for s in (orders.map_specimen(ctx, s) for s in g["spm"]) if s]
@@ -130,6 +143,8 @@ def _walk_orders(ctx: MapContext) -> None:
         sr = ctx.builder.get(request)
         if supporting and sr is not None:
             sr["supportingInfo"] = supporting
+        g["request"] = request
+    return groups
 
 
 def map_order(ctx: MapContext) -> None:
@@ -138,6 +153,66 @@ def map_order(ctx: MapContext) -> None:
     for i, in1 in enumerate(ctx.msg.all("IN1")):
         clinical.map_coverage(ctx, in1, in2s[i] if i < len(in2s) else None)
     _walk_orders(ctx)
+
+
+def map_imaging_order(ctx: MapContext) -> None:
+    """OMI^O23: ORC/OBR -> ServiceRequest as for ORM/OML; each IPC -> ImagingStudy (basedOn the request)
+    and its accession number also on the ServiceRequest (segments/imaging.py)."""
+    _patient_and_visit(ctx)
+    for g in _walk_orders(ctx):
+        sr = ctx.builder.get(g["request"])
+        for ipc in g.get("ipc", []):
+            accession = imaging.accession_identifier(ctx, ipc)
+            if accession and sr is not None and accession not in sr.setdefault("identifier", []):
+                sr["identifier"].append(accession)
+            imaging.map_ipc(ctx, ipc, based_on=g["request"])
+
+
+def map_vaccination(ctx: MapContext) -> None:
+    """VXU^V04: each ORC/RXA/RXR -> Immunization; OBX after an RXA -> Observation (partOf the
+    Immunization); OBX before the first ORC -> patient-level Observation. NK1, IN1, GT1 as in ADT."""
+    _patient_and_visit(ctx, required=True)
+    msg = ctx.msg
+    for nk1 in msg.all("NK1"):
+        clinical.map_related_person(ctx, nk1)
+    in2s = msg.all("IN2")
+    for i, in1 in enumerate(msg.all("IN1")):
+        clinical.map_coverage(ctx, in1, in2s[i] if i < len(in2s) else None)
+    for gt1 in msg.all("GT1"):
+        clinical.map_guarantor(ctx, gt1)
+    orc: Segment | None = None
+    rxa: Segment | None = None
+    rxr: Segment | None = None
+    observations: list[list[Any]] = []   # [obx, ntes, rxa it belongs to (None: patient level)]
+    administrations: list[tuple[Segment | None, Segment, Segment | None]] = []
+    for seg in msg.segments:
+        name = seg.name
+        if name == "ORC":
+            orc, rxa, rxr = seg, None, None
+        elif name == "RXA":
+            rxa, rxr = seg, None
+            administrations.append((orc, rxa, None))
+        elif name == "RXR" and rxa is not None and rxr is None:
+            rxr = seg
+            administrations[-1] = (orc, rxa, rxr)
+        elif name == "OBX":
+            observations.append([seg, [], rxa])
+        elif name == "NTE" and observations and observations[-1][2] is rxa:
+            observations[-1][1].append(seg)
+    if not administrations:
+        raise MappingError("no RXA segment", segment="RXA")
+    by_rxa: dict[int, tuple[str | None, str]] = {}
+    for order, administration, route in administrations:
+        ref = immunization.map_immunization(ctx, order, administration, route)
+        identifiers = orders.order_identifiers(ctx, order, None)
+        by_rxa[administration.index] = (ref, orders.order_key(ctx, identifiers, administration))
+    for obx, ntes, parent in observations:
+        ref, key = by_rxa.get(parent.index, (None, ctx.key(obx))) if parent is not None else (None, ctx.key(obx))
+        obs_ref = results.map_observation(ctx, obx, ntes=ntes, order_key=key, obr=None, based_on=None,
+                                          specimen=None)
+        obs = ctx.builder.get(obs_ref) if obs_ref else None
+        if obs is not None and ref is not None:
+            obs["partOf"] = [{"reference": ref}]
 
 
 def map_result(ctx: MapContext) -> None:
@@ -175,14 +250,15 @@ def map_result(ctx: MapContext) -> None:
         obr, orc = g["obr"], g["orc"]
         specimens = [s for s in (orders.map_specimen(ctx, s) for s in g["spm"]) if s]
         request, key = orders.map_service_request(ctx, orc, obr, ntes=[], specimens=specimens)
-        uids = [u for u in (results.study_uid(ctx, obx) for obx, _ in g["obx"]) if u]
+        vtypes = [obx.text(2).upper() for obx, _ in g["obx"]]
+        obx_uids = [results.study_uid(ctx, obx, vtype) for (obx, _), vtype in zip(g["obx"], vtypes)]
+        uids = [u for u in obx_uids if u]
         if g is groups[0]:
             uids += zds_uids
         imaging_report = bool(uids) or obr.text(24).upper() in results.IMAGING_SECTIONS
         observations, narrative, attachments = [], [], []
-        for obx, ntes in g["obx"]:
-            vtype = obx.text(2).upper()
-            if results.study_uid(ctx, obx):
+        for (obx, ntes), vtype, obx_uid in zip(g["obx"], vtypes, obx_uids):
+            if obx_uid:
                 continue
             if vtype == "ED":
                 att = results.ed_attachment(ctx, obx.first(5))
@@ -212,17 +288,49 @@ def map_result(ctx: MapContext) -> None:
 
 
 def map_financial(ctx: MapContext) -> None:
-    """DFT^P03: FT1 -> ChargeItem (our map), DG1 -> Condition, PID-18 -> Account."""
+    """DFT^P03, DFT^P11: FT1 -> ChargeItem (our map), DG1 -> Condition, PR1 -> Procedure, PID-18 -> Account.
+    P11 (post detail financial transactions, expanded) carries the same segments in finer groups."""
     _patient_and_visit(ctx)
     pid = ctx.msg.one("PID")
     account = financial.map_account(ctx, pid) if pid is not None else None
     for dg1 in ctx.msg.all("DG1"):
         clinical.map_condition(ctx, dg1)
+    for pr1 in ctx.msg.all("PR1"):
+        clinical.map_procedure(ctx, pr1)
     ft1s = ctx.msg.all("FT1")
     if not ft1s:
         raise MappingError("no FT1 segment", segment="FT1")
     for ft1 in ft1s:
         financial.map_charge_item(ctx, ft1, account)
+
+
+def map_billing_account(ctx: MapContext) -> None:
+    """BAR^P01 (add patient account), BAR^P12 (update diagnosis/procedure): PID-18 -> Account with its
+    Coverage (IN1) and guarantor (GT1); PV1 -> Encounter; DG1 -> Condition; PR1 -> Procedure; AL1, NK1 as in ADT."""
+    _patient_and_visit(ctx, required=True)
+    msg = ctx.msg
+    for nk1 in msg.all("NK1"):
+        clinical.map_related_person(ctx, nk1)
+    for al1 in msg.all("AL1"):
+        clinical.map_allergy(ctx, al1)
+    for dg1 in msg.all("DG1"):
+        clinical.map_condition(ctx, dg1)
+    for pr1 in msg.all("PR1"):
+        clinical.map_procedure(ctx, pr1)
+    in2s = msg.all("IN2")
+    coverages = [c for c in (clinical.map_coverage(ctx, in1, in2s[i] if i < len(in2s) else None)
+                             for i, in1 in enumerate(msg.all("IN1"))) if c]
+    guarantors = [g for g in (clinical.map_guarantor(ctx, gt1) for gt1 in msg.all("GT1")) if g]
+    pid = msg.one("PID")
+    account_ref = financial.map_account(ctx, pid) if pid is not None else None
+    account = ctx.builder.get(account_ref) if account_ref else None
+    if account is None:
+        ctx.skip(pid or msg.msh, 18, "no patient account number, Account left out")
+        return
+    if coverages:
+        account["coverage"] = [{"coverage": {"reference": c}, "priority": i + 1} for i, c in enumerate(coverages)]
+    if guarantors:
+        account["guarantor"] = [{"party": {"reference": g}} for g in guarantors]
 
 
 def map_schedule(ctx: MapContext) -> None:
@@ -257,13 +365,19 @@ MESSAGE_MAPS: dict[str, MessageMap] = {
     "ORM^O01": map_order,
     "OML^O21": map_order,
     "ORU^R01": map_result,
+    "OMI^O23": map_imaging_order,
+    "VXU^V04": map_vaccination,
     "DFT^P03": map_financial,
-    "SIU^S12": map_schedule,
-    "SIU^S13": map_schedule,
-    "SIU^S14": map_schedule,
-    "SIU^S15": map_schedule,
+    "DFT^P11": map_financial,
+    "BAR^P01": map_billing_account,
+    "BAR^P12": map_billing_account,
     "MDM^T02": map_document,
+    "ADT^A29": map_patient_delete,
+    "ADT^A41": map_account_merge,
+    "ADT^A47": map_identifier_change,
 }
+for _event in ("S12", "S13", "S14", "S15", "S16", "S17", "S26"):
+    MESSAGE_MAPS[f"SIU^{_event}"] = map_schedule  # status per event: segments/scheduling.py EVENT_STATUS
 for _event in ("A01", "A02", "A03", "A04", "A05", "A06", "A07", "A08", "A11", "A12", "A13", "A28", "A31"):
     MESSAGE_MAPS[f"ADT^{_event}"] = map_adt
 

@@ -90,6 +90,7 @@ class EngineHarness:
             "reload_interval": settings.pop("reload_interval", 0),
             # Mapping in a thread keeps engine start-up instant in tests; test_mapping_pool covers processes.
             "mapping_workers": settings.pop("mapping_workers", 0),
+            "ingest_process": settings.pop("ingest_process", False),
         }
         config.update(settings)
         self.engine = Engine(Settings.model_validate({**config, "base_dir": self.tmp_path}))
@@ -103,9 +104,9 @@ class EngineHarness:
 
     def port_of(self, channel: str) -> int:
         assert self.engine is not None
-        for key, listener in self.engine.listeners.items():
+        for key, port in self.engine.listener_ports().items():
             if any(c.name == channel for c in self.engine.channels_for(key)):
-                return listener.server.port
+                return port
         raise KeyError(channel)
 
     def query(self, statement: Any) -> list[Any]:

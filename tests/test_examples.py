@@ -23,7 +23,7 @@ async def test_example_messages_get_aa_and_reach_the_example_destinations(harnes
     for source in (ROOT / "channels").glob("*.yaml"):
         text = source.read_text().replace("port: 2575", f"port: {port}").replace("var/out", str(tmp_path / "out"))
         harness.write_channel(source.name, text)
-    await harness.start(mapping_workers=1)
+    await harness.start(mapping_workers=1, ingest_process=True)   # the production layout
     messages = sorted(str(p) for p in (ROOT / "examples" / "messages").glob("*.hl7"))
     process = await asyncio.create_subprocess_exec(SIMPUL, "send", f"127.0.0.1:{port}", *messages, "--quiet",
                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)

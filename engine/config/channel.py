@@ -144,6 +144,33 @@ class RateLimit(Strict):
     burst: int = Field(1, ge=1, description="Sends allowed at once after an idle period.")
 
 
+class ArchiveSettings(Strict):
+    """Where expired messages go before they leave the hot store (see dead_letters/README.md)."""
+
+    directory: str = Field(description="Folder for archive files (relative paths: from the settings base "
+                                       "folder). Copy it off-site; the store keeps only the file index.",
+                           examples=["/var/lib/simpul/archive"])
+    encrypt: bool = Field(False, description="AES-256-GCM with the first key of SIMPUL_ARCHIVE_KEYS "
+                                             "(\"id:base64key,...\"; the others still decrypt).")
+
+
+class RetentionPolicy(Strict):
+    """How long this channel's messages stay in the hot store. Nothing leaves it unarchived."""
+
+    content: Duration = Field(90 * 86400.0, description="Age after which a finished message (all deliveries "
+                                                        "done, no open dead letter) is archived, then removed "
+                                                        "with its deliveries, attempts and dead letters.")
+    metadata: Duration | None = Field(None, description="Age after which the archive index entry (control id, "
+                                                        "patient id, type, time) is removed too; empty = kept.")
+    archive: ArchiveSettings = Field(description="Where archived messages are written.")
+
+    @model_validator(mode="after")
+    def _metadata_outlives_content(self) -> "RetentionPolicy":
+        if self.metadata is not None and self.metadata < self.content:
+            raise ValueError("metadata must be >= content: the index of an archive outlives its messages")
+        return self
+
+
 class Destination(Strict):
     label: str = Field(pattern=LABEL, description="Names this stage in logs, metrics and dead letters.")
     order_by: Literal["patient", "visit", "accession", "placer", "filler", "control_id", "none"] = Field(
@@ -197,6 +224,8 @@ class Channel(Strict):
     mapping: MappingSpec | str = Field("v2_to_fhir", description="Built-in map name or a mapping spec.")
     destinations: list[Destination] = Field(min_length=1, description="Where the result goes, each with its "
                                                                       "own queue, order and retry policy.")
+    retention: RetentionPolicy | None = Field(
+        None, description="Archive, then remove, finished messages after this long (absent: keep everything).")
 
     @field_validator("destinations")
     @classmethod

@@ -53,6 +53,8 @@ class Settings(Strict):
     http: HttpSettings = Field(default_factory=HttpSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    ingest_process: bool = Field(True, description="Run the listeners and the ACK path in their own process, "
+                                                   "so work behind the ACK never slows an ACK (false: one process).")
     mapping_workers: int = Field(1, ge=0, le=32, description="Processes that run mappings (0: a thread of the "
                                                              "engine process, for debugging).")
     reload_interval: Duration = Field(1.0, description="How often channel files are checked for edits.")

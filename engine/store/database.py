@@ -40,7 +40,11 @@ def open_database(url: str, *, sqlite_synchronous: str = "FULL", busy_timeout_ms
 
         @event.listens_for(engine, "begin")
         def _begin(connection: Any) -> None:
-            connection.exec_driver_sql("BEGIN")
+            # Writers take the write lock up front (IMMEDIATE): a deferred transaction that reads
+            # and then writes fails at once with SQLITE_BUSY when another process wrote meanwhile,
+            # whatever the busy timeout. Reads (Engine.read) opt out with `simpul_read=True`.
+            read_only = connection.get_execution_options().get("simpul_read", False)
+            connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
     else:
         engine = create_engine(url, pool_pre_ping=True)
     if migrate:

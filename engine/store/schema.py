@@ -71,13 +71,13 @@ deliveries = Table(
     Column("payload", LargeBinary, nullable=False),
     Column("content_type", String(64), nullable=False),
 )
+# The claim walks pending deliveries of one destination in id order; the FIFO check seeks the
+# unfinished deliveries of one key. (A partial index on unfinished rows would be smaller, but
+# SQLite does not pick it for the correlated FIFO check, so it is a plain index.)
 Index("ix_deliveries_queue", deliveries.c.channel, deliveries.c.destination, deliveries.c.status,
-      deliveries.c.next_attempt_at)
-# Only unfinished deliveries can hold back a key, so the FIFO check reads a partial index that
-# stays small however many deliveries one busy patient has behind them.
-_UNFINISHED = deliveries.c.status.in_(("pending", "in_flight"))
+      deliveries.c.id)
 Index("ix_deliveries_order", deliveries.c.channel, deliveries.c.destination, deliveries.c.order_key,
-      deliveries.c.id, sqlite_where=_UNFINISHED, postgresql_where=_UNFINISHED)
+      deliveries.c.status)
 Index("ix_deliveries_message", deliveries.c.message_id)
 
 delivery_attempts = Table(
@@ -196,3 +196,33 @@ archives = Table(
     Column("encrypted", Integer, nullable=False, default=0),
     Column("restored_at", Float),
 )
+
+# ---- retention and archives (revision 0003; owned by dead_letters/retention.py) ----------------
+
+# Set when a message is brought back from an archive: retention counts its age from here, so a
+# restored message stays in the hot store for the channel's `content` period before it is
+# archived again.
+messages.append_column(Column("restored_at", Float, nullable=True))
+
+# The key id of an encrypted archive (the file header says the same); NULL = not encrypted.
+archives.append_column(Column("key_id", String(64), nullable=True))
+archives.append_column(Column("bytes", Integer, nullable=True))
+
+# The index of archived messages: enough to find the file that holds a message by control id,
+# patient id or time once the message left the hot store. Removed after the channel's
+# `retention.metadata`; the archive files keep everything.
+archive_entries = Table(
+    "archive_entries", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("archive_id", Integer, ForeignKey("archives.id"), nullable=False),
+    Column("message_id", Integer, nullable=False),              # the id it had in the hot store
+    Column("channel", String(120), nullable=False, default=""),
+    Column("received_at", Float, nullable=False),
+    Column("message_type", String(32), nullable=False, default=""),
+    Column("control_id", String(199), nullable=False, default=""),
+    Column("patient_id", String(250), nullable=False, default=""),
+)
+Index("ix_archive_entries_archive", archive_entries.c.archive_id)
+Index("ix_archive_entries_control_id", archive_entries.c.control_id)
+Index("ix_archive_entries_patient_id", archive_entries.c.patient_id)
+Index("ix_archive_entries_received_at", archive_entries.c.received_at)

@@ -44,7 +44,14 @@ def business_identifier(identifiers: list[dict[str, Any]]) -> dict[str, Any] | N
 
 
 def map_patient(ctx: MapContext, pid: Segment, pd1: Segment | None = None, *, active: bool | None = None,
-                replaced_identifier: dict[str, Any] | None = None) -> str:
+                replaced_identifier: dict[str, Any] | None = None,
+                match_identifier: dict[str, Any] | None = None) -> str:
+    """PID (+PD1) -> Patient, conditional update on the first identifier with a system.
+
+    `match_identifier` (A47: the identifier being replaced) overrides the match: the request finds
+    the Patient by it, and it stays on the Patient with use `old`, so the same resource (and every
+    reference to it) carries the new identifier list.
+    """
     enc = ctx.enc
     res: dict[str, Any] = {"resourceType": "Patient"}
     extensions: list[dict[str, Any]] = []
@@ -134,6 +141,11 @@ def map_patient(ctx: MapContext, pid: Segment, pd1: Segment | None = None, *, ac
         res["link"] = [{"other": {"identifier": replaced_identifier}, "type": "replaces"}]
     if extensions:
         res["extension"] = extensions
+    if match_identifier is not None:
+        old = {**match_identifier, "use": "old"}
+        res["identifier"] = [i for i in identifiers if i != match_identifier] + [old]
+        key = f"{match_identifier['system']}|{match_identifier['value']}"
+        return ctx.builder.add(res, key, identifier=match_identifier)
     match = business_identifier(identifiers)
     # Without an identifier system there is nothing safe to match on: the Patient gets a
     # deterministic id of its own (replays update it, other messages do not share it).

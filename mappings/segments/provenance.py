@@ -1,8 +1,10 @@
 """MSH + EVN -> Provenance (IG MSH[Provenance-Transformation], EVN[Provenance]).
 
-A transaction Bundle has no MessageHeader (that belongs to message Bundles); the Provenance keeps
-what the MSH says about the message: who sent it, when, its control id and event, and the
-Z-segments when the channel keeps them.
+A transaction Bundle has no MessageHeader (FHIR allows MessageHeader only as the first entry of a
+`message` Bundle, and a transaction is what a FHIR server applies with conditional create/update).
+The Provenance keeps what the MSH says: recorded (EVN-2, else MSH-7), the sender (MSH-4, else
+MSH-3) as author, EVN-5 as enterer, EVN-4 as reason, the event as activity, MSH-10 as the source
+entity, and MSH-3..MSH-18 as sent in the `v2-msh` extension; plus the Z-segments when kept.
 """
 from __future__ import annotations
 
@@ -13,6 +15,18 @@ from simpul.mappings.context import MapContext
 
 Z_SEGMENT_EXT = "https://simpul.dev/fhir/StructureDefinition/v2-z-segment"
 MESSAGE_EXT = "https://simpul.dev/fhir/StructureDefinition/v2-message"
+# The MSH facts a MessageHeader would hold, as sent (v2 encoding kept): one complex extension.
+MSH_EXT = "https://simpul.dev/fhir/StructureDefinition/v2-msh"
+MSH_FIELDS = (("sendingApplication", 3), ("sendingFacility", 4), ("receivingApplication", 5),
+              ("receivingFacility", 6), ("dateTimeOfMessage", 7), ("messageType", 9), ("messageControlId", 10),
+              ("processingId", 11), ("versionId", 12), ("characterSet", 18))
+
+
+def msh_extension(ctx: MapContext) -> dict[str, Any]:
+    """MSH-3..MSH-18 (those valued) as sub-extensions of MSH_EXT; MSH carries no patient data."""
+    msh = ctx.msg.msh
+    subs = [{"url": name, "valueString": msh[n]} for name, n in MSH_FIELDS if msh[n] and msh[n] != '""']
+    return {"url": MSH_EXT, "extension": subs}
 
 
 def map_provenance(ctx: MapContext, z_segments: list[str]) -> None:
@@ -62,7 +76,7 @@ def map_provenance(ctx: MapContext, z_segments: list[str]) -> None:
                 res["reason"] = [cc]
     res["entity"] = [{"role": "source", "what": {"identifier": {"value": ctx.control_id or "unknown"},
                                                   "display": f"HL7v2 {msg_type} message"}}]
-    ext = [{"url": MESSAGE_EXT, "valueString": f"{msg_type} {ctx.msg.msh.text(12)}".strip()}]
+    ext = [{"url": MESSAGE_EXT, "valueString": f"{msg_type} {ctx.msg.msh.text(12)}".strip()}, msh_extension(ctx)]
     ext += [{"url": Z_SEGMENT_EXT, "valueString": z} for z in z_segments]
     res["extension"] = ext
     ctx.builder.add(res, f"{ctx.control_id}|provenance|{recorded}")

@@ -178,9 +178,13 @@ def is_narrative(obx: Segment) -> bool:
     return obx.text(2).upper() in NARRATIVE_TYPES
 
 
-def study_uid(ctx: MapContext, obx: Segment) -> str | None:
+def study_uid(ctx: MapContext, obx: Segment, vtype: str | None = None) -> str | None:
+    """The DICOM Study Instance UID an OBX carries, else None. `vtype` is OBX-2 upper-cased when the
+    caller already has it."""
     code = obx.text(3, 1)
-    if code in STUDY_UID_CODES or obx.text(2).upper() == "UI" and "study" in obx.text(3, 2).lower():
+    if vtype is None:
+        vtype = obx.text(2).upper()
+    if code in STUDY_UID_CODES or vtype == "UI" and "study" in obx.text(3, 2).lower():
         uid = ctx.enc.decode(obx.first(5).split(ctx.enc.component)[0]).strip()
         return uid or None
     return None
@@ -195,11 +199,13 @@ def map_observation(ctx: MapContext, obx: Segment, *, ntes: list[Segment], order
     res["status"] = status or "unknown"
     if status_code and not status:
         res["_status"] = unmapped_code("0085", status_code)
-    if obr is not None and obr.text(24):
-        res["category"] = [{"coding": [{"system": dt.V2 + "0074", "code": obr.text(24)}]}]
+    section = obr.text(24) if obr is not None else ""
+    if section:
+        res["category"] = [{"coding": [{"system": dt.V2 + "0074", "code": section}]}]
     elif obx.first(29):
         res["category"] = [{"coding": [{"system": dt.V2 + "0936", "code": obx.text(29)}]}]
-    code = dt.cwe(ctx, obx.first(3)) if obx.first(3) else None
+    raw_code = obx.first(3)
+    code = dt.cwe(ctx, raw_code) if raw_code else None
     res["code"] = code or {"text": "no observation identifier (OBX-3 empty)"}
     if ctx.patient:
         res["subject"] = {"reference": ctx.patient}
@@ -223,10 +229,12 @@ def map_observation(ctx: MapContext, obx: Segment, *, ntes: list[Segment], order
     ref_range = obx.text(7)
     if ref_range:
         res["referenceRange"] = [{"text": ref_range}]
-    method = dt.cwe(ctx, obx.first(17)) if obx.first(17) else None
+    raw_method = obx.first(17)
+    method = dt.cwe(ctx, raw_method) if raw_method else None
     if method:
         res["method"] = method
-    site = dt.cwe(ctx, obx.first(20)) if obx.first(20) else None
+    raw_site = obx.first(20)
+    site = dt.cwe(ctx, raw_site) if raw_site else None
     if site:
         res["bodySite"] = site
     performers = [p for p in (dt.practitioner(ctx, r) for r in obx.reps(16)) if p]

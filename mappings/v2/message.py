@@ -44,7 +44,13 @@ class Segment:
 
     def first(self, n: int) -> str:
         """Raw first repetition of field n."""
-        raw = self[n]
+        # Hot path (called hundreds of times per message): field lookup inlined.
+        f = self.fields
+        if n >= len(f):
+            return ""
+        raw = f[n]
+        if not raw:
+            return raw
         rep = self.enc.repetition
         if rep in raw:
             raw = raw.split(rep, 1)[0]
@@ -56,10 +62,17 @@ class Segment:
 
     def text(self, n: int, component: int = 1, subcomponent: int = 1) -> str:
         """Decoded text at field n / component / subcomponent of the first repetition ("" if empty)."""
-        raw = self.first(n)
-        if not raw:
+        f = self.fields
+        if n >= len(f):
             return ""
+        raw = f[n]
+        if not raw:
+            return raw
         enc = self.enc
+        if enc.repetition in raw:
+            raw = raw.split(enc.repetition, 1)[0]
+        if raw == '""':
+            return ""
         if component > 1 or enc.component in raw:
             parts = raw.split(enc.component)
             if component > len(parts):
@@ -70,7 +83,9 @@ class Segment:
             raw = parts[subcomponent - 1] if subcomponent <= len(parts) else ""
         elif subcomponent > 1:
             return ""
-        return enc.decode(raw)
+        if enc.escape in raw or raw == '""':
+            return enc.decode(raw)
+        return raw
 
 
 class Message:

@@ -5,7 +5,7 @@ import json
 
 from tests.helpers import adt, channel_yaml, free_port, segment, send_one
 
-UNSUPPORTED = (b"MSH|^~\\&|EHR|RSUD|SIMPUL|RSUD|20261126||VXU^V04^VXU_V04|VX-1|P|2.5.1\r"
+UNSUPPORTED = (b"MSH|^~\\&|EHR|RSUD|SIMPUL|RSUD|20261126||QRY^A19^QRY_A19|VX-1|P|2.5.1\r"
                b"PID|1||MR9^^^RSUD^MR||Suharto^Budi\r")
 
 

@@ -64,8 +64,8 @@ def test_transform_that_returns_nothing_is_a_mapping_error(tmp_path: pathlib.Pat
 
 def test_unsupported_type_names_the_type(tmp_path: pathlib.Path) -> None:
     with pytest.raises(UnsupportedMessageType) as info:
-        load_mapping("v2_to_fhir", base_dir=tmp_path).map(msg(MSH.format(type="VXU^V04"), "PID|1||1"))
-    assert "VXU^V04" in str(info.value) and (info.value.segment, info.value.field) == ("MSH", 9)
+        load_mapping("v2_to_fhir", base_dir=tmp_path).map(msg(MSH.format(type="RDE^O11"), "PID|1||1"))
+    assert "RDE^O11" in str(info.value) and (info.value.segment, info.value.field) == ("MSH", 9)
 
 
 def test_mapping_error_carries_no_patient_data(tmp_path: pathlib.Path) -> None:

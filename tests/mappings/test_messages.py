@@ -47,7 +47,7 @@ def test_adt_a01_patient_encounter_and_conditional_requests() -> None:
 
 
 @pytest.mark.parametrize("event, pv1_tail, status", [
-    ("A03", "", "finished"), ("A11", "", "cancelled"), ("A04", "", "planned"), ("A08", "", "unknown"),
+    ("A03", "", "finished"), ("A11", "", "cancelled"), ("A04", "", "planned"), ("A08", "", "in-progress"),
     ("A02", "", "in-progress"), ("A13", "", "in-progress"),
 ])
 def test_adt_event_decides_encounter_status(event: str, pv1_tail: str, status: str) -> None:

@@ -87,10 +87,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.create_index('ix_deliveries_message', ['message_id'], unique=False)
-        batch_op.create_index('ix_deliveries_order', ['channel', 'destination', 'order_key', 'id'], unique=False,
-                              sqlite_where=sa.text("status IN ('pending', 'in_flight')"),
-                              postgresql_where=sa.text("status IN ('pending', 'in_flight')"))
-        batch_op.create_index('ix_deliveries_queue', ['channel', 'destination', 'status', 'next_attempt_at'], unique=False)
+        batch_op.create_index('ix_deliveries_order', ['channel', 'destination', 'order_key', 'status'], unique=False)
+        batch_op.create_index('ix_deliveries_queue', ['channel', 'destination', 'status', 'id'], unique=False)
 
     op.create_table('dead_letters',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),

@@ -1,0 +1,128 @@
+"""The MLLP listeners of the engine, one per source, each with its own Ingest and dedup index.
+
+Channels that name the same host:port share one listener. `ListenerSet.apply` starts what is
+new, stops what went away, restarts a listener only when its settings changed, and leaves the
+others (and their open connections) alone: that is what makes hot reload safe for senders.
+Used by the engine process itself, or by the separate ingest process (engine/ingest_process.py).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from simpul.engine.config.channel import Channel, MllpSource
+from simpul.engine.ingest import DedupIndex, Ingest, _Seen
+from simpul.engine.metrics import IngestMetrics
+from simpul.engine.store.schema import messages
+from simpul.engine.store.writer import StoreWriter
+from simpul.mllp.listener import ListenerEvents, ListenerSettings, MllpServer, start_mllp_server
+from simpul.mllp.tls import server_ssl_context
+
+log = logging.getLogger("simpul.listeners")
+
+Read = Callable[[Callable[[Connection], Any]], Awaitable[Any]]
+
+
+def source_key(channel: Channel) -> str:
+    mllp = channel.source.mllp
+    # Port 0 (tests) means "any free port": such a listener is the channel's own.
+    return f"mllp:{mllp.host}:{mllp.port}" if mllp.port else f"mllp:{channel.name}"
+
+
+def wanted_listeners(channels: list[Channel]) -> dict[str, MllpSource]:
+    return {source_key(channel): channel.source.mllp for channel in channels if channel.enabled}
+
+
+class _CountingEvents(ListenerEvents):
+    def __init__(self, metrics: IngestMetrics, source: str) -> None:
+        self._connections = metrics.connections.labels(source)
+        self._junk = metrics.junk_bytes.labels(source)
+        self._events = metrics.listener_events
+        self._source = source
+
+    def connection_opened(self) -> None:
+        self._connections.inc()
+
+    def connection_closed(self) -> None:
+        self._connections.dec()
+
+    def connection_refused(self) -> None:
+        self._events.labels(self._source, "refused").inc()
+
+    def junk_skipped(self, n: int) -> None:
+        self._junk.inc(n)
+
+    def frame_too_large(self) -> None:
+        self._events.labels(self._source, "frame_too_large").inc()
+
+    def timed_out(self, kind: str) -> None:
+        self._events.labels(self._source, f"timeout_{kind}").inc()
+
+
+@dataclass
+class Listener:
+    settings: MllpSource
+    server: MllpServer
+    ingest: Ingest
+
+
+_LISTENER_FIELDS = set(ListenerSettings.model_fields)
+
+
+class ListenerSet:
+    def __init__(self, writer: StoreWriter, metrics: IngestMetrics, read: Read,
+                 on_committed: Callable[[], Any]) -> None:
+        self.writer = writer
+        self.metrics = metrics
+        self.read = read
+        self.on_committed = on_committed
+        self.listeners: dict[str, Listener] = {}
+
+    def ports(self) -> dict[str, int]:
+        return {key: listener.server.port for key, listener in self.listeners.items()}
+
+    async def apply(self, wanted: dict[str, MllpSource]) -> None:
+        for key in list(self.listeners):
+            if key not in wanted or self.listeners[key].settings != wanted[key]:
+                await self.listeners.pop(key).server.close()
+        for key, settings in wanted.items():
+            if key not in self.listeners:
+                self.listeners[key] = await self._start(key, settings)
+
+    async def close(self) -> None:
+        for listener in self.listeners.values():
+            await listener.server.close()
+        self.listeners.clear()
+
+    async def _start(self, key: str, settings: MllpSource) -> Listener:
+        dedup = DedupIndex(settings.dedup_window)
+        await self._refill_dedup(key, dedup)
+        ingest = Ingest(key, self.writer, dedup, self.metrics, default_charset=settings.default_charset,
+                        fallback_charset=settings.fallback_charset, on_committed=self.on_committed)
+        ssl_context = server_ssl_context(settings.tls) if settings.tls else None
+        server = await start_mllp_server(
+            ingest.handle, host=settings.host, port=settings.port,
+            settings=ListenerSettings(**settings.model_dump(include=_LISTENER_FIELDS)), ssl=ssl_context,
+            events=_CountingEvents(self.metrics, key))
+        log.info("listening", extra={"source": key, "port": server.port, "tls": bool(ssl_context)})
+        return Listener(settings, server, ingest)
+
+    async def _refill_dedup(self, source: str, dedup: DedupIndex) -> None:
+        """Resends after a restart still get their original ACK: refill from the store."""
+        horizon = time.time() - dedup.window
+
+        def recent(connection: Connection) -> list[Any]:
+            m = messages.c
+            return list(connection.execute(
+                select(m.sending_application, m.sending_facility, m.control_id, m.content_hash, m.ack,
+                       m.received_at)
+                .where(m.source == source, m.received_at >= horizon, m.status != "rejected")
+                .order_by(m.id).limit(dedup.max_entries)))
+
+        for row in await self.read(recent):
+            dedup.put((row[0], row[1], row[2]), _Seen(row[3], row[4], row[5], None))
