@@ -52,6 +52,8 @@ install_system_packages() {
         printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
         "${sudo[@]}" chmod 755 "$policy"
         created_policy=1
+        # Interrupted apt must not leave the machine unable to start services for good.
+        trap "${sudo[*]:-} rm -f $policy" EXIT
     fi
     local apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 -q)
     local status=0
@@ -59,7 +61,10 @@ install_system_packages() {
     if [ "$status" -eq 0 ]; then
         "${apt[@]}" install -y --no-install-recommends "${missing[@]}" </dev/null >&2 || status=$?
     fi
-    [ "$created_policy" = 1 ] && "${sudo[@]}" rm -f "$policy"
+    if [ "$created_policy" = 1 ]; then
+        "${sudo[@]}" rm -f "$policy"
+        trap - EXIT
+    fi
     [ "$status" -eq 0 ] || die "apt-get failed (exit $status) while installing: ${missing[*]}"
 }
 

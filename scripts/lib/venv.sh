@@ -18,21 +18,28 @@ _pick_python() {
     printf '%s' "$candidate"
 }
 
-# Debian splits ensurepip out of python3 (package python3-venv); without it `python3 -m venv` leaves
-# a venv with no pip. Install it when we are allowed to, otherwise say what is missing.
-_ensure_venv_module() {
-    local python="$1"
-    "$python" -c 'import venv, ensurepip' >/dev/null 2>&1 && return 0
+# Debian ships ensurepip separately (package python3-venv); without it `python3 -m venv` fails or
+# leaves a venv with no pip. Install it when we are allowed to, otherwise say what is missing.
+_install_python3_venv() {
     if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-        die "'$python -m venv' is unavailable; install the venv module (Debian: apt-get install python3-venv)"
+        die "'python3 -m venv' does not work here; install the venv module (Debian: apt-get install python3-venv)"
     fi
     log "==> installing python3-venv (apt)"
-    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 update -q >&2 \
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 -q update </dev/null >&2 \
         || die "apt-get update failed; cannot install python3-venv"
-    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends \
-        python3-venv >&2 || die "apt-get install python3-venv failed"
-    "$python" -c 'import venv, ensurepip' >/dev/null 2>&1 \
-        || die "python3-venv is installed but '$python' still has no venv/ensurepip module (is $python the system Python?)"
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 -q install -y --no-install-recommends \
+        python3-venv </dev/null >&2 || die "apt-get install python3-venv failed"
+}
+
+_create_venv() {
+    local python="$1"
+    log "==> creating .venv with $("$python" -V 2>&1)"
+    if "$python" -c 'import venv, ensurepip' >/dev/null 2>&1 && "$python" -m venv .venv >&2; then
+        return 0
+    fi
+    rm -rf .venv    # a half-made venv (no pip) would pass the -x check on the next run
+    _install_python3_venv
+    "$python" -m venv .venv >&2 || { rm -rf .venv; die "'$python -m venv .venv' failed even with python3-venv installed"; }
 }
 
 _stamp_path() { printf '.venv/.simpul-installed-%s' "${1:-base}"; }
@@ -40,10 +47,7 @@ _stamp_path() { printf '.venv/.simpul-installed-%s' "${1:-base}"; }
 ensure_venv() {
     local extras="$1" python digest stamp target
     if [ ! -x .venv/bin/python ]; then
-        python="$(_pick_python)"
-        _ensure_venv_module "$python"
-        log "==> creating .venv with $("$python" -V 2>&1)"
-        "$python" -m venv .venv || die "could not create .venv"
+        _create_venv "$(_pick_python)"
     fi
     .venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
         || die ".venv uses $(.venv/bin/python -V 2>&1); remove .venv and re-run with Python 3.11+"
