@@ -7,6 +7,7 @@ Batch replay is two calls: without `"confirm": true` the answer is only the prev
 """
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
@@ -21,7 +22,8 @@ from simpul.dead_letters.discard import discard_dead_letters
 from simpul.dead_letters.edits import edit_dead_letter
 from simpul.dead_letters.query import DeadLetterFilter, count_dead_letters, search_dead_letters, show_dead_letter
 from simpul.dead_letters.replay import DEFAULT_CAP, execute_replay, plan_replay
-from simpul.errors import OperationRefused
+from simpul.dead_letters.retention import find_archived, list_archives, restore_archived, run_retention
+from simpul.errors import ConfigError, OperationRefused, StoreError
 
 if TYPE_CHECKING:
     from simpul.engine.runtime import Engine
@@ -76,6 +78,19 @@ class EditBody(BaseModel):
     replay: bool = Field(False, description="Queue the edited message right away.")
 
 
+class ArchiveRunBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dry_run: bool = Field(False, description="Count what would be archived and removed; change nothing.")
+
+
+class RestoreBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    archive_id: int | None = Field(None, description="Restore every message of this archive.")
+    control_id: str | None = Field(None, description="MSH-10 of the message(s) to restore.")
+    patient_id: str | None = Field(None, description="PID-3 identifier of the patient whose messages to restore.")
+    reason: str = Field(description="Why; required (kept in the audit trail).")
+
+
 class ControlBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field(description="Why; required.")
@@ -101,7 +116,7 @@ def create_router(engine: "Engine") -> APIRouter:
 
     async def write(fn: Any) -> Any:
         assert engine.writer is not None
-        return await engine.writer.run(fn)
+        return await engine.writer.run(fn, durable=True)   # a person did this: wait for the disk
 
     @router.get("/dead-letters", summary="List and search dead letters (newest first, paginated)")
     async def list_dead_letters(channel: str | None = None, destination: str | None = None,
@@ -218,6 +233,40 @@ def create_router(engine: "Engine") -> APIRouter:
                     offset: int = Query(0, ge=0)) -> Any:
         return await engine.read(lambda c: list_audit(c, action=action, actor=actor, since=since, until=until,
                                                       limit=limit, offset=offset))
+
+    @router.get("/archives", summary="Archive files, newest first (no patient data)")
+    async def archives(channel: str | None = None, limit: int = Query(50, ge=1, le=1000),
+                       offset: int = Query(0, ge=0)) -> Any:
+        return await engine.read(lambda c: list_archives(c, channel=channel, limit=limit, offset=offset))
+
+    @router.get("/archives/entries", summary="Archived messages by control id or patient id (the archive index)")
+    async def archive_entries(control_id: str | None = None, patient_id: str | None = None,
+                              archive_id: int | None = None, limit: int = Query(100, ge=1, le=10000)) -> Any:
+        return await engine.read(lambda c: find_archived(c, control_id=control_id, patient_id=patient_id,
+                                                         archive_id=archive_id, limit=limit))
+
+    @router.post("/archives/run", summary="One retention pass now: archive (fsynced), then remove from the store")
+    async def archive_run(body: ArchiveRunBody, x_simpul_actor: str | None = Header(None)) -> Any:
+        actor = "dry-run" if body.dry_run and not x_simpul_actor else _actor(x_simpul_actor)
+        channels = dict(engine.channels)
+        report = await asyncio.to_thread(run_retention, engine.db, channels, base_dir=engine.settings.base_dir,
+                                         actor=actor, dry_run=body.dry_run)
+        if report.failures:
+            return _problem(503, "Archive incomplete", "; ".join(f"{f['channel']}: {f['error']}"
+                                                                 for f in report.failures), report=report.as_dict())
+        return report.as_dict()
+
+    @router.post("/archives/restore", summary="Put archived messages back into the store (for replay)")
+    async def archive_restore(body: RestoreBody, x_simpul_actor: str | None = Header(None)) -> Any:
+        actor = _actor(x_simpul_actor)
+        try:
+            result = await asyncio.to_thread(restore_archived, engine.db, actor=actor, reason=body.reason,
+                                             archive_id=body.archive_id, control_id=body.control_id,
+                                             patient_id=body.patient_id)
+        except (StoreError, ConfigError) as exc:
+            return _problem(503, "Archive unreadable", str(exc))
+        return {"audit_event_id": result.audit_event_id, "restored": result.restored,
+                "already_in_store": result.already_in_store, "archives": result.archives}
 
     return router
 

@@ -21,9 +21,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Simpul: HL7v2/FHIR integration engine.")
 messages_app = typer.Typer(no_args_is_help=True, help="Find stored messages.")
 app.add_typer(messages_app, name="messages")
-from simpul.dead_letters.cli import dead_letters_app, destinations_app  # noqa: E402 - sub-apps defined there
+from simpul.dead_letters.cli import archive_app, dead_letters_app, destinations_app  # noqa: E402
 app.add_typer(dead_letters_app, name="dead-letters")
 app.add_typer(destinations_app, name="destinations")
+app.add_typer(archive_app, name="archive")
 
 ConfigOption = Annotated[Optional[Path], typer.Option("--config", "-c", help="Engine settings file "
                                                       "(default: config/simpul.yaml when present).")]

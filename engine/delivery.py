@@ -26,7 +26,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import tenacity
-from sqlalchemy import Connection, and_, exists, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.orm import aliased
 
 from simpul.connectors.base import Connector, Outgoing
@@ -92,6 +92,7 @@ class DestinationWorker:
         self._dead = metrics.dead_lettered.labels(channel, label)
         self._latency = metrics.delivery_latency.labels(channel, label)
         self._metrics = metrics
+        self._recorder = _Recorder(writer, channel, label)
 
     async def run(self) -> None:
         try:
@@ -221,43 +222,94 @@ class DestinationWorker:
                 "channel": self.channel, "stage": self.label, "control_id": item.control_id,
                 "attempt": attempt, "outcome": outcome, "error_class": type(error).__name__, "error": str(error)})
         next_at = finished + backoff_seconds(self.policy, attempt) if outcome == "retry" else None
-        await self.writer.run(_record_job(item, attempt, outcome, error, response, started, finished, next_at,
-                                          self.channel, self.label, hold=self.control.on_failure == "block"))
+        await self._recorder.record(_Result(item, attempt, outcome, error, response, started, finished, next_at,
+                                            hold=self.control.on_failure == "block"))
         if outcome == "retry":
             self.wake.set()
 
 
-def _record_job(item: Claimed, attempt: int, outcome: str, error: ConnectorError | None, response: str,
-                started: float, finished: float, next_at: float | None, channel: str,
-                label: str, hold: bool = False) -> Callable[[Connection], None]:
-    error_text = str(error)[:MAX_KEPT_TEXT] if error is not None else None
-    kept_response = _as_text(error.response if error is not None else response)
+@dataclass
+class _Result:
+    item: Claimed
+    attempt: int
+    outcome: str                 # delivered | retry | failed
+    error: ConnectorError | None
+    response: str
+    started: float
+    finished: float
+    next_at: float | None
+    hold: bool = False
 
-    def record(connection: Connection) -> None:
-        connection.execute(delivery_attempts.insert().values(
-            delivery_id=item.id, attempt=attempt, started_at=started, finished_at=finished, outcome=outcome,
-            error_class=type(error).__name__ if error is not None else None, error=error_text,
-            response=kept_response))
-        values: dict[str, Any] = {"attempts": attempt, "lease_until": None, "lease_owner": None,
-                                  "last_error": error_text, "last_response": kept_response}
-        if outcome == "delivered":
-            values.update(status="delivered", delivered_at=finished)
-        elif outcome == "retry":
-            values.update(status="pending", next_attempt_at=next_at)
+
+class _Recorder:
+    """Writes attempt outcomes in batches: every send that finished while the previous batch was
+    being written shares one store job (a few executemany statements instead of a job each).
+    `record` returns once its outcome is committed, so the delivery's slot frees only then."""
+
+    def __init__(self, writer: StoreWriter, channel: str, label: str) -> None:
+        self.writer = writer
+        self.channel = channel
+        self.label = label
+        self._pending: list[_Result] = []
+        self._flush: asyncio.Future[None] | None = None
+
+    async def record(self, result: _Result) -> None:
+        self._pending.append(result)
+        if self._flush is None:
+            self._flush = asyncio.ensure_future(self._write())
+        await asyncio.shield(self._flush)
+
+    async def _write(self) -> None:
+        await asyncio.sleep(0)       # let sends finishing in this loop turn join the batch
+        batch, self._pending, self._flush = self._pending, [], None
+        channel, label = self.channel, self.label
+        await self.writer.run(lambda connection: _record_batch(connection, batch, channel, label))
+
+
+_UPDATE_DELIVERY = (update(deliveries).where(deliveries.c.id == bindparam("b_id")).values(
+    attempts=bindparam("b_attempts"), lease_until=None, lease_owner=None, last_error=bindparam("b_error"),
+    last_response=bindparam("b_response"), status=bindparam("b_status"),
+    next_attempt_at=func.coalesce(bindparam("b_next_at"), deliveries.c.next_attempt_at),
+    delivered_at=bindparam("b_delivered_at")))
+
+
+def _record_batch(connection: Connection, batch: list[_Result], channel: str, label: str) -> None:
+    attempts, updates, failed = [], [], []
+    for result in batch:
+        error = result.error
+        error_text = str(error)[:MAX_KEPT_TEXT] if error is not None else None
+        response = _as_text(error.response if error is not None else result.response)
+        attempts.append({"delivery_id": result.item.id, "attempt": result.attempt, "started_at": result.started,
+                         "finished_at": result.finished, "outcome": result.outcome,
+                         "error_class": type(error).__name__ if error is not None else None,
+                         "error": error_text, "response": response})
+        if result.outcome == "delivered":
+            status = "delivered"
+        elif result.outcome == "retry":
+            status = "pending"
         else:
             # held: dead-lettered, but its key waits for the on-call decision (replay or discard)
-            values.update(status="held" if hold else "dead")
-        connection.execute(update(deliveries).where(deliveries.c.id == item.id).values(**values))
-        if outcome == "failed":
-            message = connection.execute(select(messages).where(messages.c.id == item.message_id)).one()
-            connection.execute(dead_letters.insert().values(
-                created_at=finished, message_id=item.message_id, delivery_id=item.id, channel=channel,
-                destination=label, stage=label, error_class=type(error).__name__, error=error_text or "",
-                attempts=attempt, status="open", raw=message.raw, payload=item.payload,
-                message_type=message.message_type, control_id=message.control_id,
-                patient_id=message.patient_id, visit_number=message.visit_number,
-                accession_number=message.accession_number))
-    return record
+            status = "held" if result.hold else "dead"
+            failed.append((result, error_text or ""))
+        updates.append({"b_id": result.item.id, "b_attempts": result.attempt, "b_error": error_text,
+                        "b_response": response, "b_status": status, "b_next_at": result.next_at,
+                        "b_delivered_at": result.finished if status == "delivered" else None})
+    connection.execute(delivery_attempts.insert(), attempts)
+    connection.execute(_UPDATE_DELIVERY, updates)
+    if failed:
+        ids = [result.item.message_id for result, _ in failed]
+        originals = {row.id: row for row in connection.execute(select(messages).where(messages.c.id.in_(ids)))}
+        connection.execute(dead_letters.insert(), [{
+            "created_at": result.finished, "message_id": result.item.message_id, "delivery_id": result.item.id,
+            "channel": channel, "destination": label, "stage": label,
+            "error_class": type(result.error).__name__, "error": error_text, "attempts": result.attempt,
+            "status": "open", "raw": originals[result.item.message_id].raw, "payload": result.item.payload,
+            "message_type": originals[result.item.message_id].message_type,
+            "control_id": originals[result.item.message_id].control_id,
+            "patient_id": originals[result.item.message_id].patient_id,
+            "visit_number": originals[result.item.message_id].visit_number,
+            "accession_number": originals[result.item.message_id].accession_number,
+        } for result, error_text in failed])
 
 
 def _as_text(value: str | bytes | None) -> str | None:

@@ -20,9 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import update
+
 from simpul.engine.business_keys import extract_business_keys
 from simpul.engine.charset import decode_message
 from simpul.engine.metrics import IngestMetrics
+from simpul.engine.store.schema import messages
 from simpul.engine.store.writer import StoreWriter
 from simpul.errors import CharsetError, HeaderError, MessageError, StoreError
 from simpul.mllp.ack import build_ack
@@ -80,6 +83,12 @@ class DedupIndex:
         return len(self._entries)
 
 
+def _consume(future: asyncio.Future[Any]) -> None:
+    """A failed bookkeeping write is already logged by the writer; do not warn again."""
+    if not future.cancelled():
+        future.exception()
+
+
 _ack_ids = itertools.count(1)
 _ACK_PREFIX = f"S{int(time.time() * 1000):x}-"
 
@@ -134,7 +143,7 @@ class Ingest:
         content_hash = hashlib.blake2b(raw, digest_size=16).hexdigest()
         seen = self.dedup.get(key, now)
         if seen is not None and seen.content_hash == content_hash:
-            return await self._replay(seen, header, started)
+            return await self._replay(seen, header, started, key)
         if seen is not None:
             # Same MSH-10 from the same sender with other content: the sender reuses control ids.
             log.warning("control id reused with different content", extra={"control_id": header.control_id,
@@ -179,13 +188,23 @@ class Ingest:
         self._latency.observe(time.perf_counter() - started)
         return ack if not enhanced or accept_ack_wanted(header, True) else None
 
-    async def _replay(self, seen: _Seen, header: MessageHeader, started: float) -> bytes | None:
+    async def _replay(self, seen: _Seen, header: MessageHeader, started: float, key: DedupKey) -> bytes | None:
         if seen.committed is not None:
             try:
                 await asyncio.shield(seen.committed)
             except StoreError:
                 return await self.handle_after_failed_original(header, started)
         self._duplicates.inc()
+        # Count the resend on the stored message (staff see how often a sender resent it); the
+        # ACK does not wait for this write.
+        source, content_hash = self.source, seen.content_hash
+
+        def count_resend(connection: Any) -> None:
+            m = messages.c
+            connection.execute(update(messages).where(
+                m.source == source, m.sending_application == key[0][:180], m.sending_facility == key[1][:180],
+                m.control_id == key[2][:199], m.content_hash == content_hash).values(duplicates=m.duplicates + 1))
+        self.writer.run(count_resend).add_done_callback(_consume)
         log.info("duplicate answered with the stored ACK", extra={"control_id": header.control_id,
                                                                   "source": self.source})
         self._latency.observe(time.perf_counter() - started)

@@ -88,7 +88,7 @@ class _IngestService:
         db = await asyncio.to_thread(open_database, self.settings.database_url(),
                                      sqlite_synchronous=database.sqlite_synchronous,
                                      busy_timeout_ms=int(database.busy_timeout * 1000), migrate=False)
-        writer = StoreWriter(db, max_batch=database.group_commit_max)
+        writer = StoreWriter(db, max_batch=database.group_commit_max, durable_setting=database.sqlite_synchronous)
         writer.start()
         metrics = IngestMetrics()
         metrics_server, _ = start_http_server(0, addr="127.0.0.1", registry=metrics.registry)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, select, update
 
 from simpul.engine.channel_runtime import ChannelRuntime
 from simpul.engine.mapping_pool import MappingPool
@@ -160,14 +160,19 @@ def _fetch_received(connection: Connection) -> list[Any]:
 
 
 def _write_outcomes(connection: Connection, outcomes: list[_Outcome]) -> None:
-    """Status first, and only from `received`: if another processor (a second engine process,
-    or one that survived a crash for a moment) already handled a message, its deliveries are
-    not queued twice."""
-    statement = update(messages).where(messages.c.id == bindparam("message_id"),
-                                       messages.c.status == "received").values(status=bindparam("new_status"))
-    taken = [outcome for outcome in outcomes
-             if connection.execute(statement, {"message_id": outcome.message_id,
-                                               "new_status": outcome.status}).rowcount == 1]
+    """Only messages still `received` are taken: if another processor (a second engine process,
+    or one that outlived a crash for a moment) already handled one, its deliveries are not queued
+    twice. The writer holds the write lock (SQLite) or the row locks (PostgreSQL, FOR UPDATE), so
+    nobody changes these rows between the check and the update."""
+    ids = [outcome.message_id for outcome in outcomes]
+    still_received = set(connection.execute(
+        select(messages.c.id).where(messages.c.id.in_(ids), messages.c.status == "received").with_for_update()
+    ).scalars())
+    taken = [outcome for outcome in outcomes if outcome.message_id in still_received]
+    for status in ("routed", "unrouted"):
+        chosen = [outcome.message_id for outcome in taken if outcome.status == status]
+        if chosen:
+            connection.execute(update(messages).where(messages.c.id.in_(chosen)).values(status=status))
     delivery_rows = [row for outcome in taken for row in outcome.delivery_rows]
     if delivery_rows:
         connection.execute(deliveries.insert(), delivery_rows)

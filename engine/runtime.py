@@ -71,7 +71,8 @@ class Engine:
             open_database, self.settings.database_url(),
             sqlite_synchronous=self.settings.database.sqlite_synchronous,
             busy_timeout_ms=int(self.settings.database.busy_timeout * 1000))
-        self.writer = StoreWriter(self.db, max_batch=self.settings.database.group_commit_max)
+        self.writer = StoreWriter(self.db, max_batch=self.settings.database.group_commit_max,
+                                  durable_setting=self.settings.database.sqlite_synchronous, job_interval=0.005)
         self.writer.start()
         self.processor = Processor(self.writer, self.metrics, self.channels_for, self._wake_workers, self.read,
                                    lambda: self._mapping_pool)

@@ -157,7 +157,7 @@ class ArchiveSettings(Strict):
 class RetentionPolicy(Strict):
     """How long this channel's messages stay in the hot store. Nothing leaves it unarchived."""
 
-    content: Duration = Field(90 * 86400.0, description="Age after which a finished message (all deliveries "
+    content: Duration = Field("90d", validate_default=True, description="Age after which a finished message (all deliveries "
                                                         "done, no open dead letter) is archived, then removed "
                                                         "with its deliveries, attempts and dead letters.")
     metadata: Duration | None = Field(None, description="Age after which the archive index entry (control id, "

@@ -5,6 +5,13 @@ thread lets many concurrent ingests share one transaction and one fsync ("group 
 An ingest waits on an asyncio future that resolves only after its transaction committed,
 which is what makes "commit, then ACK" cheap: at 100 connections one fsync covers ~100 ACKs.
 
+Durability: message inserts always commit fully durable (fsync; SQLite synchronous=FULL or
+PostgreSQL synchronous_commit=on), because an ACK promises them. Bookkeeping jobs (routing
+results, claims, attempt outcomes) commit without waiting for the disk unless submitted with
+`durable=True`: losing the last of them in a power cut only means a message is routed or sent
+again (at-least-once, idempotent receivers), and the next durable commit flushes them anyway
+(the WAL is sequential). This keeps fsyncs, and the write lock, for what needs them.
+
 Lifecycle: `start()` once, submit work from the event loop, `stop()` drains and joins.
 """
 from __future__ import annotations
@@ -13,6 +20,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,13 +36,14 @@ _STOP = object()
 
 
 class _Job:
-    __slots__ = ("future", "fn", "row")
+    __slots__ = ("future", "fn", "row", "durable")
 
     def __init__(self, future: asyncio.Future[Any], fn: Callable[[Connection], Any] | None,
-                 row: dict[str, Any] | None) -> None:
+                 row: dict[str, Any] | None, durable: bool = True) -> None:
         self.future = future
         self.fn = fn
         self.row = row
+        self.durable = durable
 
 
 def _settle(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
@@ -48,9 +57,17 @@ def _settle(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]
 
 
 class StoreWriter:
-    def __init__(self, engine: Engine, *, max_batch: int = 500) -> None:
+    def __init__(self, engine: Engine, *, max_batch: int = 500, durable_setting: str = "FULL",
+                 job_interval: float = 0.0) -> None:
         self.engine = engine
         self.max_batch = max_batch
+        self.durable_setting = durable_setting      # SQLite synchronous level for durable commits
+        # Bookkeeping jobs wait at least this long after the previous ones, so they commit in
+        # bigger batches and take the write lock less often (inserts never wait).
+        self.job_interval = job_interval
+        self._last_jobs = 0.0
+        self._held: list[_Job] = []
+        self._durability: bool | None = None
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -77,11 +94,15 @@ class StoreWriter:
         self._queue.put(_Job(future, None, row))
         return future
 
-    def run(self, fn: Callable[[Connection], Any]) -> asyncio.Future[Any]:
-        """Run fn(connection) inside its own transaction on the writer thread."""
+    def run(self, fn: Callable[[Connection], Any], *, durable: bool = False) -> asyncio.Future[Any]:
+        """Run fn(connection) in a savepoint of the next batch transaction on the writer thread.
+
+        `durable=True` for writes a person made (an on-call action, an audit event): the
+        commit waits for the disk like a message insert does.
+        """
         assert self._loop is not None, "StoreWriter.start() first"
         future: asyncio.Future[Any] = self._loop.create_future()
-        self._queue.put(_Job(future, fn, None))
+        self._queue.put(_Job(future, fn, None, durable))
         return future
 
     def _run(self) -> None:
@@ -89,7 +110,14 @@ class StoreWriter:
         get_nowait = self._queue.get_nowait
         stopping = False
         while not stopping:
-            batch = [get()]
+            if self._held:
+                wait = self._last_jobs + self.job_interval - time.monotonic()
+                try:
+                    batch = [get(timeout=max(wait, 0.0))] if wait > 0 else []
+                except queue.Empty:
+                    batch = []
+            else:
+                batch = [get()]
             while len(batch) < self.max_batch:
                 try:
                     batch.append(get_nowait())
@@ -98,6 +126,7 @@ class StoreWriter:
             if _STOP in batch:
                 stopping = True
                 batch = [job for job in batch if job is not _STOP]
+            batch = self._hold_jobs(batch, stopping)
             if not batch:
                 continue
             results = self._commit_batch(batch)
@@ -106,6 +135,19 @@ class StoreWriter:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+
+    def _hold_jobs(self, batch: list[_Job], stopping: bool) -> list[_Job]:
+        """Inserts go now; jobs go now only if job_interval has passed (or a durable one is waiting)."""
+        if self.job_interval <= 0:
+            return batch
+        self._held.extend(job for job in batch if job.fn is not None)
+        ready = [job for job in batch if job.fn is None]
+        due = time.monotonic() >= self._last_jobs + self.job_interval
+        if self._held and (due or stopping or any(job.durable for job in self._held)):
+            ready.extend(self._held)
+            self._held = []
+            self._last_jobs = time.monotonic()
+        return ready
 
     def _commit_batch(self, batch: list[_Job]) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
         """Message inserts first, in one transaction (one fsync), and their waiters are released
@@ -117,21 +159,25 @@ class StoreWriter:
         jobs = [job for job in batch if job.fn is not None]
         results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         if inserts:
-            released = self._in_transaction(inserts, self._insert_rows)
+            released = self._in_transaction(inserts, self._insert_rows, durable=True)
             if jobs and self._loop is not None and not self._loop.is_closed():
                 self._loop.call_soon_threadsafe(_settle, released)
             else:
                 results.extend(released)
         if jobs:
-            results.extend(self._in_transaction(jobs, self._run_jobs))
+            results.extend(self._in_transaction(jobs, self._run_jobs, durable=any(job.durable for job in jobs)))
         return results
 
-    def _in_transaction(self, jobs: list[_Job], work: Callable[[Connection, list[_Job]], list[Any]]
-                        ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+    def _in_transaction(self, jobs: list[_Job], work: Callable[[Connection, list[_Job]], list[Any]],
+                        durable: bool) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
         try:
             if self._connection is None:
                 self._connection = self.engine.connect()
+                self._durability = None
+            self._set_durability(self._connection, durable)
             with self._connection.begin():
+                if not durable and self._connection.dialect.name == "postgresql":
+                    self._connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
                 results = work(self._connection, jobs)
         except Exception as exc:  # the commit failed: inserters answer AE/CE, jobs see the error
             log.error("group commit of %d jobs failed: %s", len(jobs), type(exc).__name__)
@@ -140,6 +186,14 @@ class StoreWriter:
             return [(job.future, None, error) for job in jobs]
         self.commits += 1
         return results
+
+    def _set_durability(self, connection: Connection, durable: bool) -> None:
+        if connection.dialect.name != "sqlite" or self._durability == durable:
+            return
+        level = self.durable_setting if durable else "NORMAL"
+        # On the driver connection: through SQLAlchemy the statement would open a transaction.
+        connection.connection.driver_connection.execute(f"PRAGMA synchronous={level}")
+        self._durability = durable
 
     def _insert_rows(self, connection: Connection, jobs: list[_Job]) -> list[Any]:
         connection.execute(messages.insert(), [job.row for job in jobs])

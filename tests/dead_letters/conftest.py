@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from tests.dead_letters.support import Api
+from tests.helpers import EngineHarness
 
 
 @pytest.fixture
@@ -17,3 +19,11 @@ async def api_factory() -> AsyncIterator:
     yield make
     for api in made:
         await api.close()
+
+
+@pytest.fixture
+async def store_harness(tmp_path: Path, database_url: str) -> AsyncIterator[EngineHarness]:
+    """An in-process engine on each store backend (SQLite and PostgreSQL, from `database_url`)."""
+    engine_harness = EngineHarness(tmp_path, database_url)
+    yield engine_harness
+    await engine_harness.stop()

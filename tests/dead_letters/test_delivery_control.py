@@ -18,7 +18,8 @@ def _delivered(harness) -> int:
 
 
 async def test_paused_destination_accumulates_while_the_other_flows_then_drains_in_order(
-        harness, fhir_server, api_factory, tmp_path):
+        store_harness, fhir_server, api_factory, tmp_path):
+    harness = store_harness                       # on SQLite and PostgreSQL
     port = free_port()
     files = tmp_path / "files"
     more = f"- label: archive\n  order_by: patient\n  file: {{directory: {files}}}\n"

@@ -2,8 +2,16 @@
 Patient at an idempotent endpoint, links to the original, edit-and-replay, discard."""
 from __future__ import annotations
 
+import pytest
+
 from tests.dead_letters.support import fhir_channel, patient_names
 from tests.helpers import adt, free_port, send_one
+
+
+@pytest.fixture
+def harness(store_harness):
+    """Replay, edit and discard run on both store backends (SQLite and PostgreSQL)."""
+    return store_harness
 
 
 async def _dead_lettered(harness, fhir_server, control_ids_and_patients, **channel):
