@@ -42,6 +42,15 @@ from simpul.errors import ConfigError
 
 log = logging.getLogger("simpul.engine")
 
+# How long this process's writer gathers bookkeeping jobs (routing results, claims, outcomes)
+# before it commits them. While the ingest process is busy, every commit of ours makes its
+# inserts wait for the SQLite write lock, so we commit less often (measured at 100 connections:
+# 5 ms -> ~3,500 msg/s with p99 200 ms; 100-200 ms -> ~5,500 msg/s with p99 50 ms). When
+# ingest is quiet, deliveries move on at once.
+QUIET_JOB_INTERVAL = 0.005
+BUSY_JOB_INTERVAL = 0.1
+BUSY_FOR = 0.25
+
 
 class Engine:
     def __init__(self, settings: Settings) -> None:
@@ -55,6 +64,7 @@ class Engine:
         self._by_source: dict[str, list[ChannelRuntime]] = {}
         self._listener_set: ListenerSet | None = None
         self._ingest_process: IngestProcess | None = None
+        self._ingest_busy_at = 0.0
         self.workers: dict[tuple[str, str], tuple[str, DestinationWorker, asyncio.Task[None]]] = {}
         self.processor: Processor | None = None
         self._mapping_pool: MappingPool | None = None
@@ -72,7 +82,7 @@ class Engine:
             sqlite_synchronous=self.settings.database.sqlite_synchronous,
             busy_timeout_ms=int(self.settings.database.busy_timeout * 1000))
         self.writer = StoreWriter(self.db, max_batch=self.settings.database.group_commit_max,
-                                  durable_setting=self.settings.database.sqlite_synchronous, job_interval=0.005)
+                                  durable_setting=self.settings.database.sqlite_synchronous, job_interval=QUIET_JOB_INTERVAL)
         self.writer.start()
         self.processor = Processor(self.writer, self.metrics, self.channels_for, self._wake_workers, self.read,
                                    lambda: self._mapping_pool)
@@ -82,6 +92,7 @@ class Engine:
         if self.settings.ingest_process:
             self._ingest_process = IngestProcess(self.settings, self._message_committed)
             await self._ingest_process.start()
+            self._tasks.append(asyncio.create_task(self._relax_writer_when_ingest_is_quiet(), name="writer-pace"))
         self._tasks.append(asyncio.create_task(self.processor.run(), name="processor"))
         self._tasks.append(asyncio.create_task(refresh_queue_gauges(
             self, interval=min(5.0, self.settings.delivery.poll_interval * 20)), name="queue-gauges"))
@@ -217,6 +228,15 @@ class Engine:
     def _message_committed(self) -> None:
         if self.processor is not None:
             self.processor.wake.set()
+        if self._ingest_process is not None and self.writer is not None:
+            self._ingest_busy_at = time.monotonic()
+            self.writer.job_interval = BUSY_JOB_INTERVAL
+
+    async def _relax_writer_when_ingest_is_quiet(self) -> None:
+        while True:
+            await asyncio.sleep(BUSY_FOR / 2)
+            if self.writer is not None and time.monotonic() - self._ingest_busy_at > BUSY_FOR:
+                self.writer.job_interval = QUIET_JOB_INTERVAL
 
     def _wake_workers(self, touched: set[tuple[str, str]]) -> None:
         for key in touched:

@@ -33,6 +33,14 @@ from simpul.errors import StoreError
 log = logging.getLogger("simpul.store")
 
 _STOP = object()
+SLOW_TRANSACTION = 0.1
+_INSERT_COLUMNS = tuple(column.name for column in messages.columns if column.name != "id")
+
+
+def _insert_statement(paramstyle: str) -> str:
+    marker = "?" if paramstyle == "qmark" else "%s"
+    return (f"INSERT INTO messages ({', '.join(_INSERT_COLUMNS)}) "
+            f"VALUES ({', '.join([marker] * len(_INSERT_COLUMNS))})")
 
 
 class _Job:
@@ -176,6 +184,7 @@ class StoreWriter:
                 self._durability = None
             self._set_durability(self._connection, durable)
             with self._connection.begin():
+                began = time.monotonic()
                 if not durable and self._connection.dialect.name == "postgresql":
                     self._connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
                 results = work(self._connection, jobs)
@@ -184,7 +193,13 @@ class StoreWriter:
             self._discard_connection()
             error = StoreError(f"commit failed: {type(exc).__name__}")
             return [(job.future, None, error) for job in jobs]
+        held = time.monotonic() - began
         self.commits += 1
+        if held > SLOW_TRANSACTION:
+            # The write lock was held this long: other writers (the other engine process) waited.
+            names = sorted({getattr(job.fn, "__qualname__", "insert") for job in jobs})
+            log.warning("slow store transaction", extra={"seconds": round(held, 3), "jobs": len(jobs),
+                                                         "durable": durable, "kinds": names[:5]})
         return results
 
     def _set_durability(self, connection: Connection, durable: bool) -> None:
@@ -196,7 +211,14 @@ class StoreWriter:
         self._durability = durable
 
     def _insert_rows(self, connection: Connection, jobs: list[_Job]) -> list[Any]:
-        connection.execute(messages.insert(), [job.row for job in jobs])
+        # Straight to the driver's executemany: SQLAlchemy's per-row parameter processing cost
+        # more than a third of the ingest process's CPU at 100 connections.
+        statement = _insert_statement(connection.dialect.paramstyle)
+        cursor = connection.connection.driver_connection.cursor()
+        try:
+            cursor.executemany(statement, [tuple(job.row.get(name) for name in _INSERT_COLUMNS) for job in jobs])
+        finally:
+            cursor.close()
         self.committed_rows += len(jobs)
         return [(job.future, None, None) for job in jobs]
 
