@@ -87,6 +87,8 @@ class DestinationWorker:
         self.wake = asyncio.Event()
         self._stopping = False
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._sending: set[int] = set()          # delivery ids this worker is sending right now
+        self._renewed_at = time.monotonic()
         self._delivered = metrics.delivered.labels(channel, label)
         self._retried = metrics.retried.labels(channel, label)
         self._dead = metrics.dead_lettered.labels(channel, label)
@@ -107,7 +109,9 @@ class DestinationWorker:
                 claimed, self.control.paused = await self.writer.run(self._claim_job(limit))
                 self.control.claimed(len(claimed))
             self._report_state()
+            await self._renew_leases()
             for item in claimed:
+                self._sending.add(item.id)
                 task = asyncio.create_task(self._deliver(item))
                 self._in_flight.add(task)
                 task.add_done_callback(self._finished)
@@ -122,6 +126,17 @@ class DestinationWorker:
         self._metrics.set_destination_state(self.channel, self.label, paused=self.control.paused,
                                             in_downtime=self.control.in_downtime(),
                                             circuit=self.control.circuit_state)
+
+    async def _renew_leases(self) -> None:
+        """A slow send must not look abandoned: extend the leases of what is being sent, so no
+        worker (this one included) takes it over while it is still in flight."""
+        if not self._sending or time.monotonic() - self._renewed_at < self.lease / 3:
+            return
+        self._renewed_at = time.monotonic()
+        ids, owner, until = list(self._sending), self.owner, time.time() + self.lease
+        await self.writer.run(lambda connection: connection.execute(
+            update(deliveries).where(deliveries.c.id.in_(ids), deliveries.c.lease_owner == owner,
+                                     deliveries.c.status == "in_flight").values(lease_until=until)))
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
@@ -141,6 +156,7 @@ class DestinationWorker:
         """Claim up to `limit` due deliveries; returns (claimed, paused). A paused destination claims none."""
         channel, label, owner = self.channel, self.label, self.owner
         lease = self.lease
+        sending = list(self._sending)
 
         def claim(connection: Connection) -> tuple[list[Claimed], bool]:
             c = destination_controls.c
@@ -167,7 +183,7 @@ class DestinationWorker:
             # Order between keys is only fairness; order within a key is the `blocked` check.
             orphaned = (select(*columns).join(messages, messages.c.id == d.c.message_id)
                         .where(d.c.channel == channel, d.c.destination == label, d.c.status == "in_flight",
-                               d.c.lease_until < now, ~blocked)
+                               d.c.lease_until < now, d.c.id.notin_(sending), ~blocked)
                         .order_by(d.c.id).limit(limit))
             rows = [Claimed(*row) for row in connection.execute(orphaned)]
             if len(rows) < limit:
@@ -183,6 +199,12 @@ class DestinationWorker:
         return claim
 
     async def _deliver(self, item: Claimed) -> None:
+        try:
+            await self._send_and_record(item)
+        finally:
+            self._sending.discard(item.id)
+
+    async def _send_and_record(self, item: Claimed) -> None:
         started = time.time()
         outgoing = Outgoing(item.payload, item.content_type, item.control_id, self.channel, self.label,
                             item.idempotency_id or item.id, item.message_type)

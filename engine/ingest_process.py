@@ -17,12 +17,11 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
-import os
 import signal
-import threading
-import time
 from multiprocessing.connection import Connection
 from typing import Any
+
+from simpul.engine.process_guard import die_with_parent
 
 log = logging.getLogger("simpul.ingest_process")
 
@@ -30,28 +29,9 @@ START_TIMEOUT = 60.0
 NOTIFY_DELAY = 0.002          # coalesce commit notifications: at most one per 2 ms
 
 
-def _die_with_parent() -> None:
-    parent = os.getppid()
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)          # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-    def watchdog() -> None:                    # also covers a parent that died before prctl ran
-        while True:
-            time.sleep(1.0)
-            if os.getppid() != parent:
-                os._exit(1)
-
-    threading.Thread(target=watchdog, name="simpul-parent-watchdog", daemon=True).start()
-
-
 def ingest_process_main(settings_data: dict[str, Any], base_dir: str, pipe: Connection) -> None:
     """Entry point of the child process."""
-    _die_with_parent()
+    die_with_parent()
     from simpul.engine.config.settings import Settings
     from simpul.engine.logs import configure_logging
 

@@ -36,6 +36,9 @@ def _build(specs: Specs) -> dict[str, Any]:
 
 def _load(specs: Specs) -> None:
     """Worker-process initializer."""
+    from simpul.engine.process_guard import die_with_parent
+
+    die_with_parent()
     _mappings.clear()
     _mappings.update(_build(specs))
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, func, select
 
 from simpul.connectors.base import create_connector
 from simpul.engine.channel_runtime import ChannelRuntime
@@ -262,7 +262,9 @@ class Engine:
                 report["status"] = "unavailable"
         try:
             assert self.writer is not None
-            await asyncio.wait_for(self.writer.run(lambda c: c.execute(text("SELECT 1")).scalar()), 5)
+            # Through the writer, so a stuck writer or a missing table shows, not just a live socket.
+            backlog = await asyncio.wait_for(self.writer.run(_unprocessed_count, durable=False), 5)
+            report["unprocessed_messages"] = backlog
         except Exception as exc:  # noqa: BLE001 - health reports, it does not raise
             report.update(status="unavailable", store=type(exc).__name__)
         return report
@@ -298,3 +300,10 @@ class Engine:
             await asyncio.sleep(0.01)
         if self._http.servers:
             self.http_port = self._http.servers[0].sockets[0].getsockname()[1]
+
+
+def _unprocessed_count(connection: Connection) -> int:
+    from simpul.engine.store.schema import messages
+
+    return int(connection.execute(select(func.count()).select_from(messages)
+                                  .where(messages.c.status == "received")).scalar_one())

@@ -5,7 +5,7 @@ from collections import Counter
 from pathlib import Path
 
 from simpul.engine.message_files import read_message_file
-from simpul.errors import MllpError, NegativeAck
+from simpul.errors import MessageError, MllpError, NegativeAck
 
 
 async def run_send(host: str, port: int, files: list[Path], *, timeout: float, tls: bool,
@@ -44,6 +44,9 @@ async def run_send(host: str, port: int, files: list[Path], *, timeout: float, t
             except NegativeAck as exc:
                 outcomes[exc.ack_code] += 1
                 problems.append(f"{name}: {exc.ack_code} {exc}")
+            except MessageError as exc:       # not sent: no readable MSH to match the ACK against
+                outcomes["unsent"] += 1
+                problems.append(f"{name}: not sent: {exc}")
             except (MllpError, OSError) as exc:
                 outcomes["error"] += 1
                 problems.append(f"{name}: {type(exc).__name__}: {exc}")

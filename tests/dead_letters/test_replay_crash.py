@@ -13,10 +13,10 @@ from tests.helpers import SIMPUL_CLI, EngineProcess, adt, free_port, store_rows,
 COUNT = 20
 
 
-def _wait(predicate, timeout: float = 30.0) -> None:
+def _wait(predicate, what: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
+        assert time.monotonic() < deadline, f"not within {timeout:g}s: {what}"
         time.sleep(0.05)
 
 
@@ -40,17 +40,20 @@ def test_kill_9_while_delivering_a_replay_loses_nothing_and_duplicates_nothing(t
     try:
         for n in range(COUNT):
             _send(mllp_port, adt(f"KR-{n}", patient=f"MRK{n}"))
-        _wait(lambda: store_rows(url, "SELECT count(*) AS n FROM dead_letters")[0].n == COUNT)
+        _wait(lambda: store_rows(url, "SELECT count(*) AS n FROM dead_letters")[0].n == COUNT,
+              "every rejected message is a dead letter")
         fhir_server.delay(0.15)
         done = subprocess.run([str(SIMPUL_CLI), "dead-letters", "replay", "--channel", "adt", "--max", str(COUNT),
                                "--reason", "crash test", "--yes", "-c", str(settings)],
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
-        _wait(lambda: store_rows(url, "SELECT count(*) AS n FROM deliveries WHERE status='delivered'")[0].n >= 3)
+        _wait(lambda: store_rows(url, "SELECT count(*) AS n FROM deliveries WHERE status='delivered'")[0].n >= 3,
+              "the replay is being delivered")
         engine.kill()
         fhir_server.delay(0)
         engine.start()
-        _wait(lambda: store_rows(url, "SELECT count(*) AS n FROM deliveries WHERE status='delivered'")[0].n == COUNT)
+        _wait(lambda: store_rows(url, "SELECT count(*) AS n FROM deliveries WHERE status='delivered'")[0].n == COUNT,
+              "every replay delivered after the restart")
     finally:
         engine.stop()
     assert len(fhir_server.resources("Patient")) == COUNT

@@ -212,6 +212,17 @@ async def test_send_exits_1_when_a_message_gets_ar(tmp_path: Path) -> None:
     assert len(lis.received) == 3             # an AR does not stop the rest of the batch
 
 
+async def test_send_reports_a_message_without_msh_and_sends_the_rest(tmp_path: Path) -> None:
+    batch = tmp_path / "batch.hl7"
+    batch.write_bytes(b"PID|1||MR1\r" + adt("OK-1"))
+    async with FakeLis() as lis:
+        result = await simpul_async("send", f"127.0.0.1:{lis.port}", str(batch), "-q", cwd=tmp_path)
+    assert result.code == 1
+    assert "AA 1" in result.out and "unsent 1" in result.out
+    assert "not sent" in result.err and "Traceback" not in result.err
+    assert len(lis.received) == 1
+
+
 # ---- simpul messages search ------------------------------------------------------------------
 
 async def test_messages_search_by_patient_control_id_type_status_and_time(tmp_path: Path, sqlite_url: str) -> None:

@@ -59,3 +59,20 @@ async def test_expired_lease_is_taken_over_and_a_live_lease_is_respected(tmp_pat
             [(ids["CRASH-EXPIRED"], "delivered")] * 2 + [(ids["CRASH-LIVE"], "delivered")] * 2)
     finally:
         await harness.stop()
+
+
+async def test_a_send_slower_than_the_lease_is_not_taken_over_and_sent_twice(harness, fhir_server) -> None:
+    from tests.helpers import adt, channel_yaml, free_port, send_one
+
+    port = free_port()
+    fhir_server.delay(2.5)                         # each answer takes longer than two leases
+    await harness.start({"adt.yaml": channel_yaml("adt", port, f"""\
+        - label: fhir
+          fhir_server: {{base_url: "{fhir_server.base_url}", timeout: 10s}}
+        """)}, lease=1.0, poll_interval=0.05)
+    await send_one(port, adt("SLOW-1", patient="MRSLOW"))
+    await harness.wait_for(lambda: harness.sql("SELECT id FROM deliveries WHERE status='delivered'"), timeout=20)
+    posts = [request for request in fhir_server.requests if request.method == "POST"]
+    assert len(posts) == 1
+    attempts = harness.sql("SELECT attempt, outcome FROM delivery_attempts")
+    assert [(a.attempt, a.outcome) for a in attempts] == [(1, "delivered")]
