@@ -68,7 +68,10 @@ class _IngestService:
         db = await asyncio.to_thread(open_database, self.settings.database_url(),
                                      sqlite_synchronous=database.sqlite_synchronous,
                                      busy_timeout_ms=int(database.busy_timeout * 1000), migrate=False)
-        writer = StoreWriter(db, max_batch=database.group_commit_max, durable_setting=database.sqlite_synchronous)
+        # 100,000 pages (~400 MB of WAL) is a safety net for when the engine process is not
+        # committing; normally its commits checkpoint long before.
+        writer = StoreWriter(db, max_batch=database.group_commit_max, durable_setting=database.sqlite_synchronous,
+                             wal_autocheckpoint=100_000)
         writer.start()
         metrics = IngestMetrics()
         metrics_server, _ = start_http_server(0, addr="127.0.0.1", registry=metrics.registry)

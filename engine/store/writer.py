@@ -66,7 +66,7 @@ def _settle(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]
 
 class StoreWriter:
     def __init__(self, engine: Engine, *, max_batch: int = 500, durable_setting: str = "FULL",
-                 job_interval: float = 0.0) -> None:
+                 job_interval: float = 0.0, wal_autocheckpoint: int | None = None) -> None:
         self.engine = engine
         self.max_batch = max_batch
         self.durable_setting = durable_setting      # SQLite synchronous level for durable commits
@@ -75,6 +75,10 @@ class StoreWriter:
         self.job_interval = job_interval
         self._last_jobs = 0.0
         self._held: list[_Job] = []
+        # SQLite: a commit that crosses the WAL threshold also checkpoints (copies the WAL into
+        # the database file and fsyncs it) before it returns. The ingest process raises its
+        # threshold so ACKs do not wait for that; the engine process's commits checkpoint.
+        self.wal_autocheckpoint = wal_autocheckpoint
         self._durability: bool | None = None
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -182,6 +186,9 @@ class StoreWriter:
             if self._connection is None:
                 self._connection = self.engine.connect()
                 self._durability = None
+                if self.wal_autocheckpoint is not None and self._connection.dialect.name == "sqlite":
+                    self._connection.connection.driver_connection.execute(
+                        f"PRAGMA wal_autocheckpoint={int(self.wal_autocheckpoint)}")
             self._set_durability(self._connection, durable)
             with self._connection.begin():
                 began = time.monotonic()
