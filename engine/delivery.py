@@ -87,7 +87,8 @@ class DestinationWorker:
         self.wake = asyncio.Event()
         self._stopping = False
         self._in_flight: set[asyncio.Task[None]] = set()
-        self._sending: set[int] = set()          # delivery ids this worker is sending right now
+        self._sending: set[int] = set()          # delivery ids sent or being sent, not yet recorded
+        self._sends = 0                          # sends in progress (the in-flight slots taken)
         self._renewed_at = time.monotonic()
         self._delivered = metrics.delivered.labels(channel, label)
         self._retried = metrics.retried.labels(channel, label)
@@ -102,7 +103,10 @@ class DestinationWorker:
         except ConnectorError:
             pass  # the first send reconnects and its failure is retried like any other
         while not self._stopping:
-            free = self.max_in_flight - len(self._in_flight)
+            # A slot frees when its send returns; recording the outcome is batched behind it
+            # (until then the delivery stays in_flight in the store, so its key stays blocked).
+            free = self.max_in_flight - self._sends
+
             claimed: list[Claimed] = []
             limit = self.control.claim_limit(free)
             if limit > 0:
@@ -112,6 +116,7 @@ class DestinationWorker:
             await self._renew_leases()
             for item in claimed:
                 self._sending.add(item.id)
+                self._sends += 1
                 task = asyncio.create_task(self._deliver(item))
                 self._in_flight.add(task)
                 task.add_done_callback(self._finished)
@@ -199,12 +204,22 @@ class DestinationWorker:
         return claim
 
     async def _deliver(self, item: Claimed) -> None:
+        released = False
+
+        def release_slot() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._sends -= 1
+                self.wake.set()
+
         try:
-            await self._send_and_record(item)
+            await self._send_and_record(item, release_slot)
         finally:
+            release_slot()
             self._sending.discard(item.id)
 
-    async def _send_and_record(self, item: Claimed) -> None:
+    async def _send_and_record(self, item: Claimed, release_slot: Callable[[], None]) -> None:
         started = time.time()
         outgoing = Outgoing(item.payload, item.content_type, item.control_id, self.channel, self.label,
                             item.idempotency_id or item.id, item.message_type)
@@ -244,6 +259,7 @@ class DestinationWorker:
                 "channel": self.channel, "stage": self.label, "control_id": item.control_id,
                 "attempt": attempt, "outcome": outcome, "error_class": type(error).__name__, "error": str(error)})
         next_at = finished + backoff_seconds(self.policy, attempt) if outcome == "retry" else None
+        release_slot()
         await self._recorder.record(_Result(item, attempt, outcome, error, response, started, finished, next_at,
                                             hold=self.control.on_failure == "block"))
         if outcome == "retry":
