@@ -68,3 +68,20 @@ async def _send(port: int, payload: bytes) -> bytes:
         return await connection.send(payload)
     finally:
         await connection.close()
+
+
+async def test_reload_with_the_ingest_process_keeps_connections_and_adds_listeners(harness, tmp_path):
+    """The production layout: the ingest process applies listener changes itself."""
+    first, second = free_port(), free_port()
+    await harness.start({"lab.yaml": channel_yaml("lab", first, out(tmp_path, "a"), message_types="[ADT^*]")},
+                        reload_interval=0.1, ingest_process=True)
+    connection = await open_mllp_connection("127.0.0.1", first)
+    assert segment(await connection.send(oru("P-1")), "MSA")[1] == "AA"
+    harness.write_channel("lab.yaml", channel_yaml("lab", first, out(tmp_path, "b"), message_types="[ORU^R01]"))
+    harness.write_channel("new.yaml", channel_yaml("new", second, out(tmp_path, "c")))
+    await harness.wait_for(lambda: second in harness.engine.listener_ports().values(), timeout=15)
+    assert segment(await connection.send(oru("P-2")), "MSA")[1] == "AA"       # same connection
+    await connection.close()
+    assert segment(await _send(second, adt("P-3")), "MSA")[1] == "AA"
+    files = await harness.wait_for(lambda: list((tmp_path / "b").glob("*.json")), timeout=15)
+    assert "P-2" in files[0].name
