@@ -1,6 +1,9 @@
 """Business keys read at ingest so staff can find a message by what they know.
 
-Patient identifier PID-3 (ID of the first repetition), visit number PV1-19, placer order
+Patient identifier PID-3 (the medical record number: the repetition whose identifier type,
+CX-5, is MR, else PI, else the first repetition; staff search by MRN, and the same patient must
+get the same ordering key from an ADT that lists the national NIK first and a lab result that
+sends only the MRN), visit number PV1-19, placer order
 number ORC-2/OBR-2, filler order number ORC-3/OBR-3, accession OBR-18 (IPC-1 for imaging
 orders). This runs on the hot path, so it is a few string splits on the first segments of
 each kind and not a full parse.
@@ -40,7 +43,8 @@ def extract_business_keys(text: str, field_separator: str = "|", component_separ
             return "" if value == '""' else value[:250]
 
         if name == "PID":
-            keys.patient_id = first(3)
+            keys.patient_id = _medical_record_number(fields[3] if len(fields) > 3 else "",
+                                                     component_separator, repetition_separator)
         elif name == "PV1":
             keys.visit_number = first(19)
         elif name == "ORC":
@@ -53,3 +57,16 @@ def extract_business_keys(text: str, field_separator: str = "|", component_separ
         elif name == "IPC":
             keys.accession_number = keys.accession_number or first(1)
     return keys
+
+
+_PREFERRED_TYPES = ("MR", "PI")
+
+
+def _medical_record_number(field: str, component_separator: str, repetition_separator: str) -> str:
+    repetitions = [rep.split(component_separator) for rep in field.split(repetition_separator)]
+    for wanted in _PREFERRED_TYPES:
+        for components in repetitions:
+            if len(components) > 4 and components[4] == wanted and components[0] not in ("", '""'):
+                return components[0][:250]
+    first = repetitions[0][0] if repetitions and repetitions[0] else ""
+    return "" if first == '""' else first[:250]
