@@ -29,6 +29,9 @@ ConfigOption = Annotated[Optional[Path], typer.Option("--config", "-c", help="En
 ActorOption = Annotated[Optional[str], typer.Option(help="Who does this (default: the OS user).")]
 ReasonOption = Annotated[str, typer.Option(help="Why: kept in the audit trail. Required.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+YesOption = Annotated[bool, typer.Option("--yes", help="Do not ask (for scripts).")]
+DeadLetterIdArg = Annotated[int, typer.Argument(help="Dead letter id.")]
+TargetArg = Annotated[str, typer.Argument(help="CHANNEL/DESTINATION")]
 
 # Filter options shared by list, counts, replay and discard.
 ChannelOpt = Annotated[Optional[str], typer.Option(help="Channel name.")]
@@ -194,7 +197,7 @@ def counts_command(by: Annotated[str, typer.Option(help="Comma list of channel, 
 
 
 @dead_letters_app.command("show")
-def show_command(dead_letter_id: Annotated[int, typer.Argument(help="Dead letter id.")],
+def show_command(dead_letter_id: DeadLetterIdArg,
                  as_json: JsonOption = False, config: ConfigOption = None) -> None:
     """Everything about one entry: why it failed, every attempt and response, edits, replays, the bytes."""
     from simpul.dead_letters.query import show_dead_letter
@@ -246,6 +249,10 @@ def _print_preview(preview: dict[str, Any], dry_run: bool) -> None:
         typer.echo(f"  will skip #{item['dead_letter_id']}: {item['problem']}", err=True)
 
 
+def _print_queued(result: Any) -> None:
+    typer.echo(f"queued {len(result.delivery_ids)} replay delivery(ies) (audit event {result.audit_event_id})")
+
+
 @dead_letters_app.command("replay")
 def replay_command(ids: Annotated[Optional[list[int]], typer.Argument(help="Dead letter ids (or use filters).")] = None,
                    channel: ChannelOpt = None, destination: DestinationOpt = None, status: StatusOpt = None,
@@ -256,7 +263,7 @@ def replay_command(ids: Annotated[Optional[list[int]], typer.Argument(help="Dead
                    dry_run: Annotated[bool, typer.Option("--dry-run", help="Map and preview; send nothing.")] = False,
                    max_count: Annotated[int, typer.Option("--max", min=1, help="Refuse when more dead letters "
                                                           "match than this.")] = 100,
-                   yes: Annotated[bool, typer.Option("--yes", help="Do not ask (for scripts).")] = False,
+                   yes: YesOption = False,
                    reason: Annotated[Optional[str], typer.Option(help="Why: kept in the audit trail. Required "
                                                                  "unless --dry-run.")] = None,
                    actor: ActorOption = None, as_json: JsonOption = False, config: ConfigOption = None) -> None:
@@ -293,18 +300,18 @@ def replay_command(ids: Annotated[Optional[list[int]], typer.Argument(help="Dead
         _json({"audit_event_id": result.audit_event_id, "delivery_ids": result.delivery_ids,
                "skipped": result.skipped})
         return
-    typer.echo(f"queued {len(result.delivery_ids)} replay delivery(ies) (audit event {result.audit_event_id})")
+    _print_queued(result)
     for item in result.skipped:
         typer.echo(f"  skipped #{item['dead_letter_id']}: {item['problem']}", err=True)
 
 
 @dead_letters_app.command("edit")
-def edit_command(dead_letter_id: Annotated[int, typer.Argument(help="Dead letter id.")],
+def edit_command(dead_letter_id: DeadLetterIdArg,
                  file: Annotated[Path, typer.Option("--file", "-f", help="The corrected HL7v2 message "
                                                     "(LF or CR line ends).")],
                  reason: ReasonOption, actor: ActorOption = None,
                  replay: Annotated[bool, typer.Option(help="Queue the edited message right away.")] = False,
-                 yes: Annotated[bool, typer.Option("--yes", help="Do not ask (for scripts).")] = False,
+                 yes: YesOption = False,
                  config: ConfigOption = None) -> None:
     """Store a corrected copy beside the original (never over it), optionally replaying it.
 
@@ -331,7 +338,7 @@ def edit_command(dead_letter_id: Annotated[int, typer.Argument(help="Dead letter
             _confirm("Replay the edited message?", yes)
             done = session.write(lambda c: execute_replay(c, plan_replay(c, query, channels, cap=1),
                                                           actor=_actor(actor), reason=reason))
-            typer.echo(f"queued {len(done.delivery_ids)} replay delivery(ies) (audit event {done.audit_event_id})")
+            _print_queued(done)
 
 
 @dead_letters_app.command("discard")
@@ -340,7 +347,7 @@ def discard_command(ids: Annotated[Optional[list[int]], typer.Argument(help="Dea
                     patient_id: PatientOpt = None, control_id: ControlOpt = None, message_type: TypeOpt = None,
                     since: SinceOpt = None, until: UntilOpt = None, reason: ReasonOption = "",
                     max_count: Annotated[int, typer.Option("--max", min=1)] = 100,
-                    yes: Annotated[bool, typer.Option("--yes", help="Do not ask (for scripts).")] = False,
+                    yes: YesOption = False,
                     actor: ActorOption = None, config: ConfigOption = None) -> None:
     """Close open dead letters without sending. They stay searchable until retention archives them."""
     from simpul.dead_letters.discard import discard_dead_letters
@@ -387,32 +394,32 @@ def _split(target: str) -> tuple[str, str]:
     return channel, destination
 
 
+def _control_destination(change: Callable[..., Any], done: str, target: str, reason: str, actor: str | None,
+                         config: Path | None) -> None:
+    """Write one pause/resume control row for CHANNEL/DESTINATION, refused for a destination no channel has."""
+    channel, destination = _split(target)
+    with _session(config) as session:
+        known = session.known_destinations()
+        session.write(lambda c: change(c, channel, destination, actor=_actor(actor), reason=reason, known=known))
+    typer.echo(f"{done} {channel}/{destination}")
+
+
 @destinations_app.command("pause")
-def pause_command(target: Annotated[str, typer.Argument(help="CHANNEL/DESTINATION")], reason: ReasonOption,
-                  actor: ActorOption = None, config: ConfigOption = None) -> None:
+def pause_command(target: TargetArg, reason: ReasonOption, actor: ActorOption = None,
+                  config: ConfigOption = None) -> None:
     """Stop sending to one destination; its queue keeps growing. Survives restarts."""
     from simpul.dead_letters.controls import pause_destination
 
-    channel, destination = _split(target)
-    with _session(config) as session:
-        known = session.known_destinations()
-        session.write(lambda c: pause_destination(c, channel, destination, actor=_actor(actor), reason=reason,
-                                                  known=known))
-    typer.echo(f"paused {channel}/{destination}")
+    _control_destination(pause_destination, "paused", target, reason, actor, config)
 
 
 @destinations_app.command("resume")
-def resume_command(target: Annotated[str, typer.Argument(help="CHANNEL/DESTINATION")], reason: ReasonOption,
-                   actor: ActorOption = None, config: ConfigOption = None) -> None:
+def resume_command(target: TargetArg, reason: ReasonOption, actor: ActorOption = None,
+                   config: ConfigOption = None) -> None:
     """Send again; the queue drains in order (FIFO per key)."""
     from simpul.dead_letters.controls import resume_destination
 
-    channel, destination = _split(target)
-    with _session(config) as session:
-        known = session.known_destinations()
-        session.write(lambda c: resume_destination(c, channel, destination, actor=_actor(actor), reason=reason,
-                                                   known=known))
-    typer.echo(f"resumed {channel}/{destination}")
+    _control_destination(resume_destination, "resumed", target, reason, actor, config)
 
 
 @destinations_app.command("status")

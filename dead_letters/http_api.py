@@ -118,6 +118,12 @@ def create_router(engine: "Engine") -> APIRouter:
         assert engine.writer is not None
         return await engine.writer.run(fn, durable=True)   # a person did this: wait for the disk
 
+    async def control(change: Any, channel: str, destination: str, reason: str, actor_header: str | None) -> int:
+        """Write one pause/resume control row; returns its audit event id."""
+        actor = _actor(actor_header)
+        keys = known()
+        return await write(lambda c: change(c, channel, destination, actor=actor, reason=reason, known=keys))
+
     @router.get("/dead-letters", summary="List and search dead letters (newest first, paginated)")
     async def list_dead_letters(channel: str | None = None, destination: str | None = None,
                                 status: str | None = None, error: str | None = None, patient_id: str | None = None,
@@ -211,19 +217,13 @@ def create_router(engine: "Engine") -> APIRouter:
     @router.post("/destinations/{channel}/{destination}/pause", summary="Pause one destination (persisted)")
     async def pause(channel: str, destination: str, body: ControlBody,
                     x_simpul_actor: str | None = Header(None)) -> Any:
-        actor = _actor(x_simpul_actor)
-        keys = known()
-        audit_id = await write(lambda c: pause_destination(c, channel, destination, actor=actor,
-                                                           reason=body.reason, known=keys))
+        audit_id = await control(pause_destination, channel, destination, body.reason, x_simpul_actor)
         return {"paused": True, "audit_event_id": audit_id}
 
     @router.post("/destinations/{channel}/{destination}/resume", summary="Resume one destination")
     async def resume(channel: str, destination: str, body: ControlBody,
                      x_simpul_actor: str | None = Header(None)) -> Any:
-        actor = _actor(x_simpul_actor)
-        keys = known()
-        audit_id = await write(lambda c: resume_destination(c, channel, destination, actor=actor,
-                                                            reason=body.reason, known=keys))
+        audit_id = await control(resume_destination, channel, destination, body.reason, x_simpul_actor)
         wake({(channel, destination)})
         return {"paused": False, "audit_event_id": audit_id}
 

@@ -141,15 +141,11 @@ def cx(ctx: MapContext, raw: str, *, default_type: str = "") -> dict[str, Any] |
     value = leaf(enc, p, 1)
     if not value:
         return None
-    ident: dict[str, Any] = {}
     id_type = leaf(enc, p, 5) or default_type
     if id_type:
-        ident["type"] = {"coding": [{"system": V2 + "0203", "code": id_type}]}
         vocab.lookup("0203", id_type, ctx.unmapped)  # counted when not a 0203 code; kept either way
     system = hd_system(ctx, leaf(enc, p, 4, 1), leaf(enc, p, 4, 2), leaf(enc, p, 4, 3))
-    if system:
-        ident["system"] = system
-    ident["value"] = value
+    ident = _identifier(id_type, system, value)
     start, end = dtm(ctx, leaf(enc, p, 7)), dtm(ctx, leaf(enc, p, 8))
     if start or end:
         ident["period"] = _period(start, end)
@@ -163,10 +159,14 @@ def ei(ctx: MapContext, raw: str, type_code: str = "") -> dict[str, Any] | None:
     value = leaf(enc, p, 1)
     if not value:
         return None
+    return _identifier(type_code, hd_system(ctx, leaf(enc, p, 2), leaf(enc, p, 3), leaf(enc, p, 4)), value)
+
+
+def _identifier(type_code: str, system: str | None, value: str) -> dict[str, Any]:
+    """Identifier with type (a v2-0203 code) and system only when given, in the order CX, EI and XCN share."""
     ident: dict[str, Any] = {}
     if type_code:
         ident["type"] = {"coding": [{"system": V2 + "0203", "code": type_code}]}
-    system = hd_system(ctx, leaf(enc, p, 2), leaf(enc, p, 3), leaf(enc, p, 4))
     if system:
         ident["system"] = system
     ident["value"] = value
@@ -278,17 +278,8 @@ def xpn(ctx: MapContext, raw: str) -> dict[str, Any] | None:
         if use:
             name["use"] = use
     family = v[0]
-    if family:
-        name["family"] = family
     given = [g for g in (v[1], v[2]) if g]
-    if given:
-        name["given"] = given
-    prefix = v[4]
-    if prefix:
-        name["prefix"] = [prefix]
-    suffix = [s for s in (v[3], v[5]) if s]
-    if suffix:
-        name["suffix"] = suffix
+    _human_name(name, family, given, v[4], [s for s in (v[3], v[5]) if s])
     if len(p) < 10:  # no XPN.10 validity range, XPN.12/13 dates
         start = end = None
     else:
@@ -297,6 +288,20 @@ def xpn(ctx: MapContext, raw: str) -> dict[str, Any] | None:
         name["period"] = _period(start, end)
     if not (family or given):
         return None
+    return name
+
+
+def _human_name(name: dict[str, Any], family: str, given: list[str], prefix: str,
+                suffix: list[str]) -> dict[str, Any]:
+    """Add family, given, prefix and suffix to a HumanName, each only when valued (XPN and XCN share it)."""
+    if family:
+        name["family"] = family
+    if given:
+        name["given"] = given
+    if prefix:
+        name["prefix"] = [prefix]
+    if suffix:
+        name["suffix"] = suffix
     return name
 
 
@@ -416,27 +421,12 @@ def practitioner(ctx: MapContext, raw: str) -> str | None:
     res: dict[str, Any] = {"resourceType": "Practitioner"}
     identifier = None
     if ident_value:
-        identifier = {"value": ident_value}
         system = hd_system(ctx, v[8], leaf(enc, p, 9, 2), leaf(enc, p, 9, 3)) if len(p) >= 9 else None
-        if system:
-            identifier = {"system": system, "value": ident_value}
-        id_type = v[12]
-        if id_type:
-            identifier = {"type": {"coding": [{"system": V2 + "0203", "code": id_type}]}, **identifier}
+        identifier = _identifier(v[12], system, ident_value)  # XCN.13 identifier type
         res["identifier"] = [identifier]
-    name: dict[str, Any] = {}
-    if family:
-        name["family"] = family
-    if given:
-        name["given"] = given
-    prefix = v[5]
-    if prefix:
-        name["prefix"] = [prefix]
-    suffix = [s for s in (v[4], v[20]) if s]
-    if suffix:
-        name["suffix"] = suffix
     if family or given:
-        res["name"] = [name]
+        # XCN.5 suffix, XCN.6 prefix, XCN.21 professional suffix
+        res["name"] = [_human_name({}, family, given, v[5], [s for s in (v[4], v[20]) if s])]
     key = f"{identifier.get('system', '')}|{ident_value}" if identifier else f"name|{family}|{'|'.join(given)}"
     return ctx.builder.add(res, key, identifier=identifier, create_only=True)
 
@@ -480,10 +470,8 @@ def location(ctx: MapContext, raw: str) -> str | None:
     desc = leaf(enc, p, 9)
     if desc:
         res["description"] = desc
-    if parts[2]:
+    physical_type = "bd" if parts[2] else "ro" if parts[1] else ""  # PL.3 bed, else PL.2 room
+    if physical_type:
         res["physicalType"] = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/location-physical-type",
-                                           "code": "bd"}]}
-    elif parts[1]:
-        res["physicalType"] = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/location-physical-type",
-                                           "code": "ro"}]}
+                                           "code": physical_type}]}
     return ctx.builder.add(res, text, identifier=res["identifier"][0], create_only=True)

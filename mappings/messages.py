@@ -14,7 +14,8 @@ from simpul.mappings.segments import (clinical, documents, financial, imaging, i
 from simpul.mappings.segments.encounter import map_encounter
 from simpul.mappings.segments.encounter_events import apply_adt_event
 from simpul.mappings.segments.patient import business_identifier, map_patient
-from simpul.mappings.segments.patient_admin import map_account_merge, map_identifier_change, map_patient_delete
+from simpul.mappings.segments.patient_admin import (map_account_merge, map_identifier_change, map_patient_delete,
+                                                   pid_mrg_pairs)
 from simpul.mappings.v2 import Segment
 
 MessageMap = Callable[[MapContext], None]
@@ -37,6 +38,31 @@ def _patient_and_visit(ctx: MapContext, *, event_status: str | None = None, requ
         map_encounter(ctx, pv1, msg.one("PV2"), event_status=event_status)
 
 
+def _map_history(ctx: MapContext) -> None:
+    """NK1 -> RelatedPerson, AL1 -> AllergyIntolerance, DG1 -> Condition, PR1 -> Procedure, in that order."""
+    msg = ctx.msg
+    for nk1 in msg.all("NK1"):
+        clinical.map_related_person(ctx, nk1)
+    for al1 in msg.all("AL1"):
+        clinical.map_allergy(ctx, al1)
+    for dg1 in msg.all("DG1"):
+        clinical.map_condition(ctx, dg1)
+    for pr1 in msg.all("PR1"):
+        clinical.map_procedure(ctx, pr1)
+
+
+def _map_coverages(ctx: MapContext) -> list[str]:
+    """Each IN1 (with the IN2 at the same position, if any) -> Coverage; returns their references."""
+    in2s = ctx.msg.all("IN2")
+    return [c for c in (clinical.map_coverage(ctx, in1, in2s[i] if i < len(in2s) else None)
+                        for i, in1 in enumerate(ctx.msg.all("IN1"))) if c]
+
+
+def _map_guarantors(ctx: MapContext) -> list[str]:
+    """Each GT1 -> the guarantor's resource; returns their references."""
+    return [g for g in (clinical.map_guarantor(ctx, gt1) for gt1 in ctx.msg.all("GT1")) if g]
+
+
 def map_adt(ctx: MapContext) -> None:
     """ADT patient/visit events; the trigger's own Encounter rules are in segments/encounter_events.py."""
     msg = ctx.msg
@@ -49,33 +75,15 @@ def map_adt(ctx: MapContext) -> None:
         status = None
     _patient_and_visit(ctx, event_status=status, required=True)
     apply_adt_event(ctx, event, ctx.encounter, pv1)
-    for nk1 in msg.all("NK1"):
-        clinical.map_related_person(ctx, nk1)
-    for al1 in msg.all("AL1"):
-        clinical.map_allergy(ctx, al1)
-    for dg1 in msg.all("DG1"):
-        clinical.map_condition(ctx, dg1)
-    for pr1 in msg.all("PR1"):
-        clinical.map_procedure(ctx, pr1)
-    in2s = msg.all("IN2")
-    for i, in1 in enumerate(msg.all("IN1")):
-        clinical.map_coverage(ctx, in1, in2s[i] if i < len(in2s) else None)
-    for gt1 in msg.all("GT1"):
-        clinical.map_guarantor(ctx, gt1)
+    _map_history(ctx)
+    _map_coverages(ctx)
+    _map_guarantors(ctx)
 
 
 def map_merge(ctx: MapContext) -> None:
     """ADT^A40 (ADT_A39): each PID/MRG pair -> the surviving Patient (link `replaces`) and the merged-away
     Patient (active=false, link `replaced-by`), as FHIR core practice and LinuxForHealth do."""
-    segs = ctx.msg.segments
-    pairs: list[tuple[Segment, Segment | None]] = []
-    for i, seg in enumerate(segs):
-        if seg.name == "PID":
-            mrg = next((s for s in segs[i + 1:] if s.name in ("MRG", "PID")), None)
-            pairs.append((seg, mrg if mrg is not None and mrg.name == "MRG" else None))
-    if not pairs:
-        raise MappingError("PID segment missing", segment="PID")
-    for pid, mrg in pairs:
+    for pid, mrg in pid_mrg_pairs(ctx):
         survivor = map_patient(ctx, pid, None, active=True)
         ctx.patient = ctx.patient or survivor
         if mrg is None:
@@ -96,6 +104,26 @@ def map_merge(ctx: MapContext) -> None:
             surviving.setdefault("link", []).append({"other": {"reference": merged}, "type": "replaces"})
 
 
+def _order_group(orc: Segment | None, obr: Segment | None) -> dict[str, Any]:
+    """One order group (ORM/OML/OMI, ORU): its ORC and OBR, and the segments filed under it."""
+    return {"orc": orc, "obr": obr, "ntes": [], "obx": [], "dg1": [], "spm": [], "ipc": []}
+
+
+def _file_in_group(group: dict[str, Any], seg: Segment, last_obx: list[Any] | None) -> list[Any] | None:
+    """File one segment of an order group: an NTE goes with the OBX before it, else with the group; an
+    OBX opens an [obx, ntes] pair; DG1, SPM and IPC go to their lists; anything else is passed over.
+    Returns the OBX pair the next NTE joins."""
+    name = seg.name
+    if name == "NTE":
+        (last_obx[1] if last_obx is not None else group["ntes"]).append(seg)
+    elif name == "OBX":
+        last_obx = [seg, []]
+        group["obx"].append(last_obx)
+    elif name in ("DG1", "SPM", "IPC"):
+        group[name.lower()].append(seg)
+    return last_obx
+
+
 def _walk_orders(ctx: MapContext) -> list[dict[str, Any]]:
     """ORM^O01 / OML^O21: each ORC (+OBR) -> ServiceRequest; DG1 -> reasonReference, OBX -> supportingInfo,
     NTE -> note, SPM -> specimen."""
@@ -105,30 +133,18 @@ def _walk_orders(ctx: MapContext) -> list[dict[str, Any]]:
     for seg in ctx.msg.segments:
         name = seg.name
         if name == "ORC":
-            current = {"orc": seg, "obr": None, "ntes": [], "obx": [], "dg1": [], "spm": []}
+            current = _order_group(seg, None)
             groups.append(current)
             last_obx = None
         elif name in ("OBR", "RXO", "ODS") and name == "OBR":
             if current is None or current["obr"] is not None:
-                current = {"orc": current["orc"] if current else None, "obr": seg, "ntes": [], "obx": [],
-                           "dg1": [], "spm": []}
+                current = _order_group(current["orc"] if current else None, seg)
                 groups.append(current)
             else:
                 current["obr"] = seg
             last_obx = None
-        elif current is None:
-            continue
-        elif name == "NTE":
-            (last_obx[1] if last_obx is not None else current["ntes"]).append(seg)
-        elif name == "OBX":
-            last_obx = [seg, []]
-            current["obx"].append(last_obx)
-        elif name == "DG1":
-            current["dg1"].append(seg)
-        elif name == "SPM":
-            current["spm"].append(seg)
-        elif name == "IPC":
-            current.setdefault("ipc", []).append(seg)
+        elif current is not None:
+            last_obx = _file_in_group(current, seg, last_obx)
     for g in groups:
         reasons = [r for r in (clinical.map_condition(ctx, d) for d in g["dg1"]) if r]
         specimens = [s for s in (orders.map_specimen(ctx, s) for s in g["spm"]) if s]
@@ -149,9 +165,7 @@ def _walk_orders(ctx: MapContext) -> list[dict[str, Any]]:
 
 def map_order(ctx: MapContext) -> None:
     _patient_and_visit(ctx)
-    in2s = ctx.msg.all("IN2")
-    for i, in1 in enumerate(ctx.msg.all("IN1")):
-        clinical.map_coverage(ctx, in1, in2s[i] if i < len(in2s) else None)
+    _map_coverages(ctx)
     _walk_orders(ctx)
 
 
@@ -161,7 +175,7 @@ def map_imaging_order(ctx: MapContext) -> None:
     _patient_and_visit(ctx)
     for g in _walk_orders(ctx):
         sr = ctx.builder.get(g["request"])
-        for ipc in g.get("ipc", []):
+        for ipc in g["ipc"]:
             accession = imaging.accession_identifier(ctx, ipc)
             if accession and sr is not None and accession not in sr.setdefault("identifier", []):
                 sr["identifier"].append(accession)
@@ -175,11 +189,8 @@ def map_vaccination(ctx: MapContext) -> None:
     msg = ctx.msg
     for nk1 in msg.all("NK1"):
         clinical.map_related_person(ctx, nk1)
-    in2s = msg.all("IN2")
-    for i, in1 in enumerate(msg.all("IN1")):
-        clinical.map_coverage(ctx, in1, in2s[i] if i < len(in2s) else None)
-    for gt1 in msg.all("GT1"):
-        clinical.map_guarantor(ctx, gt1)
+    _map_coverages(ctx)
+    _map_guarantors(ctx)
     orc: Segment | None = None
     rxa: Segment | None = None
     rxr: Segment | None = None
@@ -229,23 +240,18 @@ def map_result(ctx: MapContext) -> None:
         if name == "ORC":
             pending_orc = seg
         elif name == "OBR":
-            current = {"orc": pending_orc, "obr": seg, "ntes": [], "obx": [], "spm": []}
+            current = _order_group(pending_orc, seg)
             pending_orc = None
             groups.append(current)
             last_obx = None
         elif current is None:
             continue
-        elif name == "NTE":
-            (last_obx[1] if last_obx is not None else current["ntes"]).append(seg)
-        elif name == "OBX":
-            last_obx = [seg, []]
-            current["obx"].append(last_obx)
-        elif name == "SPM":
-            current["spm"].append(seg)
         elif name == "ZDS":
             uid = seg.text(1)
             if uid:
                 zds_uids.append(uid)
+        else:
+            last_obx = _file_in_group(current, seg, last_obx)
     for g in groups:
         obr, orc = g["obr"], g["orc"]
         specimens = [s for s in (orders.map_specimen(ctx, s) for s in g["spm"]) if s]
@@ -309,18 +315,9 @@ def map_billing_account(ctx: MapContext) -> None:
     Coverage (IN1) and guarantor (GT1); PV1 -> Encounter; DG1 -> Condition; PR1 -> Procedure; AL1, NK1 as in ADT."""
     _patient_and_visit(ctx, required=True)
     msg = ctx.msg
-    for nk1 in msg.all("NK1"):
-        clinical.map_related_person(ctx, nk1)
-    for al1 in msg.all("AL1"):
-        clinical.map_allergy(ctx, al1)
-    for dg1 in msg.all("DG1"):
-        clinical.map_condition(ctx, dg1)
-    for pr1 in msg.all("PR1"):
-        clinical.map_procedure(ctx, pr1)
-    in2s = msg.all("IN2")
-    coverages = [c for c in (clinical.map_coverage(ctx, in1, in2s[i] if i < len(in2s) else None)
-                             for i, in1 in enumerate(msg.all("IN1"))) if c]
-    guarantors = [g for g in (clinical.map_guarantor(ctx, gt1) for gt1 in msg.all("GT1")) if g]
+    _map_history(ctx)
+    coverages = _map_coverages(ctx)
+    guarantors = _map_guarantors(ctx)
     pid = msg.one("PID")
     account_ref = financial.map_account(ctx, pid) if pid is not None else None
     account = ctx.builder.get(account_ref) if account_ref else None

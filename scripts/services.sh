@@ -48,6 +48,24 @@ port_answers() {  # port_answers PORT -> 0 when something accepts TCP on 127.0.0
 
 pid_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 
+pid_in() { [ -f "$1" ] && cat "$1"; return 0; }  # pid_in FILE -> the pid this script wrote there, or nothing
+
+report_status() {  # report_status PIDFILE PROBE... -> ready(ours|other) when PROBE passes, else down
+    local owner="other" pidfile="$1"; shift
+    pid_alive "$(pid_in "$pidfile")" && owner="ours"
+    if "$@"; then echo "ready($owner)"; else echo "down"; fi
+}
+
+await_started() {  # await_started NAME PID LOG PORT PROBE...: poll PROBE; die when PID exits or on timeout
+    local name="$1" pid="$2" log_file="$3" port="$4"; shift 4
+    local deadline=$((SECONDS + START_TIMEOUT))
+    until "$@"; do
+        pid_alive "$pid" || { show_log_tail "$log_file"; die "$name exited during start"; }
+        [ "$SECONDS" -ge "$deadline" ] && { show_log_tail "$log_file"; die "$name not ready on $HOST:$port in ${START_TIMEOUT}s"; }
+        sleep 0.2
+    done
+}
+
 wait_pid_gone() {  # gVisor reaps slowly: poll instead of sleeping a fixed time
     local pid="$1" waited=0
     while pid_alive "$pid" && [ "$waited" -lt 300 ]; do sleep 0.1; waited=$((waited + 1)); done
@@ -159,12 +177,7 @@ EOF
     echo "$wrapper" >"$RMQ_DIR/wrapper.pid"
     # Watch the wrapper too: a node that crashes at boot (e.g. duplicate_node_name) would leave
     # await_startup hanging until its timeout.
-    local deadline=$((SECONDS + START_TIMEOUT))
-    until port_answers "$AMQP_PORT"; do
-        pid_alive "$wrapper" || { show_log_tail "$RMQ_DIR/stdout.log"; die "RabbitMQ exited during start"; }
-        [ "$SECONDS" -ge "$deadline" ] && { show_log_tail "$RMQ_DIR/stdout.log"; die "RabbitMQ did not open $HOST:$AMQP_PORT in ${START_TIMEOUT}s"; }
-        sleep 0.3
-    done
+    await_started RabbitMQ "$wrapper" "$RMQ_DIR/stdout.log" "$AMQP_PORT" port_answers "$AMQP_PORT"
     rabbitmqctl_ await_startup --timeout "$START_TIMEOUT" >/dev/null 2>&1 \
         || { show_log_tail "$RMQ_DIR/stdout.log"; die "rabbitmqctl await_startup failed for $RMQ_NODE"; }
     amqp_handshake || die "RabbitMQ on $HOST:$AMQP_PORT does not answer an AMQP handshake"
@@ -172,8 +185,7 @@ EOF
 }
 
 rabbitmq_stop() {
-    local wrapper=""
-    [ -f "$RMQ_DIR/wrapper.pid" ] && wrapper="$(cat "$RMQ_DIR/wrapper.pid")"
+    local wrapper; wrapper="$(pid_in "$RMQ_DIR/wrapper.pid")"
     if ! pid_alive "$wrapper"; then echo "not-ours"; return 0; fi
     rabbitmq_env
     rabbitmqctl_ shutdown >/dev/null 2>&1 || kill "$wrapper" 2>/dev/null || true
@@ -186,12 +198,7 @@ rabbitmq_stop() {
     echo "stopped"
 }
 
-rabbitmq_status() {
-    local owner="other" wrapper=""
-    [ -f "$RMQ_DIR/wrapper.pid" ] && wrapper="$(cat "$RMQ_DIR/wrapper.pid")"
-    pid_alive "$wrapper" && owner="ours"
-    if amqp_handshake; then echo "ready($owner)"; else echo "down"; fi
-}
+rabbitmq_status() { report_status "$RMQ_DIR/wrapper.pid" amqp_handshake; }
 
 # ---------------------------------------------------------------- Orthanc (not started by default)
 orthanc_ready() { curl -sf -o /dev/null "http://$HOST:$ORTHANC_HTTP_PORT/system"; }
@@ -227,18 +234,12 @@ EOF
         >"$ORTHANC_DIR/stdout.log" 2>&1 </dev/null &
     local pid=$!
     echo "$pid" >"$ORTHANC_DIR/orthanc.pid"
-    local deadline=$((SECONDS + START_TIMEOUT))
-    until orthanc_ready; do
-        pid_alive "$pid" || { show_log_tail "$ORTHANC_DIR/stdout.log"; die "Orthanc exited during start"; }
-        [ "$SECONDS" -ge "$deadline" ] && die "Orthanc not ready on $HOST:$ORTHANC_HTTP_PORT in ${START_TIMEOUT}s"
-        sleep 0.2
-    done
+    await_started Orthanc "$pid" "$ORTHANC_DIR/stdout.log" "$ORTHANC_HTTP_PORT" orthanc_ready
     echo "started"
 }
 
 orthanc_stop() {
-    local pid=""
-    [ -f "$ORTHANC_DIR/orthanc.pid" ] && pid="$(cat "$ORTHANC_DIR/orthanc.pid")"
+    local pid; pid="$(pid_in "$ORTHANC_DIR/orthanc.pid")"
     if ! pid_alive "$pid"; then echo "not-ours"; return 0; fi
     kill "$pid"
     # A restart before the old process is gone fails with "SQLite: database is locked".
@@ -247,12 +248,7 @@ orthanc_stop() {
     echo "stopped"
 }
 
-orthanc_status() {
-    local owner="other" pid=""
-    [ -f "$ORTHANC_DIR/orthanc.pid" ] && pid="$(cat "$ORTHANC_DIR/orthanc.pid")"
-    pid_alive "$pid" && owner="ours"
-    if orthanc_ready; then echo "ready($owner)"; else echo "down"; fi
-}
+orthanc_status() { report_status "$ORTHANC_DIR/orthanc.pid" orthanc_ready; }
 
 # ---------------------------------------------------------------- main
 service_port() {

@@ -104,17 +104,23 @@ def _specimens(inputs: OrderInputs, order: Located, order_count: int) -> list[Lo
     return [s for s in linked if s.resource.get("resourceType") == "Specimen"]
 
 
-def _orders(bundle_or_resources: Any) -> tuple[OrderInputs, list[_Order], Located, Located | None]:
+def _orders(bundle_or_resources: Any) -> tuple[list[_Order], list[str]]:
+    """The input's orders, and the segments of their patient: PID, then PV1 when there is an Encounter."""
     inputs = collect(bundle_or_resources)
     requests = inputs.of_type("ServiceRequest")
     if not requests:
         raise MappingError("no ServiceRequest in the input", segment="ORC")
     orders = [_Order(r, _requester(inputs, r), _specimens(inputs, r, len(requests))) for r in requests]
-    return inputs, orders, _patient(inputs, requests), _encounter(inputs, requests)
+    patient, encounter = _patient(inputs, requests), _encounter(inputs, requests)
+    patient_part = [segments.pid(patient)]
+    if encounter is not None:
+        patient_part.append(segments.pv1(encounter))
+    return orders, patient_part
 
 
 def _finish(message_type: str, structure: str, patient_part: list[str], order_parts: list[list[str]],
-            header: MessageHeader) -> str:
+            header: MessageHeader | None) -> str:
+    header = header or MessageHeader()
     body = patient_part + [segment for part in order_parts for segment in part]
     msh = _msh(header, message_type, any(not s.isascii() for s in body))
     # Checked one ORDER group at a time: hl7apy's greedy group finder reads a second ORC of OML^O21
@@ -131,11 +137,7 @@ def build_orm_o01(bundle_or_resources: dict[str, Any], header: MessageHeader | N
     to ORC-7/OBR-27 (TQ) because ORM^O01 has no TQ1; the specimen type goes to OBR-15.
     Raises MappingError (FHIR element path, segment and field; never values) for unusable input.
     """
-    header = header or MessageHeader()
-    _, orders, patient, encounter = _orders(bundle_or_resources)
-    patient_part = [segments.pid(patient)]
-    if encounter is not None:
-        patient_part.append(segments.pv1(encounter))
+    orders, patient_part = _orders(bundle_or_resources)
     order_parts = []
     for set_id, order in enumerate(orders, start=1):
         part = [segments.orc(order.request, order.requester, with_timing=True),
@@ -151,11 +153,7 @@ def build_oml_o21(bundle_or_resources: dict[str, Any], header: MessageHeader | N
     Segments: MSH, PID, [PV1], then per ServiceRequest ORC, [TQ1], OBR, NTE*, SPM* (one per Specimen).
     Raises MappingError (FHIR element path, segment and field; never values) for unusable input.
     """
-    header = header or MessageHeader()
-    _, orders, patient, encounter = _orders(bundle_or_resources)
-    patient_part = [segments.pid(patient)]
-    if encounter is not None:
-        patient_part.append(segments.pv1(encounter))
+    orders, patient_part = _orders(bundle_or_resources)
     order_parts = []
     for set_id, order in enumerate(orders, start=1):
         part = [segments.orc(order.request, order.requester, with_timing=False)]

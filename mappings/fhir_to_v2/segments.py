@@ -144,15 +144,19 @@ def priority_code(order: Located) -> str:
     return code
 
 
+def _date_time_or_period(element: dict[str, Any], path: str, name: str) -> tuple[str, str]:
+    """(start, end) DTM of the choice element `<name>[x]`: `<name>DateTime` (end "") or `<name>Period`."""
+    if element.get(f"{name}DateTime"):
+        return dt.dtm(element[f"{name}DateTime"], f"{path}.{name}DateTime"), ""
+    period = element.get(f"{name}Period") or {}
+    start = dt.dtm(period["start"], f"{path}.{name}Period.start") if period.get("start") else ""
+    end = dt.dtm(period["end"], f"{path}.{name}Period.end") if period.get("end") else ""
+    return start, end
+
+
 def occurrence(order: Located) -> tuple[str, str]:
     """(start, end) DTM of occurrenceDateTime or occurrencePeriod."""
-    res, path = order.resource, order.path
-    if res.get("occurrenceDateTime"):
-        return dt.dtm(res["occurrenceDateTime"], f"{path}.occurrenceDateTime"), ""
-    period = res.get("occurrencePeriod") or {}
-    start = dt.dtm(period["start"], f"{path}.occurrencePeriod.start") if period.get("start") else ""
-    end = dt.dtm(period["end"], f"{path}.occurrencePeriod.end") if period.get("end") else ""
-    return start, end
+    return _date_time_or_period(order.resource, order.path, "occurrence")
 
 
 def orc(order: Located, requester: dt.Components | None, *, with_timing: bool) -> str:
@@ -237,13 +241,7 @@ def tq1(order: Located) -> str | None:
 
 def _collected(specimen: Located) -> tuple[str, str]:
     collection = specimen.resource.get("collection") or {}
-    path = f"{specimen.path}.collection"
-    if collection.get("collectedDateTime"):
-        return dt.dtm(collection["collectedDateTime"], f"{path}.collectedDateTime"), ""
-    period = collection.get("collectedPeriod") or {}
-    start = dt.dtm(period["start"], f"{path}.collectedPeriod.start") if period.get("start") else ""
-    end = dt.dtm(period["end"], f"{path}.collectedPeriod.end") if period.get("end") else ""
-    return start, end
+    return _date_time_or_period(collection, f"{specimen.path}.collection", "collected")
 
 
 def spm(specimen: Located, set_id: int) -> str:

@@ -26,7 +26,11 @@ from simpul.mappings.segments.patient import business_identifier, map_patient
 from simpul.mappings.v2 import Segment
 
 
-def _pid_mrg_pairs(ctx: MapContext) -> list[tuple[Segment, Segment | None]]:
+def pid_mrg_pairs(ctx: MapContext) -> list[tuple[Segment, Segment | None]]:
+    """Each PID with the MRG that follows it before the next PID (None when there is none).
+
+    Raises MappingError when the message has no PID.
+    """
     segs = ctx.msg.segments
     pairs: list[tuple[Segment, Segment | None]] = []
     for i, seg in enumerate(segs):
@@ -48,7 +52,7 @@ def map_patient_delete(ctx: MapContext) -> None:
 
 def map_account_merge(ctx: MapContext) -> None:
     """ADT^A41: surviving Account (PID-18) and the merged-away Account (MRG-3, inactive)."""
-    pid, mrg = _pid_mrg_pairs(ctx)[0]
+    pid, mrg = pid_mrg_pairs(ctx)[0]
     ctx.patient = map_patient(ctx, pid, ctx.msg.one("PD1"))
     pv1 = ctx.msg.one("PV1")
     if pv1 is not None and any(f and f != '""' for f in pv1.fields[2:]):
@@ -66,7 +70,7 @@ def map_account_merge(ctx: MapContext) -> None:
 
 def map_identifier_change(ctx: MapContext) -> None:
     """ADT^A47: each Patient found by its prior identifier (MRG-1) and given the new list (PID-3)."""
-    for pid, mrg in _pid_mrg_pairs(ctx):
+    for pid, mrg in pid_mrg_pairs(ctx):
         if mrg is None:
             raise MappingError("MRG segment missing after PID", segment="MRG")
         prior = [i for i in (dt.cx(ctx, r) for r in mrg.reps(1)) if i]

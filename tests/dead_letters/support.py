@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import httpx
 
-from tests.helpers import channel_yaml
+from tests.helpers import EngineProcess, channel_yaml, free_port, store_rows, write_settings
 
 FAST_RETRY = "retry: {max_attempts: 50, initial_delay: 50ms, max_delay: 200ms, jitter: false}"
 ONE_TRY = "retry: {max_attempts: 1}"
@@ -18,6 +20,37 @@ def fhir_channel(port: int, base_url: str, *, retry: str = ONE_TRY, extra: str =
     lines = [f"- label: fhir", f"  order_by: patient", f'  fhir_server: {{base_url: "{base_url}", timeout: 2s}}',
              f"  {retry}"] + [f"  {line}" for line in extra.splitlines() if line.strip()]
     return channel_yaml(name, port, "\n".join(lines) + "\n" + more_destinations)
+
+
+class FhirEngineProcess(NamedTuple):
+    """An engine child process with one ADT channel (`fhir_channel`) on a SQLite store, not yet started."""
+
+    mllp_port: int
+    database_url: str
+    settings: Path
+    engine: EngineProcess
+
+
+def fhir_engine_process(tmp_path: Path, fhir_base_url: str, *, lease: str) -> FhirEngineProcess:
+    mllp_port = free_port()
+    url = f"sqlite:///{tmp_path / 'simpul.db'}"
+    (tmp_path / "channels").mkdir()
+    (tmp_path / "channels" / "adt.yaml").write_text(fhir_channel(mllp_port, fhir_base_url))
+    settings = write_settings(tmp_path, url, http_port=free_port(), lease=lease)
+    return FhirEngineProcess(mllp_port, url, settings, EngineProcess(settings, mllp_port, tmp_path / "engine.log"))
+
+
+def wait_until(predicate: Callable[[], bool], what: str, timeout: float) -> None:
+    """Poll (blocking; for tests that drive child processes) until `predicate()` holds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"not within {timeout:g}s: {what}"
+        time.sleep(0.05)
+
+
+def row_count(database_url: str, query: str) -> int:
+    """The `n` column of a `SELECT count(*) AS n ...` against the store."""
+    return int(store_rows(database_url, query)[0].n)
 
 
 def patient_names(fhir_server: Any) -> dict[str, str]:

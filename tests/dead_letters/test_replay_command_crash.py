@@ -12,21 +12,10 @@ import time
 import pytest
 
 from simpul.mllp.sender import open_mllp_connection
-from tests.dead_letters.support import fhir_channel
-from tests.helpers import SIMPUL_CLI, EngineProcess, adt, free_port, store_rows, write_settings
+from tests.dead_letters.support import fhir_engine_process, row_count, wait_until
+from tests.helpers import SIMPUL_CLI, adt
 
 COUNT = 150
-
-
-def _wait(predicate, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
-def _n(url: str, query: str) -> int:
-    return int(store_rows(url, query)[0].n)
 
 
 async def _send_all(port: int) -> None:
@@ -41,19 +30,15 @@ async def _send_all(port: int) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_kill_9_of_the_replay_command_replays_all_or_nothing_and_never_twice(tmp_path, fhir_server):
-    mllp_port = free_port()
-    url = f"sqlite:///{tmp_path / 'simpul.db'}"
-    (tmp_path / "channels").mkdir()
-    (tmp_path / "channels" / "adt.yaml").write_text(fhir_channel(mllp_port, fhir_server.base_url))
-    settings = write_settings(tmp_path, url, http_port=free_port(), lease="2s")
-    engine = EngineProcess(settings, mllp_port, tmp_path / "engine.log")
+    mllp_port, url, settings, engine = fhir_engine_process(tmp_path, fhir_server.base_url, lease="2s")
     fhir_server.reject_next(COUNT)
     command = [str(SIMPUL_CLI), "dead-letters", "replay", "--channel", "adt", "--max", str(COUNT),
                "--reason", "receiver fixed", "--yes", "-c", str(settings)]
     engine.start()
     try:
         asyncio.run(_send_all(mllp_port))
-        _wait(lambda: _n(url, "SELECT count(*) AS n FROM dead_letters") == COUNT)
+        wait_until(lambda: row_count(url, "SELECT count(*) AS n FROM dead_letters") == COUNT,
+                   "every rejected message is a dead letter", 60)
         killed_while_running = 0
         completed = False
         delay = 0.05
@@ -64,10 +49,10 @@ def test_kill_9_of_the_replay_command_replays_all_or_nothing_and_never_twice(tmp
                 process.send_signal(signal.SIGKILL)
                 killed_while_running += 1
             process.wait(30)
-            replayed = _n(url, "SELECT count(*) AS n FROM replays")
+            replayed = row_count(url, "SELECT count(*) AS n FROM replays")
             assert replayed in (0, COUNT), f"a killed replay left {replayed} of {COUNT} replays behind"
-            assert _n(url, "SELECT count(*) AS n FROM dead_letters WHERE status='replayed'") == replayed
-            assert _n(url, "SELECT count(*) AS n FROM deliveries") == COUNT + replayed
+            assert row_count(url, "SELECT count(*) AS n FROM dead_letters WHERE status='replayed'") == replayed
+            assert row_count(url, "SELECT count(*) AS n FROM deliveries") == COUNT + replayed
             completed = replayed == COUNT
             delay += 0.05
         assert killed_while_running >= 3, "the command finished before any kill landed"
@@ -76,9 +61,10 @@ def test_kill_9_of_the_replay_command_replays_all_or_nothing_and_never_twice(tmp
         # Running it again finds nothing open: a replay is never queued twice.
         again = subprocess.run(command, capture_output=True, text=True, timeout=60)
         assert again.returncode == 1 and "nothing to replay" in again.stderr
-        _wait(lambda: _n(url, "SELECT count(*) AS n FROM deliveries WHERE status='delivered'") == COUNT)
+        wait_until(lambda: row_count(url, "SELECT count(*) AS n FROM deliveries WHERE status='delivered'") == COUNT,
+                   "every replay delivered", 60)
     finally:
         engine.stop()
-    assert _n(url, "SELECT count(*) AS n FROM replays") == COUNT
+    assert row_count(url, "SELECT count(*) AS n FROM replays") == COUNT
     patients = [p["identifier"][0]["value"] for p in fhir_server.resources("Patient")]
     assert sorted(patients) == sorted(f"MRKC{n}" for n in range(COUNT))

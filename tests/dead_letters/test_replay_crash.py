@@ -3,21 +3,13 @@ letter is delivered and the idempotent FHIR endpoint holds each Patient once."""
 from __future__ import annotations
 
 import subprocess
-import time
 
 import pytest
 
-from tests.dead_letters.support import fhir_channel
-from tests.helpers import SIMPUL_CLI, EngineProcess, adt, free_port, store_rows, write_settings
+from tests.dead_letters.support import fhir_engine_process, row_count, wait_until
+from tests.helpers import SIMPUL_CLI, adt
 
 COUNT = 20
-
-
-def _wait(predicate, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"not within {timeout:g}s: {what}"
-        time.sleep(0.05)
 
 
 def _send(port: int, payload: bytes) -> None:
@@ -29,33 +21,28 @@ def _send(port: int, payload: bytes) -> None:
 
 @pytest.mark.slow
 def test_kill_9_while_delivering_a_replay_loses_nothing_and_duplicates_nothing(tmp_path, fhir_server):
-    mllp_port = free_port()
-    url = f"sqlite:///{tmp_path / 'simpul.db'}"
-    (tmp_path / "channels").mkdir()
-    (tmp_path / "channels" / "adt.yaml").write_text(fhir_channel(mllp_port, fhir_server.base_url))
-    settings = write_settings(tmp_path, url, http_port=free_port(), lease="1s")
-    engine = EngineProcess(settings, mllp_port, tmp_path / "engine.log")
+    mllp_port, url, settings, engine = fhir_engine_process(tmp_path, fhir_server.base_url, lease="1s")
     fhir_server.reject_next(COUNT)
     engine.start()
     try:
         for n in range(COUNT):
             _send(mllp_port, adt(f"KR-{n}", patient=f"MRK{n}"))
-        _wait(lambda: store_rows(url, "SELECT count(*) AS n FROM dead_letters")[0].n == COUNT,
-              "every rejected message is a dead letter")
+        wait_until(lambda: row_count(url, "SELECT count(*) AS n FROM dead_letters") == COUNT,
+                   "every rejected message is a dead letter", 30)
         fhir_server.delay(0.15)
         done = subprocess.run([str(SIMPUL_CLI), "dead-letters", "replay", "--channel", "adt", "--max", str(COUNT),
                                "--reason", "crash test", "--yes", "-c", str(settings)],
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
-        _wait(lambda: store_rows(url, "SELECT count(*) AS n FROM deliveries WHERE status='delivered'")[0].n >= 3,
-              "the replay is being delivered")
+        wait_until(lambda: row_count(url, "SELECT count(*) AS n FROM deliveries WHERE status='delivered'") >= 3,
+                   "the replay is being delivered", 30)
         engine.kill()
         fhir_server.delay(0)
         engine.start()
-        _wait(lambda: store_rows(url, "SELECT count(*) AS n FROM deliveries WHERE status='delivered'")[0].n == COUNT,
-              "every replay delivered after the restart")
+        wait_until(lambda: row_count(url, "SELECT count(*) AS n FROM deliveries WHERE status='delivered'") == COUNT,
+                   "every replay delivered after the restart", 30)
     finally:
         engine.stop()
     assert len(fhir_server.resources("Patient")) == COUNT
-    assert store_rows(url, "SELECT count(*) AS n FROM replays")[0].n == COUNT
-    assert store_rows(url, "SELECT count(*) AS n FROM dead_letters WHERE status='replayed'")[0].n == COUNT
+    assert row_count(url, "SELECT count(*) AS n FROM replays") == COUNT
+    assert row_count(url, "SELECT count(*) AS n FROM dead_letters WHERE status='replayed'") == COUNT
