@@ -21,7 +21,7 @@ from simpul.engine.channel_runtime import ChannelRuntime
 from simpul.engine.mapping_pool import MappingPool
 from simpul.engine.metrics import Metrics
 from simpul.engine.store.schema import dead_letters, deliveries, messages
-from simpul.engine.store.writer import StoreWriter
+from simpul.engine.store.writer import StoreWriter, insert_rows
 
 log = logging.getLogger("simpul.processor")
 
@@ -175,7 +175,7 @@ def _write_outcomes(connection: Connection, outcomes: list[_Outcome]) -> None:
             connection.execute(update(messages).where(messages.c.id.in_(chosen)).values(status=status))
     delivery_rows = [row for outcome in taken for row in outcome.delivery_rows]
     if delivery_rows:
-        connection.execute(deliveries.insert(), delivery_rows)
+        insert_rows(connection, deliveries, delivery_rows)
     dead_rows = [row for outcome in taken for row in outcome.dead_letter_rows]
     if dead_rows:
         connection.execute(dead_letters.insert(), dead_rows)
