@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from simpul.engine.segment_check import split_segments
+
 
 @dataclass(slots=True)
 class BusinessKeys:
@@ -25,11 +27,12 @@ class BusinessKeys:
 _WANTED = ("PID", "PV1", "ORC", "OBR", "IPC")
 
 
-def extract_business_keys(text: str, field_separator: str = "|", component_separator: str = "^",
+def extract_business_keys(text: str | list[str], field_separator: str = "|", component_separator: str = "^",
                           repetition_separator: str = "~") -> BusinessKeys:
+    """`text` is the decoded message, or its segments already split (see segment_check)."""
     keys = BusinessKeys()
     seen: set[str] = set()
-    for line in text.splitlines():
+    for line in (split_segments(text) if isinstance(text, str) else text):
         name = line[:3]
         if name not in _WANTED or name in seen or line[3:4] != field_separator:
             continue

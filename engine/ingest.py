@@ -25,6 +25,7 @@ from sqlalchemy import update
 from simpul.engine.business_keys import extract_business_keys
 from simpul.engine.charset import decode_message
 from simpul.engine.metrics import IngestMetrics
+from simpul.engine.segment_check import check_no_binary, split_segments
 from simpul.engine.store.schema import messages
 from simpul.engine.store.writer import StoreWriter
 from simpul.errors import CharsetError, HeaderError, MessageError, StoreError
@@ -136,7 +137,9 @@ class Ingest:
         try:
             text, codec = decode_message(raw, header.charset, default=self.default_charset,
                                          fallback=self.fallback_charset)
-        except CharsetError as error:
+            lines = split_segments(text)
+            check_no_binary(text, lines)
+        except MessageError as error:      # undecodable bytes (AE) or binary data (AR)
             return await self._reject(raw, header, error, now, started)
 
         key = (header.sending_application, header.sending_facility, header.control_id)
@@ -151,7 +154,7 @@ class Ingest:
 
         enhanced = is_enhanced_mode(header)
         ack = build_ack(header, "CA" if enhanced else "AA", ack_control_id=next_ack_control_id())
-        keys = extract_business_keys(text, header.field_separator, header.component_separator,
+        keys = extract_business_keys(lines, header.field_separator, header.component_separator,
                                      header.repetition_separator)
         committed = self.writer.insert_message({
             "received_at": now, "source": self.source, "status": "received",
@@ -226,7 +229,8 @@ class Ingest:
         if enhanced:
             negative = "CE" if negative == "AE" else "CR"
         ack = build_ack(header, negative, error=error, ack_control_id=next_ack_control_id())
-        reason = "charset" if isinstance(error, CharsetError) else "header"
+        reason = ("charset" if isinstance(error, CharsetError) else "header" if isinstance(error, HeaderError)
+                  else "binary")
         self._metrics.rejected.labels(self.source, reason).inc()
         log.warning("message rejected", extra={"source": self.source, "ack_code": negative,
                                                "control_id": header.control_id if header else "",

@@ -105,6 +105,37 @@ async def test_unreadable_message_gets_ar_with_err_and_is_stored_as_rejected(har
     assert [(r.status, bytes(r.raw), r.ack_code) for r in rows] == [("rejected", payload, "AR")]
 
 
+@pytest.mark.parametrize("body, line", [
+    (b"PID|1||MR1\r\x00\x01garbage\r", 3),              # binary junk after a good segment
+    (b"PID|1||MR1\x1b[2J\r", 2),                        # an escape sequence inside a field
+])
+async def test_binary_data_gets_ar_naming_the_line(harness, tmp_path, body, line):
+    port = free_port()
+    await harness.start({"adt.yaml": file_channel(tmp_path, port)})
+    payload = b"MSH|^~\\&|A|B|C|D|20260101||ADT^A01|BAD-SEG|P|2.5.1\r" + body
+    ack = await send_raw(port, payload)
+    assert segment(ack, "MSA")[1:3] == ["AR", "BAD-SEG"]
+    err = segment(ack, "ERR")
+    assert err[3].startswith("102^") and f"line {line} " in err[8]
+    assert [(r.status, bytes(r.raw)) for r in harness.sql("SELECT status, raw FROM messages")] == [
+        ("rejected", payload)]
+
+
+async def test_a_base64_field_wrapped_over_several_lines_is_accepted(harness, tmp_path):
+    """Lenient on structure, like the parsers senders test against (the dcm4che PDF sample)."""
+    port = free_port()
+    await harness.start({"adt.yaml": file_channel(tmp_path, port)})
+    payload = adt("WRAP-1") + b"OBX|1|ED|18748-4^Report^LN||^AP^PDF^Base64^JVBERi0xLjQK\r\nJVFT0YNCg==||||||F\r"
+    assert segment(await send_raw(port, payload), "MSA")[1] == "AA"
+
+
+async def test_blank_lines_and_lf_separators_are_accepted(harness, tmp_path):
+    port = free_port()
+    await harness.start({"adt.yaml": file_channel(tmp_path, port)})
+    payload = adt("LF-1").replace(b"\r", b"\n").replace(b"\nPID", b"\n\nPID")
+    assert segment(await send_raw(port, payload), "MSA")[1] == "AA"
+
+
 async def test_latin1_declared_in_msh18_is_stored_byte_exact_and_decoded(harness, tmp_path):
     port = free_port()
     await harness.start({"adt.yaml": file_channel(tmp_path, port)})
