@@ -144,6 +144,10 @@ def read_header(raw: bytes) -> MessageHeader:
         raise HeaderError("MSH-1 field separator is not a usable delimiter", segment="MSH", field=1)
     fields = line.split(sep)
     encoding = fields[1]
+    if len(encoding) == 5 and len(set(encoding)) == 4:
+        # MSH-2 "^~\\&" (the escape character written twice: a string-escaping slip some senders make)
+        # is not a truncation character: read the four delimiters once each, as the mapping's parser does.
+        encoding = "".join(dict.fromkeys(encoding))
     if not _usable_encoding(encoding):
         raise HeaderError("MSH-2 encoding characters are not 4 or 5 distinct delimiters",
                           segment="MSH", field=2)
