@@ -18,7 +18,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from simpul.errors import MappingError, UnsupportedMessageType
+from simpul.errors import MappingError, NothingToMap, UnsupportedMessageType
 from simpul.mappings.loader import load_mapping
 from simpul.mappings.v2.message import split_lines
 
@@ -131,6 +131,10 @@ def run(corpus_dir: str | pathlib.Path, *, validate: bool = True) -> Report:
             bundle = mapping.map(text)
             if validate:
                 validate_bundle(bundle)
+        except NothingToMap as exc:
+            report.unsupported[mtype] += 1
+            report.failures.append(f"{path.name}: {exc.reason}")
+            continue
         except UnsupportedMessageType:
             report.unsupported[mtype] += 1
             report.failures.append(f"{path.name}: unsupported message type {mtype}")

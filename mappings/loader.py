@@ -8,7 +8,7 @@ from collections import Counter
 from types import ModuleType
 from typing import Any, Callable
 
-from simpul.errors import ConfigError, MappingError, UnsupportedMessageType
+from simpul.errors import ConfigError, MappingError, NothingToMap, UnsupportedMessageType
 from simpul.mappings import vocabulary as vocab
 from simpul.mappings.context import MapContext
 from simpul.mappings.messages import message_map
@@ -71,6 +71,9 @@ class Mapping:
             bundle = self.transform(msg, bundle)
             if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
                 raise MappingError("the mapping module's transform() did not return a Bundle")
+        if not bundle.get("entry"):
+            raise NothingToMap(f"{code}^{event} holds no segment the map reads (nothing to send)",
+                               segment="MSH", field=9)
         if self.spec.validate_output:
             from simpul.mappings.validation import validate_bundle
             validate_bundle(bundle)

@@ -47,6 +47,9 @@ _NEGATIVE: dict[str, type[NegativeAck]] = {
 _READ_SIZE = 64 * 1024
 
 
+# Seconds to wait for an ACK the sender asked not to get (MSH-15 NE/ER) before assuming none comes.
+NO_ACK_GRACE = 1.0
+
 class MllpConnection:
     """One open MLLP client connection. Sends are serialised: one message in flight at a time."""
 
@@ -58,6 +61,7 @@ class MllpConnection:
         self._response_timeout = response_timeout
         self._decoder = FrameDecoder(max_frame_bytes)
         self._pending: list[bytes] = []  # frames read ahead of the one asked for
+        self._silent: list[str] = []     # MSH-10s sent with MSH-15 NE/ER that got no ACK in time
         self._lock = asyncio.Lock()
         self._closed = False
 
@@ -74,18 +78,33 @@ class MllpConnection:
 
         The message must have a readable MSH (its MSH-10 is matched against MSA-2); otherwise
         :class:`HeaderError` is raised before anything is written.
+
+        A message whose MSH-15 asks for no accept ACK (NE) or one only on error (ER) may get no
+        answer at all from a receiver that follows the standard: the sender waits
+        `NO_ACK_GRACE` seconds for one (some receivers answer anyway) and then returns b"".
         """
-        control_id = read_header(payload).control_id
+        header = read_header(payload)
+        control_id = header.control_id
+        wait = self._response_timeout
+        may_stay_silent = header.accept_ack_type.strip().upper() in ("NE", "ER")
+        if may_stay_silent:
+            wait = min(wait, NO_ACK_GRACE)
         async with self._lock:
             if self._closed:
                 raise MllpConnectionError(
                     f"connection to {self._peer} is closed (message {control_id} not sent)")
             try:
                 self._writer.write(frame(payload))
-                async with asyncio.timeout(self._response_timeout):
+                async with asyncio.timeout(wait):
                     await self._writer.drain()
                     answer = await self._read_frame(control_id)
+                    while self._late_ack_for_silent_message(answer):
+                        answer = await self._read_frame(control_id)
             except TimeoutError as exc:
+                if may_stay_silent:
+                    self._silent.append(control_id)
+                    del self._silent[:-32]
+                    return b""
                 self._abort()
                 raise MllpTimeout(f"no ACK from {self._peer} for message {control_id} within "
                                   f"{self._response_timeout:g} s") from exc
@@ -98,7 +117,21 @@ class MllpConnection:
                                           f"{control_id}: {type(exc).__name__}") from exc
         return self._check(answer, control_id)
 
+    def _late_ack_for_silent_message(self, answer: bytes) -> bool:
+        """An ACK that arrives after we stopped waiting for it belongs to that earlier message."""
+        if not self._silent:
+            return False
+        try:
+            acked_id = read_ack(answer)[1]
+        except AckUnreadable:
+            return False
+        if acked_id in self._silent:
+            self._silent.remove(acked_id)
+            return True
+        return False
+
     async def _read_frame(self, control_id: str) -> bytes:
+        # Cancellation (a timeout) between reads loses nothing: decoded frames wait in _pending.
         while not self._pending:
             data = await self._reader.read(_READ_SIZE)
             if not data:

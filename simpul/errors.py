@@ -20,6 +20,7 @@
     │   └── CharsetError                 bytes that do not decode in the declared MSH-18 charset
     ├── MappingError(ValueError)         a message the mapping cannot turn into FHIR
     │   └── UnsupportedMessageType
+    │       └── NothingToMap             a supported type with no segment the map reads (MSH only)
     ├── StoreError                       the durable store refused or failed a commit
     ├── OperationRefused(ValueError)     an on-call action refused by its guard (cap, no reason, ...)
     └── ConnectorError                   a destination failed; the retry policy reads only these two:
@@ -144,6 +145,11 @@ class MappingError(SimpulError, ValueError):
 
 class UnsupportedMessageType(MappingError):
     pass
+
+
+class NothingToMap(UnsupportedMessageType):
+    """The message type has a map, but this message holds nothing it reads (e.g. MSH only):
+    an empty transaction Bundle would be sent for nothing, so it is a dead letter instead."""
 
 
 class StoreError(SimpulError):

@@ -180,3 +180,41 @@ async def test_answer_without_start_block_is_not_taken_as_an_ack() -> None:
         with pytest.raises(MllpTimeout):
             await conn.send(hl7("NOSB"))
         assert conn.closed
+
+
+
+@pytest.mark.parametrize("late", [None, 0.3])
+async def test_a_message_that_asks_for_no_ack_is_not_waited_for(monkeypatch, late) -> None:
+    """MSH-15 NE: a standard receiver stays silent (late=None); one that answers anyway, after
+    we stopped waiting (late=0.3 s), must not confuse the next exchange on the connection."""
+    import simpul.mllp.sender as sender_module
+
+    monkeypatch.setattr(sender_module, "NO_ACK_GRACE", 0.1)
+    silent = b"MSH|^~\\&|A|B|C|D|20260101||ADT^A01|NE-1|P|2.5.1|||NE|NE\rPID|1\r"
+    normal = b"MSH|^~\\&|A|B|C|D|20260101||ADT^A01|N-2|P|2.5.1\rPID|1\r"
+
+    async def receiver(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                data = await reader.readuntil(b"\x1c\r")
+            except asyncio.IncompleteReadError:
+                break
+            control_id = data.split(b"|")[9].decode()
+            if control_id == "NE-1":
+                if late is None:
+                    continue
+                await asyncio.sleep(late)
+            writer.write(b"\x0bMSH|^~\\&|C|D|A|B|20260101||ACK|X|P|2.5.1\rMSA|AA|"
+                         + control_id.encode() + b"\r\x1c\r")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(receiver, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    connection = await open_mllp_connection("127.0.0.1", port, response_timeout=5)
+    assert await connection.send(silent) == b""
+    ack = await connection.send(normal)
+    assert b"MSA|AA|N-2" in ack
+    await connection.close()
+    server.close()
+    await server.wait_closed()
