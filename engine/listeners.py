@@ -15,7 +15,8 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from simpul.engine.config.channel import Channel, MllpSource
+from simpul.engine.config.channel import Channel, HttpSource, MllpSource
+from simpul.engine.http_source import HttpSourceServer
 from simpul.engine.ingest import DedupIndex, Ingest, _Seen
 from simpul.engine.metrics import IngestMetrics
 from simpul.engine.store.schema import messages
@@ -29,13 +30,17 @@ Read = Callable[[Callable[[Connection], Any]], Awaitable[Any]]
 
 
 def source_key(channel: Channel) -> str:
-    mllp = channel.source.mllp
     # Port 0 (tests) means "any free port": such a listener is the channel's own.
+    http = channel.source.http
+    if http is not None:
+        return f"http:{http.host}:{http.port}{http.path}" if http.port else f"http:{channel.name}{http.path}"
+    mllp = channel.source.mllp
+    assert mllp is not None
     return f"mllp:{mllp.host}:{mllp.port}" if mllp.port else f"mllp:{channel.name}"
 
 
-def wanted_listeners(channels: list[Channel]) -> dict[str, MllpSource]:
-    return {source_key(channel): channel.source.mllp for channel in channels if channel.enabled}
+def wanted_listeners(channels: list[Channel]) -> dict[str, MllpSource | HttpSource]:
+    return {source_key(channel): channel.source.settings for channel in channels if channel.enabled}
 
 
 class _CountingEvents(ListenerEvents):
@@ -82,22 +87,60 @@ class ListenerSet:
         self.read = read
         self.on_committed = on_committed
         self.listeners: dict[str, Listener] = {}
+        # HL7 over HTTP: one server per host:port, one route (with its Ingest) per source path.
+        self.http_servers: dict[tuple[str, int, str], HttpSourceServer] = {}
+        self.http_sources: dict[str, tuple[HttpSource, tuple[str, int, str]]] = {}
 
     def ports(self) -> dict[str, int]:
-        return {key: listener.server.port for key, listener in self.listeners.items()}
+        ports = {key: listener.server.port for key, listener in self.listeners.items()}
+        ports.update({key: self.http_servers[server].port for key, (_, server) in self.http_sources.items()})
+        return ports
 
-    async def apply(self, wanted: dict[str, MllpSource]) -> None:
+    async def apply(self, wanted: dict[str, MllpSource | HttpSource]) -> None:
+        mllp = {key: settings for key, settings in wanted.items() if isinstance(settings, MllpSource)}
+        http = {key: settings for key, settings in wanted.items() if isinstance(settings, HttpSource)}
         for key in list(self.listeners):
-            if key not in wanted or self.listeners[key].settings != wanted[key]:
+            if key not in mllp or self.listeners[key].settings != mllp[key]:
                 await self.listeners.pop(key).server.close()
-        for key, settings in wanted.items():
+        for key, settings in mllp.items():
             if key not in self.listeners:
                 self.listeners[key] = await self._start(key, settings)
+        await self._apply_http(http)
+
+    async def _apply_http(self, wanted: dict[str, HttpSource]) -> None:
+        for key in list(self.http_sources):
+            settings, server_key = self.http_sources[key]
+            if key not in wanted or wanted[key] != settings:
+                self.http_servers[server_key].routes.pop(settings.path, None)
+                del self.http_sources[key]
+        for key, settings in wanted.items():
+            if key in self.http_sources:
+                continue
+            # Port 0 (tests): the source's own server, keyed by its source key.
+            server_key = (settings.host, settings.port, "" if settings.port else key)
+            server = self.http_servers.get(server_key)
+            if server is None:
+                server = HttpSourceServer(settings.host, settings.port)
+                await server.start()
+                self.http_servers[server_key] = server
+                log.info("listening for HL7 over HTTP", extra={"source": key, "port": server.port})
+            dedup = DedupIndex(settings.dedup_window)
+            await self._refill_dedup(key, dedup)
+            ingest = Ingest(key, self.writer, dedup, self.metrics, default_charset=settings.default_charset,
+                            fallback_charset=settings.fallback_charset, on_committed=self.on_committed)
+            server.routes[settings.path] = (ingest, settings.max_bytes)
+            self.http_sources[key] = (settings, server_key)
+        for server_key in [k for k, server in self.http_servers.items() if not server.routes]:
+            await self.http_servers.pop(server_key).close()
 
     async def close(self) -> None:
         for listener in self.listeners.values():
             await listener.server.close()
         self.listeners.clear()
+        for server in self.http_servers.values():
+            await server.close()
+        self.http_servers.clear()
+        self.http_sources.clear()
 
     async def _start(self, key: str, settings: MllpSource) -> Listener:
         dedup = DedupIndex(settings.dedup_window)

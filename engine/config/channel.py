@@ -28,10 +28,9 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class MllpSource(ListenerSettings):
-    host: str = Field("127.0.0.1", description="Address to listen on; 0.0.0.0 for every interface.")
-    port: int = Field(ge=0, le=65535, description="TCP port (0 picks a free one, for tests).")
-    tls: TlsSettings | None = Field(None, description="Serve MLLP over TLS 1.2+ (1.3 preferred).")
+class IngestOptions(Strict):
+    """How a source reads and dedups what arrives, whatever the transport."""
+
     default_charset: str = Field("utf-8", description="Charset when MSH-18 is empty.")
     fallback_charset: str | None = Field(
         None, description="Charset to try when the bytes do not decode in the declared one "
@@ -52,11 +51,34 @@ class MllpSource(ListenerSettings):
         return value
 
 
-class Source(Strict):
-    mllp: MllpSource = Field(description="Receive HL7v2 over MLLP.")
+class MllpSource(ListenerSettings, IngestOptions):
+    host: str = Field("127.0.0.1", description="Address to listen on; 0.0.0.0 for every interface.")
+    port: int = Field(ge=0, le=65535, description="TCP port (0 picks a free one, for tests).")
+    tls: TlsSettings | None = Field(None, description="Serve MLLP over TLS 1.2+ (1.3 preferred).")
 
-    def key(self) -> str:
-        return f"mllp:{self.mllp.host}:{self.mllp.port}"
+
+class HttpSource(IngestOptions):
+    """HL7v2 over HTTP: POST one message as the request body; the ACK is the response body."""
+
+    host: str = Field("127.0.0.1", description="Address to listen on; 0.0.0.0 for every interface.")
+    port: int = Field(ge=0, le=65535, description="TCP port; channels may share one (each with its own path).")
+    path: str = Field("/hl7", pattern=r"^/[A-Za-z0-9/_.-]*$", description="URL path that takes the POSTs.")
+    max_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest accepted request body (413 above).")
+
+
+class Source(Strict):
+    mllp: MllpSource | None = Field(None, description="Receive HL7v2 over MLLP.")
+    http: HttpSource | None = Field(None, description="Receive HL7v2 over HTTP POST (the ACK is the response).")
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> "Source":
+        if (self.mllp is None) == (self.http is None):
+            raise ValueError("a source needs exactly one of mllp or http")
+        return self
+
+    @property
+    def settings(self) -> MllpSource | HttpSource:
+        return self.mllp if self.mllp is not None else self.http  # type: ignore[return-value]
 
 
 class Filter(Strict):
