@@ -11,6 +11,7 @@ that is not a message at all gets an RFC 9457 problem document: 400 empty, 413 t
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 from typing import Any
 
@@ -47,7 +48,7 @@ class HttpSourceServer:
             await asyncio.sleep(0.01)
         if not self._server.started:
             await self.close()
-            raise OSError(f"cannot listen for HL7 over HTTP on {self.host}:{self.requested_port}")
+            raise OSError(errno.EADDRINUSE, f"cannot listen for HL7 over HTTP on {self.host}:{self.requested_port}")
         self.port = self._server.servers[0].sockets[0].getsockname()[1]
 
     async def close(self) -> None:

@@ -27,6 +27,7 @@ log = logging.getLogger("simpul.ingest_process")
 
 START_TIMEOUT = 60.0
 NOTIFY_DELAY = 0.002          # coalesce commit notifications: at most one per 2 ms
+START_PORT_WAIT = 10.0        # a crashed predecessor may still hold the port for a moment
 
 
 def ingest_process_main(settings_data: dict[str, Any], base_dir: str, pipe: Connection) -> None:
@@ -105,7 +106,8 @@ class _IngestService:
             if first:
                 raise RuntimeError("invalid channels: " + "; ".join(str(f) for f in findings))
             return   # the engine process logs the findings; the running listeners stay
-        await self.listeners.apply(wanted_listeners([item.channel for item in loaded]))
+        await self.listeners.apply(wanted_listeners([item.channel for item in loaded]),
+                                   wait_for_ports=START_PORT_WAIT if first else 0.0)
         self.pipe.send(("status", {"listeners": self.listeners.ports(), "metrics_port": self.metrics_port}))
 
     async def _watch(self) -> None:

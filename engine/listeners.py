@@ -7,6 +7,8 @@ Used by the engine process itself, or by the separate ingest process (engine/ing
 """
 from __future__ import annotations
 
+import asyncio
+import errno
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -96,7 +98,22 @@ class ListenerSet:
         ports.update({key: self.http_servers[server].port for key, (_, server) in self.http_sources.items()})
         return ports
 
-    async def apply(self, wanted: dict[str, MllpSource | HttpSource]) -> None:
+    async def apply(self, wanted: dict[str, MllpSource | HttpSource], *, wait_for_ports: float = 0.0) -> None:
+        """Start, stop or restart listeners to match `wanted`.
+
+        `wait_for_ports`: at start-up after a crash, the dying process may hold a port for a
+        moment longer; keep trying that long before giving up (0 on reload: fail at once).
+        """
+        deadline = asyncio.get_running_loop().time() + wait_for_ports
+        while True:
+            try:
+                return await self._apply(wanted)
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or asyncio.get_running_loop().time() >= deadline:
+                    raise
+                await asyncio.sleep(0.2)
+
+    async def _apply(self, wanted: dict[str, MllpSource | HttpSource]) -> None:
         mllp = {key: settings for key, settings in wanted.items() if isinstance(settings, MllpSource)}
         http = {key: settings for key, settings in wanted.items() if isinstance(settings, HttpSource)}
         for key in list(self.listeners):

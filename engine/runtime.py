@@ -191,7 +191,8 @@ class Engine:
             by_source.setdefault(source_key(runtime.channel), []).append(runtime)
         if self._listener_set is not None:
             # Listeners whose settings did not change keep running, with their open connections.
-            await self._listener_set.apply(wanted_listeners([runtime.channel for runtime in runtimes]))
+            await self._listener_set.apply(wanted_listeners([runtime.channel for runtime in runtimes]),
+                                           wait_for_ports=0.0 if self.started.is_set() else 10.0)
         specs = specs_of(runtimes)
         if self._mapping_pool is None or self._mapping_pool.specs != specs:
             # A new pool loads the edited mappings; the old one finishes nothing more (its batch is
