@@ -232,6 +232,20 @@ class EngineProcess:
         if self.process is not None and self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
+            self._wait_until_port_is_closed()
+
+    def _wait_until_port_is_closed(self, timeout: float = 5.0) -> None:
+        """The engine's ingest process dies with it, but on a kernel that ignores
+        PR_SET_PDEATHSIG only its watchdog notices (within 0.1 s): until then the old listener
+        still accepts. A restarted engine must not be mistaken for ready because of it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                probe.settimeout(0.2)
+                if probe.connect_ex(("127.0.0.1", self.mllp_port)) != 0:
+                    return
+            time.sleep(0.05)
+        raise AssertionError(f"port {self.mllp_port} still accepts {timeout:g}s after the engine was killed")
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM and wait (the graceful path); SIGKILL if it does not stop in time."""

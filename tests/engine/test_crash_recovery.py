@@ -30,12 +30,14 @@ async def _send_until_killed(engine: EngineProcess, round_number: int, acked: se
     before = len(acked)
     target = before + ACKS_BEFORE_KILL
     killed = False
+    stopped_by: list[str] = []          # why clients stopped early, for the failure message
 
     async def client(n: int) -> None:
         nonlocal killed
         try:
             connection = await open_mllp_connection("127.0.0.1", engine.mllp_port, response_timeout=10)
-        except (MllpError, OSError):
+        except (MllpError, OSError) as exc:
+            stopped_by.append(f"connect: {type(exc).__name__}: {exc}")
             return
         i = 0
         try:
@@ -49,14 +51,16 @@ async def _send_until_killed(engine: EngineProcess, round_number: int, acked: se
                     # The other seven clients have messages in flight right now.
                     killed = True
                     engine.kill()
-        except (MllpError, OSError):
+        except (MllpError, OSError) as exc:
+            if not killed:
+                stopped_by.append(f"send: {type(exc).__name__}: {exc}")
             return      # the engine died under us: whatever had no AA yet is the sender's to resend
         finally:
             if not connection.closed:
                 await connection.close()
 
     await asyncio.gather(*(client(n) for n in range(CLIENTS)))
-    assert killed, "the clients stopped before the engine was killed"
+    assert killed, f"the clients stopped before the engine was killed: {stopped_by[:3]}"
     return len(acked) - before
 
 
