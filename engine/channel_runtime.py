@@ -1,7 +1,8 @@
 """A loaded channel ready to run: its compiled filter and its mapping.
 
-`ChannelRuntime.route(message)` is the channel's pipeline before delivery, one shape per
-stage: filter (None = filtered out) -> mapping -> one delivery per destination.
+The processor asks `accepts(fields)` (the filter), maps accepted messages in the mapping pool,
+then asks `deliveries_for(...)` for one delivery per destination. `map` maps in this process
+(dead-letter replay uses it).
 """
 from __future__ import annotations
 

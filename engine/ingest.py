@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import update
 
-from simpul.engine.business_keys import extract_business_keys
+from simpul.engine.business_keys import BusinessKeys, extract_business_keys
 from simpul.engine.charset import decode_message
 from simpul.engine.metrics import IngestMetrics
 from simpul.engine.segment_check import check_no_binary, split_segments
@@ -110,6 +110,33 @@ def accept_ack_wanted(header: MessageHeader, success: bool) -> bool:
     return True
 
 
+def _commit_failed_ack(header: MessageHeader) -> bytes:
+    """AE (CE in enhanced mode) with ERR 207: not stored, so the sender must send it again."""
+    failure = MessageError("the message could not be stored; send it again", hl7_error_code="207")
+    return build_ack(header, "CE" if is_enhanced_mode(header) else "AE", error=failure,
+                     ack_control_id=next_ack_control_id())
+
+
+def message_row(source: str, status: str, now: float, raw: bytes, header: MessageHeader | None, ack: bytes,
+                ack_code: str, *, charset: str, content_hash: str, keys: BusinessKeys | None = None,
+                error: str | None = None) -> dict[str, Any]:
+    """One `messages` row; lengths are cut to the columns' sizes (a sender's field may be longer)."""
+    h = header
+    k = keys or BusinessKeys()
+    return {
+        "received_at": now, "source": source, "status": status,
+        "sending_application": h.sending_application[:180] if h else "",
+        "sending_facility": h.sending_facility[:180] if h else "",
+        "receiving_application": h.receiving_application[:180] if h else "",
+        "receiving_facility": h.receiving_facility[:180] if h else "",
+        "message_type": h.message_type[:32] if h else "", "control_id": h.control_id[:199] if h else "",
+        "version_id": h.version_id[:16] if h else "", "charset": charset[:32], "content_hash": content_hash,
+        "patient_id": k.patient_id, "visit_number": k.visit_number, "placer_number": k.placer_number,
+        "filler_number": k.filler_number, "accession_number": k.accession_number,
+        "raw": raw, "ack": ack, "ack_code": ack_code, "error": error, "duplicates": 0,
+    }
+
+
 class Ingest:
     def __init__(self, source: str, writer: StoreWriter, dedup: DedupIndex, metrics: IngestMetrics, *,
                  default_charset: str = "utf-8", fallback_charset: str | None = None,
@@ -156,19 +183,9 @@ class Ingest:
         ack = build_ack(header, "CA" if enhanced else "AA", ack_control_id=next_ack_control_id())
         keys = extract_business_keys(lines, header.field_separator, header.component_separator,
                                      header.repetition_separator)
-        committed = self.writer.insert_message({
-            "received_at": now, "source": self.source, "status": "received",
-            "sending_application": header.sending_application[:180],
-            "sending_facility": header.sending_facility[:180],
-            "receiving_application": header.receiving_application[:180],
-            "receiving_facility": header.receiving_facility[:180],
-            "message_type": header.message_type[:32], "control_id": header.control_id[:199],
-            "version_id": header.version_id[:16], "charset": codec, "content_hash": content_hash,
-            "patient_id": keys.patient_id, "visit_number": keys.visit_number,
-            "placer_number": keys.placer_number, "filler_number": keys.filler_number,
-            "accession_number": keys.accession_number, "raw": raw, "ack": ack,
-            "ack_code": "CA" if enhanced else "AA", "error": None, "duplicates": 0,
-        })
+        committed = self.writer.insert_message(message_row(
+            self.source, "received", now, raw, header, ack, "CA" if enhanced else "AA",
+            charset=codec, content_hash=content_hash, keys=keys))
         entry = _Seen(content_hash, ack, now, committed)
         self.dedup.put(key, entry)
         try:
@@ -179,9 +196,7 @@ class Ingest:
             self._metrics.rejected.labels(self.source, "commit").inc()
             log.error("commit failed; answered negatively", extra={"control_id": header.control_id,
                                                                    "source": self.source})
-            failure = MessageError("the message could not be stored; send it again", hl7_error_code="207")
-            nack = build_ack(header, "CE" if enhanced else "AE", error=failure,
-                             ack_control_id=next_ack_control_id())
+            nack = _commit_failed_ack(header)
             self._latency.observe(time.perf_counter() - started)
             return nack if not enhanced or accept_ack_wanted(header, False) else None
         entry.committed = None
@@ -195,8 +210,9 @@ class Ingest:
         if seen.committed is not None:
             try:
                 await asyncio.shield(seen.committed)
-            except StoreError:
-                return await self.handle_after_failed_original(header, started)
+            except StoreError:      # the original was never stored: this resend is told to retry too
+                self._latency.observe(time.perf_counter() - started)
+                return _commit_failed_ack(header)
         self._duplicates.inc()
         # Count the resend on the stored message (staff see how often a sender resent it); the
         # ACK does not wait for this write.
@@ -212,12 +228,6 @@ class Ingest:
                                                                   "source": self.source})
         self._latency.observe(time.perf_counter() - started)
         return seen.ack
-
-    async def handle_after_failed_original(self, header: MessageHeader, started: float) -> bytes:
-        failure = MessageError("the message could not be stored; send it again", hl7_error_code="207")
-        enhanced = is_enhanced_mode(header)
-        self._latency.observe(time.perf_counter() - started)
-        return build_ack(header, "CE" if enhanced else "AE", error=failure, ack_control_id=next_ack_control_id())
 
     async def _reject(self, raw: bytes, header: MessageHeader | None, error: MessageError, now: float,
                       started: float) -> bytes | None:
@@ -235,21 +245,11 @@ class Ingest:
         log.warning("message rejected", extra={"source": self.source, "ack_code": negative,
                                                "control_id": header.control_id if header else "",
                                                "error": str(error)})
-        h = header
         try:
-            await self.writer.insert_message({
-                "received_at": now, "source": self.source, "status": "rejected",
-                "sending_application": h.sending_application[:180] if h else "",
-                "sending_facility": h.sending_facility[:180] if h else "",
-                "receiving_application": h.receiving_application[:180] if h else "",
-                "receiving_facility": h.receiving_facility[:180] if h else "",
-                "message_type": h.message_type[:32] if h else "", "control_id": h.control_id[:199] if h else "",
-                "version_id": h.version_id[:16] if h else "", "charset": h.charset[:32] if h else "",
-                "content_hash": hashlib.blake2b(raw, digest_size=16).hexdigest(),
-                "patient_id": "", "visit_number": "", "placer_number": "", "filler_number": "",
-                "accession_number": "", "raw": raw, "ack": ack, "ack_code": negative, "error": str(error),
-                "duplicates": 0,
-            })
+            await self.writer.insert_message(message_row(
+                self.source, "rejected", now, raw, header, ack, negative,
+                charset=header.charset if header else "",
+                content_hash=hashlib.blake2b(raw, digest_size=16).hexdigest(), error=str(error)))
         except StoreError:
             self._metrics.commit_failures.inc()
         self._latency.observe(time.perf_counter() - started)

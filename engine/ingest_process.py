@@ -21,6 +21,7 @@ import signal
 from multiprocessing.connection import Connection
 from typing import Any
 
+from simpul.engine.config.channels import channel_files_stamp
 from simpul.engine.process_guard import die_with_parent
 
 log = logging.getLogger("simpul.ingest_process")
@@ -58,7 +59,7 @@ class _IngestService:
 
         from simpul.engine.listeners import ListenerSet
         from simpul.engine.metrics import IngestMetrics
-        from simpul.engine.store.database import open_database
+        from simpul.engine.store.database import open_database, read_in_thread
         from simpul.engine.store.writer import StoreWriter
 
         loop = asyncio.get_running_loop()
@@ -77,13 +78,7 @@ class _IngestService:
         metrics = IngestMetrics()
         metrics_server, _ = start_http_server(0, addr="127.0.0.1", registry=metrics.registry)
 
-        async def read(fn: Any) -> Any:
-            def run() -> Any:
-                with db.connect().execution_options(simpul_read=True) as connection:
-                    return fn(connection)
-            return await asyncio.to_thread(run)
-
-        self.listeners = ListenerSet(writer, metrics, read, self._committed)
+        self.listeners = ListenerSet(writer, metrics, lambda fn: read_in_thread(db, fn), self._committed)
         self.metrics_port = metrics_server.server_port
         await self._apply(first=True)
         watcher = asyncio.create_task(self._watch()) if self.settings.reload_interval > 0 else None
@@ -100,7 +95,7 @@ class _IngestService:
         from simpul.engine.listeners import wanted_listeners
 
         path = self.settings.channels_path()
-        self._stamp = _stamp(path)
+        self._stamp = channel_files_stamp(path)
         loaded, findings = load_channels([path], relative_to=self.settings.base_dir)
         if findings:
             if first:
@@ -113,7 +108,7 @@ class _IngestService:
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self.settings.reload_interval)
-            if _stamp(self.settings.channels_path()) != self._stamp:
+            if channel_files_stamp(self.settings.channels_path()) != self._stamp:
                 try:
                     await self._apply()
                 except OSError as exc:
@@ -128,13 +123,6 @@ class _IngestService:
         self._notify_scheduled = False
         with contextlib.suppress(OSError):
             self.pipe.send(("committed",))
-
-
-def _stamp(path: Any) -> tuple[Any, ...]:
-    if not path.is_dir():
-        return ()
-    return tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in path.iterdir()
-                        if p.suffix in (".yaml", ".yml")))
 
 
 class IngestProcess:

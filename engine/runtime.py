@@ -25,7 +25,7 @@ from sqlalchemy import Connection, func, select
 
 from simpul.connectors.base import create_connector
 from simpul.engine.channel_runtime import ChannelRuntime
-from simpul.engine.config.channels import load_channels
+from simpul.engine.config.channels import channel_files_stamp, load_channels
 from simpul.engine.config.settings import Settings
 from simpul.dead_letters.delivery_control import DeliveryControl
 from simpul.dead_letters.queue_metrics import refresh_queue_gauges
@@ -36,7 +36,7 @@ from simpul.engine.listeners import ListenerSet, source_key, wanted_listeners
 from simpul.engine.mapping_pool import MappingPool, specs_of
 from simpul.engine.metrics import IngestMetrics, Metrics
 from simpul.engine.processor import Processor
-from simpul.engine.store.database import open_database
+from simpul.engine.store.database import open_database, read_in_thread
 from simpul.engine.store.writer import StoreWriter
 from simpul.errors import ConfigError
 
@@ -159,11 +159,7 @@ class Engine:
         return runtimes
 
     def _stamp(self) -> tuple[Any, ...]:
-        path = self.settings.channels_path()
-        if not path.is_dir():
-            return ()
-        return tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in path.iterdir()
-                            if p.suffix in (".yaml", ".yml")))
+        return channel_files_stamp(self.settings.channels_path())
 
     async def _watch_channels(self) -> None:
         while True:
@@ -248,10 +244,7 @@ class Engine:
     # ---- reads, health, http -----------------------------------------------------------------
     async def read(self, fn: Callable[[Connection], Any]) -> Any:
         """Run a read on its own connection in a thread (WAL readers do not block the writer)."""
-        def run() -> Any:
-            with self.db.connect().execution_options(simpul_read=True) as connection:
-                return fn(connection)
-        return await asyncio.to_thread(run)
+        return await read_in_thread(self.db, fn)
 
     async def health(self) -> dict[str, Any]:
         report: dict[str, Any] = {"status": "ok", "channels": sorted(self.channels),

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, select
 
 from simpul.engine.store.schema import deliveries, messages
 
@@ -62,8 +62,3 @@ def search_messages(connection: Connection, query: MessageQuery) -> list[dict[st
         for row in found:
             row["deliveries"] = by_message.get(row["id"], [])
     return found
-
-
-def count_by_status(connection: Connection) -> dict[str, int]:
-    rows = connection.execute(select(deliveries.c.status, func.count()).group_by(deliveries.c.status))
-    return {status: count for status, count in rows}

@@ -21,7 +21,6 @@ from simpul.mllp.listener import ListenerSettings
 from simpul.mllp.tls import TlsSettings
 
 LABEL = r"^[a-z0-9][a-z0-9_-]{0,62}$"
-ORDER_KEYS = ("patient", "visit", "accession", "placer", "filler", "control_id", "none")
 
 
 class Strict(BaseModel):

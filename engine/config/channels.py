@@ -28,6 +28,12 @@ def channel_files(paths: Iterable[Path]) -> list[Path]:
     return files
 
 
+def channel_files_stamp(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    """Name, mtime and size of every channel file: what hot reload compares to notice an edit."""
+    return tuple((path.name, path.stat().st_mtime_ns, path.stat().st_size)
+                 for path in channel_files([folder])) if folder.is_dir() else ()
+
+
 def load_channels(paths: Iterable[Path], *, environ: Mapping[str, str] | None = None,
                   relative_to: Path | None = None) -> tuple[list[LoadedChannel], list[Finding]]:
     loaded: list[LoadedChannel] = []

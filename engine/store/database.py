@@ -1,10 +1,12 @@
 """Open the store's database: SQLite (the embedded default) or PostgreSQL, by URL."""
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import Connection, create_engine, event
 from sqlalchemy.engine import Engine
 
 from simpul.engine.store.migrate import upgrade_to_head
@@ -58,3 +60,12 @@ def _make_parent_folder(url: str) -> None:
     database = make_url(url).database
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+
+async def read_in_thread(engine: Engine, fn: Callable[[Connection], Any]) -> Any:
+    """Run a read on its own connection in a worker thread: WAL readers never block the writer,
+    and the event loop never waits on the database."""
+    def run() -> Any:
+        with engine.connect().execution_options(simpul_read=True) as connection:
+            return fn(connection)
+    return await asyncio.to_thread(run)

@@ -95,8 +95,6 @@ class StoreWriter:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connection: Connection | None = None
-        self.commits = 0
-        self.committed_rows = 0
 
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._loop = loop or asyncio.get_running_loop()
@@ -212,7 +210,6 @@ class StoreWriter:
             error = StoreError(f"commit failed: {type(exc).__name__}")
             return [(job.future, None, error) for job in jobs]
         held = time.monotonic() - began
-        self.commits += 1
         if held > SLOW_TRANSACTION:
             # The write lock was held this long: other writers (the other engine process) waited.
             names = sorted({getattr(job.fn, "__qualname__", "insert") for job in jobs})
@@ -230,7 +227,6 @@ class StoreWriter:
 
     def _insert_rows(self, connection: Connection, jobs: list[_Job]) -> list[Any]:
         insert_rows(connection, messages, [job.row for job in jobs if job.row is not None])
-        self.committed_rows += len(jobs)
         return [(job.future, None, None) for job in jobs]
 
     def _run_jobs(self, connection: Connection, jobs: list[_Job]) -> list[Any]:
