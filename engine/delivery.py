@@ -68,6 +68,42 @@ class Claimed:
     idempotency_id: int = 0      # the first delivery of a replay chain; connectors key on it
 
 
+def _claim_statements() -> tuple[Any, Any, Any]:
+    """The claim's three queries, built once (SQLAlchemy then reuses their compiled SQL)."""
+    d = deliveries
+    channel, label = bindparam("channel"), bindparam("label")
+    earlier = aliased(deliveries)
+    position = func.coalesce(d.c.ordered_as, d.c.id)
+    earlier_position = func.coalesce(earlier.c.ordered_as, earlier.c.id)
+    # FIFO per key: a delivery waits while an earlier one of its key is unfinished. The check
+    # seeks ix_deliveries_order (channel, destination, order_key, status), so it reads only the
+    # few unfinished rows of one key however long the history is.
+    blocked = exists().where(and_(
+        earlier.c.channel == d.c.channel, earlier.c.destination == d.c.destination,
+        earlier.c.order_key == d.c.order_key, earlier.c.status.in_(ACTIVE_STATUSES),
+        or_(earlier_position < position, and_(earlier_position == position, earlier.c.id < d.c.id))))
+    columns = (d.c.id, d.c.message_id, d.c.payload, d.c.content_type, d.c.attempts, d.c.created_at,
+               messages.c.control_id, messages.c.message_type, func.coalesce(d.c.replay_of, d.c.id))
+    mine = (d.c.channel == channel, d.c.destination == label)
+    # Work whose worker died (lease expired) first, then due pending work in id order: walking
+    # ix_deliveries_queue (channel, destination, status, id) stops at the limit. Order between
+    # keys is only fairness; order within a key is the `blocked` check. A worker never takes
+    # over what it is sending itself (`sending`), however slow.
+    orphaned = (select(*columns).join(messages, messages.c.id == d.c.message_id)
+                .where(*mine, d.c.status == "in_flight", d.c.lease_until < bindparam("now"),
+                       d.c.id.notin_(bindparam("sending", expanding=True)), ~blocked)
+                .order_by(d.c.id).limit(bindparam("limit")))
+    due = (select(*columns).join(messages, messages.c.id == d.c.message_id)
+           .where(*mine, d.c.status == "pending", d.c.next_attempt_at <= bindparam("now"), ~blocked)
+           .order_by(d.c.id).limit(bindparam("limit")))
+    c = destination_controls.c
+    paused = select(c.paused_at).where(c.channel == channel, c.destination == label)
+    return paused, orphaned, due
+
+
+_PAUSED, _ORPHANED, _DUE = _claim_statements()
+
+
 class DestinationWorker:
     def __init__(self, channel: str, label: str, connector: Connector, policy: RetryPolicy, *,
                  writer: StoreWriter, metrics: Metrics, max_in_flight: int, lease: float,
@@ -159,46 +195,19 @@ class DestinationWorker:
 
     def _claim_job(self, limit: int) -> Callable[[Connection], tuple[list[Claimed], bool]]:
         """Claim up to `limit` due deliveries; returns (claimed, paused). A paused destination claims none."""
-        channel, label, owner = self.channel, self.label, self.owner
-        lease = self.lease
-        sending = list(self._sending)
+        params = {"channel": self.channel, "label": self.label, "sending": list(self._sending)}
+        owner, lease = self.owner, self.lease
 
         def claim(connection: Connection) -> tuple[list[Claimed], bool]:
-            c = destination_controls.c
-            paused_at = connection.execute(select(c.paused_at).where(
-                c.channel == channel, c.destination == label)).scalar()
-            if paused_at is not None:
+            if connection.execute(_PAUSED, params).scalar() is not None:
                 return [], True
             now = time.time()
-            d = deliveries
-            earlier = aliased(deliveries)
-            position = func.coalesce(d.c.ordered_as, d.c.id)
-            earlier_position = func.coalesce(earlier.c.ordered_as, earlier.c.id)
-            # FIFO per key: a delivery waits while an earlier one of its key is unfinished. The
-            # check seeks ix_deliveries_order (channel, destination, order_key, status), so it
-            # reads only the few unfinished rows of one key however long the history is.
-            blocked = exists().where(and_(
-                earlier.c.channel == d.c.channel, earlier.c.destination == d.c.destination,
-                earlier.c.order_key == d.c.order_key, earlier.c.status.in_(ACTIVE_STATUSES),
-                or_(earlier_position < position, and_(earlier_position == position, earlier.c.id < d.c.id))))
-            columns = (d.c.id, d.c.message_id, d.c.payload, d.c.content_type, d.c.attempts, d.c.created_at,
-                       messages.c.control_id, messages.c.message_type, func.coalesce(d.c.replay_of, d.c.id))
-            # Work whose worker died (lease expired) first, then due pending work in id order:
-            # walking ix_deliveries_queue (channel, destination, status, id) stops at `limit`.
-            # Order between keys is only fairness; order within a key is the `blocked` check.
-            orphaned = (select(*columns).join(messages, messages.c.id == d.c.message_id)
-                        .where(d.c.channel == channel, d.c.destination == label, d.c.status == "in_flight",
-                               d.c.lease_until < now, d.c.id.notin_(sending), ~blocked)
-                        .order_by(d.c.id).limit(limit))
-            rows = [Claimed(*row) for row in connection.execute(orphaned)]
+            rows = [Claimed(*row) for row in connection.execute(_ORPHANED, {**params, "now": now, "limit": limit})]
             if len(rows) < limit:
-                query = (select(*columns).join(messages, messages.c.id == d.c.message_id)
-                         .where(d.c.channel == channel, d.c.destination == label, d.c.status == "pending",
-                                d.c.next_attempt_at <= now, ~blocked)
-                         .order_by(d.c.id).limit(limit - len(rows)))
-                rows.extend(Claimed(*row) for row in connection.execute(query))
+                rows.extend(Claimed(*row) for row in connection.execute(
+                    _DUE, {**params, "now": now, "limit": limit - len(rows)}))
             if rows:
-                connection.execute(update(d).where(d.c.id.in_([r.id for r in rows]))
+                connection.execute(update(deliveries).where(deliveries.c.id.in_([r.id for r in rows]))
                                    .values(status="in_flight", lease_until=now + lease, lease_owner=owner))
             return rows, False
         return claim
