@@ -13,7 +13,7 @@ class MapContext:
     """One message being mapped: the parsed message, the options, the Bundle under construction,
     the references every clinical resource points at, and counters of what could not be mapped."""
 
-    __slots__ = ("msg", "enc", "options", "builder", "unmapped", "skipped", "patient", "encounter",
+    __slots__ = ("msg", "enc", "options", "builder", "unmapped", "skipped", "counts", "patient", "encounter",
                  "control_id", "_identifier_systems", "_code_systems")
 
     def __init__(self, msg: Message, options: MappingSpec, identifier_systems: dict[str, str],
@@ -24,6 +24,7 @@ class MapContext:
         self.builder = BundleBuilder()
         self.unmapped: Counter[str] = Counter()   # "<table>:<code>" -> count
         self.skipped: Counter[str] = Counter()    # "<SEG>-<n>: reason" -> count (unreadable values)
+        self.counts: Counter[str] = Counter()     # message-level events, e.g. "unmatched_patient"
         self.patient: str | None = None
         self.encounter: str | None = None
         self.control_id = msg.control_id

@@ -143,7 +143,8 @@ def cx(ctx: MapContext, raw: str, *, default_type: str = "") -> dict[str, Any] |
         return None
     id_type = leaf(enc, p, 5) or default_type
     if id_type:
-        vocab.lookup("0203", id_type, ctx.unmapped)  # counted when not a 0203 code; kept either way
+        id_type = ID_TYPE_ALIASES.get(id_type.upper(), id_type)
+        vocab.lookup("0203", id_type, ctx.unmapped)  # counted when not a 0203 code; kept as text then
     system = hd_system(ctx, leaf(enc, p, 4, 1), leaf(enc, p, 4, 2), leaf(enc, p, 4, 3))
     ident = _identifier(id_type, system, value)
     start, end = dtm(ctx, leaf(enc, p, 7)), dtm(ctx, leaf(enc, p, 8))
@@ -162,11 +163,20 @@ def ei(ctx: MapContext, raw: str, type_code: str = "") -> dict[str, Any] | None:
     return _identifier(type_code, hd_system(ctx, leaf(enc, p, 2), leaf(enc, p, 3), leaf(enc, p, 4)), value)
 
 
+# Identifier type words vendors send in CX-5 for a 0203 code (Epic and others write MEDREC for MR).
+_NATIONAL_TYPE = re.compile(r"NN[A-Z]{3}")  # v2-0203 NNxxx: national person id of country xxx (NNIDN)
+ID_TYPE_ALIASES = {"MEDREC": "MR", "MRN": "MR", "MED REC": "MR", "SSN": "SS"}
+
+
 def _identifier(type_code: str, system: str | None, value: str) -> dict[str, Any]:
-    """Identifier with type (a v2-0203 code) and system only when given, in the order CX, EI and XCN share."""
+    """Identifier with type and system only when given, in the order CX, EI and XCN share. A type that
+    is not a v2-0203 code (EPI, local words) is kept as text: v2-0203 does not define it."""
     ident: dict[str, Any] = {}
     if type_code:
-        ident["type"] = {"coding": [{"system": V2 + "0203", "code": type_code}]}
+        if type_code in vocab.table("0203").entries or _NATIONAL_TYPE.fullmatch(type_code):
+            ident["type"] = {"coding": [{"system": V2 + "0203", "code": type_code}]}
+        else:
+            ident["type"] = {"text": type_code}
     if system:
         ident["system"] = system
     ident["value"] = value

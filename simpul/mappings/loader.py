@@ -13,6 +13,7 @@ from simpul.mappings import vocabulary as vocab
 from simpul.mappings.context import MapContext
 from simpul.mappings.messages import message_map
 from simpul.mappings.options import MappingSpec
+from simpul.mappings.report import MapReport, account
 from simpul.mappings.segments.provenance import map_provenance
 from simpul.mappings.v2 import Message, parse_message
 
@@ -32,7 +33,9 @@ class Mapping:
         self._code_systems = {**vocab.table("coding-systems").entries, **spec.code_systems}
         self._drop = {s.upper() for s in spec.drop_segments}
         self.unmapped_codes: Counter[str] = Counter()  # "<table>:<code>" seen without a table entry
+        self.unmapped_fields: Counter[str] = Counter()  # "OBX-18" / "TQ1" left out, over all messages
         self.last_skipped: Counter[str] = Counter()
+        self.last_report = MapReport()
 
     def parse(self, text: str) -> Message:
         return parse_message(text)
@@ -45,9 +48,16 @@ class Mapping:
         """
         return self.map_message(parse_message(text))
 
+    def map_with_report(self, text: str) -> tuple[dict[str, Any], MapReport]:
+        """`map`, plus what the message held that is in no output (report.py)."""
+        bundle = self.map_message(parse_message(text))
+        return bundle, self.last_report
+
     def map_message(self, msg: Message) -> dict[str, Any]:
+        dropped: list[str] = []
         if self._drop:
             kept = [s for s in msg.segments if s.name not in self._drop or s.name == "MSH"]
+            dropped = [s.name for s in msg.segments if s.name in self._drop and s.name != "MSH"]
             msg = Message(kept, msg.enc)
         code, event = msg.message_code, msg.trigger_event
         fn = message_map(code, event)
@@ -64,6 +74,11 @@ class Mapping:
         z = [] if self.spec.z_segments == "drop" else [
             msg.enc.field.join(s.fields) for s in msg.segments if s.name.startswith("Z")]
         map_provenance(ctx, z)
+        report = account(msg, z_kept=self.spec.z_segments != "drop", dropped=dropped)
+        report.counts.update(ctx.counts)
+        report.skipped = ctx.skipped
+        self.last_report = report
+        self.unmapped_fields.update(report.not_mapped)
         self.unmapped_codes.update(ctx.unmapped)
         self.last_skipped = ctx.skipped
         bundle = ctx.builder.bundle()

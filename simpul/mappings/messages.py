@@ -96,7 +96,7 @@ def map_merge(ctx: MapContext) -> None:
         names = [n for n in (dt.xpn(ctx, r) for r in mrg.reps(7)) if n]
         if names:
             old["name"] = names
-        match = business_identifier(old_ids)
+        match = business_identifier(ctx, old_ids)
         key = f"{match['system']}|{match['value']}" if match else f"{old_ids[0]['value']}|merged|{ctx.control_id}"
         merged = ctx.builder.add(old, key, identifier=match)
         surviving = ctx.builder.get(survivor)

@@ -26,8 +26,8 @@ def test_adt_a01_patient_encounter_and_conditional_requests() -> None:
             "DG1|1||A09^Gastroenteritis^I10|||A", seg("IN1", f1="1", f2="JKN", f3="BPJS01", f4="BPJS Kesehatan", f12="20240101", f13="20241231", f17="SEL"),
             "PR1|1||0DTJ4ZZ^Appendectomy^I10P||20240115120000+0700", "GT1|1||Santoso^Budi")
     pat = entry_of(b, "Patient")
-    assert pat["request"] == {"method": "PUT",
-                              "url": "Patient?identifier=https://fhir.kemkes.go.id/id/nik|3171234567890001"}
+    # The identity policy matches on the hospital's MR, not on the NIK listed first (not configured).
+    assert pat["request"] == {"method": "PUT", "url": "Patient?identifier=urn:id:RSUD|RM-7"}
     enc = entry_of(b, "Encounter")
     assert enc["resource"]["status"] == "in-progress"
     assert enc["resource"]["class"]["code"] == "IMP"

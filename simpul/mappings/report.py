@@ -1,0 +1,83 @@
+"""What one mapping run used and what it left behind: no silent loss.
+
+Every segment reader call marks the field it read (`Segment.used`). After a message is mapped,
+each valued field no map read is counted as not mapped (`OBX-18`), and each segment no map read
+at all by its name (`TQ1`). Z-segments are kept verbatim in the Provenance (or dropped, as the
+channel says), and segments the channel drops are listed as such. Counts are per message; the
+Mapping also keeps running totals for the conformance report and /metrics.
+
+Granularity is the field: a field is "used" once any of its components was read, so a component
+the map ignores inside a read field is not reported.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from simpul.mappings.v2 import Message
+
+# Field 1 of these segments is a Set ID (a sequence number of the segment itself), not data.
+_SET_ID_FIRST = {"PID", "PV1", "PV2", "OBX", "OBR", "NTE", "NK1", "AL1", "DG1", "PR1", "IN1", "IN2", "GT1",
+                 "SPM", "TQ1", "TQ2", "FT1", "AIS", "AIG", "AIL", "AIP", "RGS", "ROL", "IAM", "PRB", "SAC",
+                 "OBX", "RXR", "RXC", "CTI", "PD1", "DB1", "ACC", "UB1", "UB2", "TXA", "IPC", "BLG"}
+# MSH-1/2 are the delimiters; MSH-15/16 ask for ACKs, which ingest answers, not the map.
+_MSH_STRUCTURAL = (1, 2, 15, 16)
+
+
+@dataclass
+class MapReport:
+    """Per message: segments that fed the output, what did not, and message-level counts."""
+
+    segments_mapped: int = 0
+    not_mapped: Counter[str] = field(default_factory=Counter)   # "OBX-18" or a whole segment "TQ1" -> count
+    kept: Counter[str] = field(default_factory=Counter)         # Z-segments kept as an extension
+    dropped: Counter[str] = field(default_factory=Counter)      # segments the channel drops
+    counts: Counter[str] = field(default_factory=Counter)       # "unmatched_patient", "time_without_zone"
+    skipped: Counter[str] = field(default_factory=Counter)      # "PID-7: not a v2 date" (unreadable values)
+
+    @property
+    def lost(self) -> bool:
+        """True when anything the sender sent is in no output (what `simpul map --strict` refuses)."""
+        return bool(self.not_mapped or self.dropped)
+
+    def summary(self) -> str:
+        """One line: `mapped 14 segments; not mapped: OBX-18 x3, ZPI (kept as extension)`."""
+        parts = [_item(k, n) for k, n in sorted(self.not_mapped.items())]
+        parts += [_item(k, n) + " (kept as extension)" for k, n in sorted(self.kept.items())]
+        parts += [_item(k, n) + " (dropped by the channel)" for k, n in sorted(self.dropped.items())]
+        line = f"mapped {self.segments_mapped} segment{'s' if self.segments_mapped != 1 else ''}"
+        line += "; not mapped: " + ", ".join(parts) if parts else "; nothing left unmapped"
+        notes = [f"{k} x{n}" if n > 1 else k for k, n in sorted(self.counts.items()) if n]
+        if notes:
+            line += "; " + ", ".join(notes)
+        return line
+
+
+def _item(name: str, n: int) -> str:
+    return f"{name} x{n}" if n > 1 else name
+
+
+def account(msg: Message, *, z_kept: bool, dropped: list[str]) -> MapReport:
+    """Count what the maps read of `msg` (call after mapping)."""
+    report = MapReport()
+    for name in dropped:
+        report.dropped[name] += 1
+    for seg in msg.segments:
+        name = seg.name
+        if name.startswith("Z"):
+            (report.kept if z_kept else report.dropped)[name] += 1
+            continue
+        used = seg.used
+        if not used:
+            report.not_mapped[name] += 1
+            continue
+        report.segments_mapped += 1
+        skip_first = name in _SET_ID_FIRST
+        for n in range(1, len(seg.fields)):
+            if used >> n & 1 or (n == 1 and skip_first) or (name == "MSH" and n in _MSH_STRUCTURAL):
+                continue
+            value = seg.fields[n]
+            if value and value != '""' and value.strip(seg.enc.repetition + seg.enc.component
+                                                      + seg.enc.subcomponent + " "):
+                report.not_mapped[f"{name}-{n}"] += 1
+    return report
