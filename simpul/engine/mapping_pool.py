@@ -102,5 +102,5 @@ def specs_of(channels: Sequence[Any]) -> Specs:
     """What a worker needs to rebuild each channel's mapping: its spec and its folder."""
     specs: Specs = {}
     for runtime in channels:
-        specs[runtime.name] = (runtime.channel.mapping, str(runtime.path.parent))
+        specs[runtime.name] = (runtime.mapping_spec, str(runtime.path.parent))
     return specs

@@ -14,7 +14,7 @@ class MapContext:
     the references every clinical resource points at, and counters of what could not be mapped."""
 
     __slots__ = ("msg", "enc", "options", "builder", "unmapped", "skipped", "counts", "patient", "encounter",
-                 "control_id", "_identifier_systems", "_code_systems")
+                 "control_id", "timezone", "_identifier_systems", "_code_systems")
 
     def __init__(self, msg: Message, options: MappingSpec, identifier_systems: dict[str, str],
                  code_systems: dict[str, str]) -> None:
@@ -28,6 +28,9 @@ class MapContext:
         self.patient: str | None = None
         self.encounter: str | None = None
         self.control_id = msg.control_id
+        # Offset for v2 times that carry none (README "Time zones"): the channel's or engine's
+        # default_timezone, else the loader fills in MSH-7's own offset.
+        self.timezone: str | None = options.default_timezone
         self._identifier_systems = identifier_systems
         self._code_systems = code_systems
 

@@ -50,12 +50,29 @@ def dtm(ctx: MapContext, text: str) -> str | None:
     """v2 DTM (or TS.1) -> FHIR dateTime, keeping the precision the sender gave.
 
     FHIR needs an offset once a time is present: the sender's offset is kept; without one the
-    channel's `default_timezone` is applied, or the value is cut to its date.
+    channel's (or engine's) `default_timezone` is applied, else MSH-7's offset; with none of them
+    the value is cut to its date and counted as `time_without_zone`.
     """
     if not text:
         return None
-    # Pure function of (text, default_timezone); one message repeats the same stamps (OBX-14, OBR-7).
-    return _dtm(text, ctx.options.default_timezone)
+    # Pure function of (text, timezone); one message repeats the same stamps (OBX-14, OBR-7).
+    out = _dtm(text, ctx.timezone)
+    if ctx.timezone is None and out is not None and "T" not in out and len(out) == 10 and len(text.strip()) > 8:
+        ctx.counts["time_without_zone"] += 1
+    return out
+
+
+def offset_of(text: str) -> str | None:
+    """The UTC offset a v2 DTM carries, as FHIR writes it (+07:00, Z), or None."""
+    m = _DTM.match(text.strip()) if text else None
+    tz = m.group(8) if m else None
+    if tz is None:
+        return None
+    if tz == "Z":
+        return "Z"
+    if int(tz[1:3]) > 14 or int(tz[3:5]) > 59:
+        return None
+    return f"{tz[:3]}:{tz[3:]}"
 
 
 @lru_cache(maxsize=4096)

@@ -9,6 +9,7 @@ from types import ModuleType
 from typing import Any, Callable
 
 from simpul.errors import ConfigError, MappingError, NothingToMap, UnsupportedMessageType
+from simpul.mappings import datatypes as dt
 from simpul.mappings import vocabulary as vocab
 from simpul.mappings.context import MapContext
 from simpul.mappings.messages import message_map
@@ -64,6 +65,8 @@ class Mapping:
         if fn is None:
             raise UnsupportedMessageType(f"unsupported message type {code}^{event}", segment="MSH", field=9)
         ctx = MapContext(msg, self.spec, self._identifier_systems, self._code_systems)
+        if ctx.timezone is None:
+            ctx.timezone = dt.offset_of(msg.msh.text(7))
         try:
             fn(ctx)
         except MappingError:
