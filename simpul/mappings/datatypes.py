@@ -211,6 +211,9 @@ def _period(start: str | None, end: str | None) -> dict[str, str]:
 
 # --- CWE / CE / CNE -----------------------------------------------------------------------------
 
+_LOCAL_SYSTEM = re.compile(r"L|LOCAL|LCL|99[A-Z0-9]{1,3}")
+
+
 def coding_system(ctx: MapContext, name: str) -> str | None:
     """CWE.3 coding system name -> URI: channel override, built-in table, v2 table (HL7nnnn), urn:id:."""
     if not name:
@@ -224,6 +227,12 @@ def coding_system(ctx: MapContext, name: str) -> str | None:
     if name.startswith(("http://", "https://", "urn:")):
         return name
     ctx.unmapped[f"coding-system:{name}"] += 1
+    if _LOCAL_SYSTEM.fullmatch(upper):
+        # Table 0396 "L" and "99zzz" mean "this sender's own codes": two senders' local code 123
+        # are different things, so the system is scoped by the sender (MSH-4, else MSH-3).
+        msh = ctx.msg.msh
+        sender = msh.text(4) or msh.text(3) or "unknown-sender"
+        return f"urn:id:local:{quote(sender, safe='._-')}:{quote(name, safe='._-')}"
     return "urn:id:" + quote(name, safe="._-")
 
 
@@ -283,7 +292,7 @@ def coded(ctx: MapContext, table_name: str, code: str, display: str = "") -> dic
     t = vocab.table(table_name)
     hit = vocab.lookup(table_name, code, ctx.unmapped)
     if hit is not None and t.target_system:
-        coding = {"system": t.target_system, "code": hit}
+        coding = {"system": t.code_systems.get(hit, t.target_system), "code": hit}
     else:
         coding = vocab.original_coding(table_name, code)
     if display:

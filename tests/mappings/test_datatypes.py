@@ -102,7 +102,7 @@ def test_cwe_coding_systems_and_text() -> None:
     obs = oru("OBX|1|CWE|94500-6^SARS-CoV-2 RNA^LN^LOC1^Covid PCR^L^^^Covid test||260373001^Detected^SCT||||||F")
     assert obs[0]["code"] == {"coding": [
         {"system": "http://loinc.org", "code": "94500-6", "display": "SARS-CoV-2 RNA"},
-        {"system": "urn:id:L", "code": "LOC1", "display": "Covid PCR"}], "text": "Covid test"}
+        {"system": "urn:id:local:RSUD:L", "code": "LOC1", "display": "Covid PCR"}], "text": "Covid test"}
     assert obs[0]["valueCodeableConcept"]["coding"][0]["system"] == "http://snomed.info/sct"
 
 

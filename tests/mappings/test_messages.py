@@ -89,7 +89,8 @@ def test_oru_lab_report_observations_and_specimen() -> None:
     dr = resources(b, "DiagnosticReport")[0]
     obs = resources(b, "Observation")
     assert dr["status"] == "final" and len(dr["result"]) == 2 == len(obs)
-    assert obs[0]["valueQuantity"]["value"] == 13.5 and obs[0]["referenceRange"] == [{"text": "12-16"}]
+    assert obs[0]["valueQuantity"]["value"] == 13.5 and obs[0]["referenceRange"][0]["text"] == "12-16"
+    assert obs[0]["referenceRange"][0]["low"]["value"] == 12 and obs[0]["referenceRange"][0]["high"]["code"] == "g/dL"
     assert obs[0]["note"] == [{"text": "haemolysed & repeated"}]
     assert obs[1]["status"] == "corrected" and obs[1]["interpretation"][0]["coding"][0]["code"] == "L"
     sr = entry_of(b, "ServiceRequest")

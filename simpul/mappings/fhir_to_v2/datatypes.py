@@ -110,6 +110,8 @@ def coding_system_name(system: str | None) -> str:
         return named
     if system.startswith(V2_TABLE_PREFIX) and system[len(V2_TABLE_PREFIX):].isdigit():
         return "HL7" + system[len(V2_TABLE_PREFIX):]
+    if system.startswith("urn:id:local:"):  # the inbound map's sender-scoped local system: L or 99zzz
+        return unquote(system.rsplit(":", 1)[1])
     if system.startswith("urn:id:"):
         return unquote(system[len("urn:id:"):])
     return "L"  # a local code system with no registered name

@@ -34,7 +34,14 @@ def notes(ctx: MapContext, ntes: list[Segment]) -> list[dict[str, str]]:
     """NTE-3 (repeating FT) -> Annotation.text, one per NTE; empty comments left out."""
     out = []
     for nte in ntes:
-        text = "\n".join(ctx.enc.decode(r) for r in nte.reps(3)).strip()
+        # Only trailing white space and blank first/last lines go: leading spaces after a \.br\
+        # are the sender's layout (indented report lines), and FHIR markdown keeps them.
+        lines = "\n".join(ctx.enc.decode(r) for r in nte.reps(3)).split("\n")
+        while lines and not lines[0].strip():
+            lines.pop(0)
+        while lines and not lines[-1].strip():
+            lines.pop()
+        text = "\n".join(line.rstrip() for line in lines)
         if text:
             out.append({"text": text})
     return out

@@ -13,6 +13,11 @@ EXT = "http://hl7.org/fhir/StructureDefinition/"
 UNMAPPED_CODE_EXT = "https://simpul.dev/fhir/StructureDefinition/v2-original-code"
 
 
+# PID-8 as some senders write it: the word instead of the table 0001 code.
+SEX_WORDS = {"FEMALE": "F", "MALE": "M", "UNKNOWN": "U", "OTHER": "O", "PEREMPUAN": "F", "LAKI-LAKI": "M",
+             "WANITA": "F", "PRIA": "M"}
+
+
 def unmapped_code(table: str, code: str) -> dict[str, Any]:
     """Primitive-element extension that keeps a v2 code a FHIR `code` element cannot hold."""
     return {"extension": [{"url": UNMAPPED_CODE_EXT, "valueCoding": vocab.original_coding(table, code)}]}
@@ -89,7 +94,8 @@ def map_patient(ctx: MapContext, pid: Segment, pd1: Segment | None = None, *, ac
     telecom += [t for t in (dt.xtn(ctx, r) for r in pid.reps(40)) if t]
     if telecom:
         res["telecom"] = telecom
-    sex = pid.text(8).upper()
+    sex = pid.text(8).strip().upper()
+    sex = SEX_WORDS.get(sex, sex)
     if sex:
         gender = vocab.lookup("0001", sex, ctx.unmapped)
         if gender:

@@ -3,6 +3,7 @@ Study Instance UID -> DiagnosticReport.conclusion/presentedForm and ImagingStudy
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 from simpul.mappings import datatypes as dt
@@ -150,6 +151,30 @@ _TYPED = {"NM": _nm, "SN": _sn, "CE": _cwe, "CWE": _cwe, "CNE": _cwe, "CF": _cwe
           "DT": _dtm, "DTM": _dtm, "TS": _dtm, "TM": _tm, "NR": _nr, "DR": _dr, "CQ": _cq}
 
 
+_RANGE = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)\s*(?:-|\.\.|to)\s*([+-]?\d+(?:\.\d+)?)\s*$")
+_BOUND = re.compile(r"^\s*([<>]=?)\s*([+-]?\d+(?:\.\d+)?)\s*$")
+
+
+def reference_range(ctx: MapContext, text: str, raw_units: str) -> dict[str, Any]:
+    """OBX-7 -> Observation.referenceRange: `12.0-16.0` -> low/high, `<5` -> high, `>10` -> low (in
+    OBX-6 units); the text as sent is kept beside them. Anything else stays text only."""
+    out: dict[str, Any] = {}
+    unit = dt.units(ctx, raw_units)
+    m = _RANGE.match(text)
+    if m:
+        low, high = dt.number(m.group(1)), dt.number(m.group(2))
+        if low is not None and high is not None and low <= high:
+            out["low"] = {"value": low, **unit}
+            out["high"] = {"value": high, **unit}
+    else:
+        b = _BOUND.match(text)
+        value = dt.number(b.group(2)) if b else None
+        if b and value is not None:
+            out["high" if b.group(1).startswith("<") else "low"] = {"value": value, **unit}
+    out["text"] = text
+    return out
+
+
 def ed_attachment(ctx: MapContext, raw: str) -> dict[str, Any] | None:
     """ED (source ^ type ^ subtype ^ encoding ^ data) -> Attachment; Base64 data kept, text data encoded."""
     enc = ctx.enc
@@ -228,7 +253,7 @@ def map_observation(ctx: MapContext, obx: Segment, *, ntes: list[Segment], order
         res["interpretation"] = interpretations
     ref_range = obx.text(7)
     if ref_range:
-        res["referenceRange"] = [{"text": ref_range}]
+        res["referenceRange"] = [reference_range(ctx, ref_range, obx.first(6))]
     raw_method = obx.first(17)
     method = dt.cwe(ctx, raw_method) if raw_method else None
     if method:
