@@ -255,6 +255,10 @@ _CWE_TRIPLETS = ((0, 1, 2, 6), (3, 4, 5, 7), (9, 10, 11, -1))  # 0-based (code, 
 def cwe(ctx: MapContext, raw: str) -> dict[str, Any] | None:
     """CWE/CE/CNE -> CodeableConcept: triplets (1,2,3), (4,5,6), (10,11,12); CWE.9 (or the first display) -> text."""
     p = leaves(ctx.enc, raw, 12)
+    if not p[0] and ctx.enc.subcomponent in raw:
+        # CWE.1 sent only in its subcomponents ("&GDT", Epic radiology OBX-3): the first valued one is the code.
+        first = raw.split(ctx.enc.component, 1)[0].split(ctx.enc.subcomponent)
+        p[0] = next((ctx.enc.decode(x).strip() for x in first if x.strip()), "")
     codings: list[dict[str, Any]] = []
     for code_i, text_i, sys_i, ver_i in _CWE_TRIPLETS:
         code, display = p[code_i], p[text_i]

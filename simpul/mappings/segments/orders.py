@@ -121,6 +121,25 @@ def map_service_request(ctx: MapContext, orc: Segment | None, obr: Segment | Non
     return ctx.builder.add(res, key, identifier=match), key
 
 
+def apply_timing(ctx: MapContext, request: dict[str, Any] | None, tq1s: list[Segment]) -> None:
+    """TQ1 (timing/quantity, v2.5+) -> ServiceRequest: TQ1-9 priority (table 0485, the 0027 codes), TQ1-7/8
+    start/end -> occurrence; OBR-5 / ORC-7 / OBR-6 win where they were sent. The first TQ1 counts."""
+    if request is None or not tq1s:
+        return
+    tq1 = tq1s[0]
+    code = tq1.text(9).strip().upper()
+    if code and "priority" not in request:
+        prio = vocab.lookup("0027", code, ctx.unmapped)
+        if prio:
+            request["priority"] = prio
+    start, end = dt.ts_field(ctx, tq1.first(7)), dt.ts_field(ctx, tq1.first(8))
+    if (start or end) and not any(k.startswith("occurrence") for k in request):
+        if end:
+            request["occurrencePeriod"] = dt._period(start, end)
+        else:
+            request["occurrenceDateTime"] = start
+
+
 def map_specimen(ctx: MapContext, spm: Segment) -> str | None:
     """SPM -> Specimen: SPM-2 identifiers (placer/filler EIP), SPM-4 type, SPM-17 collected, SPM-18 received."""
     enc = ctx.enc

@@ -13,6 +13,10 @@ EXT = "http://hl7.org/fhir/StructureDefinition/"
 UNMAPPED_CODE_EXT = "https://simpul.dev/fhir/StructureDefinition/v2-original-code"
 
 
+RACE_EXT = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
+ETHNICITY_EXT = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity"
+# OMB race and ethnicity categories (CDC Race & Ethnicity code set), the ombCategory slice of US Core.
+OMB_CODES = {"1002-5", "2028-9", "2054-5", "2076-8", "2106-3", "2135-2", "2186-5", "UNK", "ASKU"}
 # PID-8 as some senders write it: the word instead of the table 0001 code.
 SEX_WORDS = {"FEMALE": "F", "MALE": "M", "UNKNOWN": "U", "OTHER": "O", "PEREMPUAN": "F", "LAKI-LAKI": "M",
              "WANITA": "F", "PRIA": "M"}
@@ -149,6 +153,17 @@ def map_patient(ctx: MapContext, pid: Segment, pd1: Segment | None = None, *, ac
     birthplace = pid.text(23)
     if birthplace:
         extensions.append({"url": EXT + "patient-birthPlace", "valueAddress": {"text": birthplace}})
+    for field, url in ((10, RACE_EXT), (22, ETHNICITY_EXT)):
+        # PID-10 race / PID-22 ethnic group: the IG's extensions (US Core shape: coded answers plus the
+        # required text); codes outside the OMB categories go under "detailed".
+        for raw in pid.reps(field):
+            cc = dt.cwe(ctx, raw)
+            if not cc:
+                continue
+            parts = [{"url": "ombCategory" if c.get("code") in OMB_CODES else "detailed", "valueCoding": c}
+                     for c in cc.get("coding", []) if c.get("code") and c.get("system")]
+            text = cc.get("text") or next((c.get("display") or c.get("code") for c in cc.get("coding", [])), "")
+            extensions.append({"url": url, "extension": parts + [{"url": "text", "valueString": text}]})
     for raw in pid.reps(26):
         cc = dt.cwe(ctx, raw)
         if cc:
