@@ -109,42 +109,72 @@ def validate(paths: Annotated[Optional[list[Path]], typer.Argument(help="Channel
 
 
 @app.command("map")
-def map_command(file: Annotated[Path, typer.Argument(help="One HL7v2 message file.")],
+def map_command(file: Annotated[Path, typer.Argument(help="An HL7v2 file: one message, several, or an HL7 batch.")],
                 channel: Annotated[Optional[str], typer.Option(help="Use this channel's mapping.")] = None,
+                strict: Annotated[bool, typer.Option("--strict", help="Exit 3 when any field or segment "
+                                                     "was not mapped.")] = False,
                 config: ConfigOption = None) -> None:
-    """Map one HL7v2 message to FHIR and print the Bundle (JSON) on stdout."""
+    """Map HL7v2 to FHIR: one message prints its Bundle (JSON); several (or a batch) print one
+    Bundle per line (NDJSON). A one-line summary of what was not mapped goes to stderr."""
     import orjson
 
     from simpul.engine.charset import decode_message
-    from simpul.engine.message_files import read_message_file
-    from simpul.mappings import load_mapping
+    from simpul.mappings.batch import split_file
+    from simpul.mappings.report import merge_reports
     from simpul.mllp.header import read_header
 
     try:
-        mapping_spec: Any = "v2_to_fhir"
-        base_dir = Path.cwd()
-        if channel:
-            from simpul.engine.config.channels import load_channels
-            settings = _settings(config)
-            loaded, findings = load_channels([settings.channels_path()])
-            match = [item for item in loaded if item.channel.name == channel]
-            if not match:
-                problems = f" ({len(findings)} invalid channel file(s))" if findings else ""
-                _fail(f"simpul map: no channel named '{channel}'{problems}", 2)
-            mapping_spec, base_dir = match[0].channel.mapping, match[0].path.parent
+        mapping = _mapping_for(channel, config)
         try:
-            messages = read_message_file(file)
+            split = split_file(file.read_bytes())
         except OSError as exc:
             _fail(f"simpul map: {file}: {exc.strerror}", 2)
-        if not messages:
+        if split.problems:
+            _fail(f"simpul map: {file}: {split.problems[0]}; nothing mapped", 2)
+        if not split.messages:
             _fail(f"simpul map: {file}: no HL7v2 message found (expected a line starting with MSH)", 2)
-        raw = messages[0]
-        header = read_header(raw)
-        text, _ = decode_message(raw, header.charset)
-        bundle = load_mapping(mapping_spec, base_dir=base_dir).map(text)
+        bundles, reports = [], []
+        for n, raw in enumerate(split.messages, 1):
+            where = f" message {n} of {len(split.messages)}:" if len(split.messages) > 1 else ""
+            try:
+                header = read_header(raw)
+                text, _ = decode_message(raw, header.charset)
+                bundle, report = mapping.map_with_report(text)
+            except SimpulError as exc:
+                _fail(f"simpul map: {file}:{where} {exc}; nothing mapped", 2)
+            bundles.append(bundle)
+            reports.append(report)
     except SimpulError as exc:
         _fail(f"simpul map: {file}: {exc}", 2)
-    sys.stdout.write(orjson.dumps(bundle, option=orjson.OPT_INDENT_2).decode() + "\n")
+    if len(bundles) == 1:
+        sys.stdout.write(orjson.dumps(bundles[0], option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        sys.stdout.write("".join(orjson.dumps(b).decode() + "\n" for b in bundles))
+    summary = merge_reports(reports)
+    prefix = f"{len(bundles)} messages; " if len(bundles) > 1 else ""
+    typer.echo(prefix + summary.summary(), err=True)
+    if strict and summary.lost:
+        raise typer.Exit(3)
+
+
+def _mapping_for(channel: str | None, config: Path | None) -> Any:
+    """The mapping `simpul map` and `simpul diff` use: the channel's, or the built-in one; either way
+    with the engine's default_timezone from the settings file when there is one."""
+    from simpul.engine.channel_runtime import effective_mapping_spec
+    from simpul.mappings import load_mapping
+
+    settings = _settings(config)
+    mapping_spec: Any = "v2_to_fhir"
+    base_dir = Path.cwd()
+    if channel:
+        from simpul.engine.config.channels import load_channels
+        loaded, findings = load_channels([settings.channels_path()])
+        match = [item for item in loaded if item.channel.name == channel]
+        if not match:
+            problems = f" ({len(findings)} invalid channel file(s))" if findings else ""
+            _fail(f"simpul map: no channel named '{channel}'{problems}", 2)
+        mapping_spec, base_dir = match[0].channel.mapping, match[0].path.parent
+    return load_mapping(effective_mapping_spec(mapping_spec, settings.default_timezone), base_dir=base_dir)
 
 
 @app.command()

@@ -50,7 +50,22 @@ class MapReport:
         notes = [f"{k} x{n}" if n > 1 else k for k, n in sorted(self.counts.items()) if n]
         if notes:
             line += "; " + ", ".join(notes)
+        if self.skipped:
+            line += "; unreadable: " + ", ".join(_item(k, n) for k, n in sorted(self.skipped.items()))
         return line
+
+
+def merge_reports(reports: list[MapReport]) -> MapReport:
+    """The reports of several messages (a batch file) added up."""
+    total = MapReport()
+    for r in reports:
+        total.segments_mapped += r.segments_mapped
+        total.not_mapped.update(r.not_mapped)
+        total.kept.update(r.kept)
+        total.dropped.update(r.dropped)
+        total.counts.update(r.counts)
+        total.skipped.update(r.skipped)
+    return total
 
 
 def _item(name: str, n: int) -> str:
