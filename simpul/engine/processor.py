@@ -127,7 +127,9 @@ class Processor:
                 outcome.routed_channels.append(channel.name)
                 mapped: bytes | None = None
                 if channel.needs_mapping:
-                    mapped, error_class, error_text = next(results)
+                    mapped, error_class, error_text, counts = next(results)
+                    if counts:
+                        self.metrics.count_mapping(channel.name, counts)
                     if mapped is None:
                         self._mapping_failed(row, outcome, channel.name, error_class or "", error_text or "", now)
                 for delivery in channel.deliveries_for(row.raw, mapped, fields, row.id):

@@ -20,8 +20,9 @@ from simpul.mappings.v2 import Message
 _SET_ID_FIRST = {"PID", "PV1", "PV2", "OBX", "OBR", "NTE", "NK1", "AL1", "DG1", "PR1", "IN1", "IN2", "GT1",
                  "SPM", "TQ1", "TQ2", "FT1", "AIS", "AIG", "AIL", "AIP", "RGS", "ROL", "IAM", "PRB", "SAC",
                  "OBX", "RXR", "RXC", "CTI", "PD1", "DB1", "ACC", "UB1", "UB2", "TXA", "IPC", "BLG"}
-# MSH-1/2 are the delimiters; MSH-15/16 ask for ACKs, which ingest answers, not the map.
-_MSH_STRUCTURAL = (1, 2, 15, 16)
+# MSH-1/2 are the delimiters; MSH-15/16 ask for ACKs, which ingest answers, not the map; EVN-1
+# repeats MSH-9's trigger event (kept for backward compatibility in the standard).
+_STRUCTURAL = {"MSH": (1, 2, 15, 16), "EVN": (1,)}
 
 
 @dataclass
@@ -88,8 +89,9 @@ def account(msg: Message, *, z_kept: bool, dropped: list[str]) -> MapReport:
             continue
         report.segments_mapped += 1
         skip_first = name in _SET_ID_FIRST
+        structural = _STRUCTURAL.get(name, ())
         for n in range(1, len(seg.fields)):
-            if used >> n & 1 or (n == 1 and skip_first) or (name == "MSH" and n in _MSH_STRUCTURAL):
+            if used >> n & 1 or (n == 1 and skip_first) or n in structural:
                 continue
             value = seg.fields[n]
             if value and value != '""' and value.strip(seg.enc.repetition + seg.enc.component
