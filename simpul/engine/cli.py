@@ -285,9 +285,19 @@ def docs() -> None:
 @app.command()
 def conformance(corpus: Annotated[Path, typer.Argument(help="Folder of .hl7 files with reference outputs.")]) -> None:
     """Map every message of a corpus and compare with the reference FHIR outputs."""
+    from simpul.engine.charset import decode_message
     from simpul.mappings import conformance as report
+    from simpul.mllp.header import read_header
 
-    raise typer.Exit(report.main([str(corpus)]) or 0)
+    def decode(raw: bytes) -> str:
+        # As on the wire: MSH-18 decides; a file whose bytes do not fit it is read as UTF-8 with
+        # replacement characters, so the report still says what the map makes of it.
+        try:
+            return decode_message(raw, read_header(raw).charset)[0]
+        except SimpulError:
+            return raw.decode("utf-8", errors="replace")
+
+    raise typer.Exit(report.main([str(corpus)], decode=decode) or 0)
 
 
 def main() -> None:

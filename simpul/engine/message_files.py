@@ -7,14 +7,29 @@ unchanged (no re-encoding: the charset stays what MSH-18 says).
 """
 from __future__ import annotations
 
+import codecs
+import re
 from pathlib import Path
 
-from simpul.mappings.batch import split_file
+_LINE_BREAK = re.compile(rb"\r\n|\n|\r")
 
 
 def split_messages(data: bytes) -> list[bytes]:
-    """Every message of a file (batch envelopes FHS/BHS/BTS/FTS dropped; see mappings/batch.py)."""
-    return split_file(data).messages
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[3:]
+    messages: list[list[bytes]] = []
+    for line in _LINE_BREAK.split(data):
+        if not line.strip():
+            continue
+        if line.startswith(b"MSH") or line.startswith(b"FHS") or line.startswith(b"BHS") or not messages:
+            if line.startswith((b"FHS", b"BHS", b"FTS", b"BTS")):
+                continue            # batch envelopes: the messages inside are sent one by one
+            messages.append([line])
+        elif line.startswith((b"FTS", b"BTS")):
+            continue
+        else:
+            messages[-1].append(line)
+    return [b"\r".join(lines) + b"\r" for lines in messages]
 
 
 def read_message_file(path: Path) -> list[bytes]:

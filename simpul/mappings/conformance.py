@@ -3,7 +3,9 @@ compare it element by element with the reference outputs that exist.
 
     python -m simpul.mappings.conformance tests/corpus
 
-Per message type: mapped / failed / unsupported. Per resource type: top-level elements of the
+Per message type: mapped / failed / unsupported; over the corpus: refusals with their reason,
+FHIR invariant failures (must be 0) and the fields the maps left unused most often. Batch files
+and files with several messages are split (mappings/batch.py) and each message counted. Per resource type: top-level elements of the
 reference resources that we produce with an equal value (matching), do not produce (missing), or
 produce with another value (differing). Values are compared after dropping ids, references, meta
 and narrative, which differ by design (references are urn:uuid fullUrls here). The references
@@ -16,10 +18,13 @@ import pathlib
 import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from simpul.errors import MappingError, NothingToMap, UnsupportedMessageType
+from simpul.mappings.batch import split_file
+from simpul.mappings.invariants import bundle_findings
 from simpul.mappings.loader import load_mapping
+from simpul.mappings.validation import validate_structure
 from simpul.mappings.v2.message import split_lines
 
 REFERENCE_SUFFIXES = (".expected.json", ".reportstream.fhir.json", ".ig-sample.json")
@@ -45,10 +50,13 @@ class Report:
     fields: dict[str, FieldCounts] = field(default_factory=lambda: defaultdict(FieldCounts))
     compared_files: int = 0
     unmapped_codes: Counter[str] = field(default_factory=Counter)
+    unmapped_fields: Counter[str] = field(default_factory=Counter)   # "OBX-18" -> messages x times
+    invariant_failures: list[str] = field(default_factory=list)       # "file: Type(entry n) key: meaning"
+    messages: int = 0
 
     @property
     def in_scope_failures(self) -> int:
-        return sum(self.failed.values())
+        return sum(self.failed.values()) + len(self.invariant_failures)
 
     def __str__(self) -> str:
         lines = [f"Conformance report for {self.corpus}", "", "Per message type:",
@@ -66,6 +74,13 @@ class Report:
             lines.append(f"  {rtype:<22} {c.matching:>9} {c.missing:>8} {c.differing:>10}")
         if self.failures:
             lines += ["", "Failures and unsupported types:"] + [f"  {f}" for f in self.failures]
+        lines += ["", f"Messages: {self.messages}; mapped {sum(self.mapped.values())}, refused "
+                      f"{sum(self.unsupported.values())} (with reason, below), failed {sum(self.failed.values())}; "
+                      f"FHIR invariant failures: {len(self.invariant_failures)}"]
+        lines += [f"  {f}" for f in self.invariant_failures[:20]]
+        if self.unmapped_fields:
+            lines += ["", "Fields and segments the maps did not use, most frequent (SEG-n: times):"]
+            lines += [f"  {name}: {n}" for name, n in self.unmapped_fields.most_common(15)]
         if self.unmapped_codes:
             lines += ["", "Codes with no vocabulary entry (kept as the original coding), most frequent:"]
             lines += [f"  {code}: {n}" for code, n in self.unmapped_codes.most_common(10)]
@@ -117,20 +132,21 @@ def compare(ours: dict[str, Any], reference: dict[str, Any], report: Report) -> 
                     counts.differing += 1
 
 
-def run(corpus_dir: str | pathlib.Path, *, validate: bool = True) -> Report:
-    """Map and check every `*.hl7` file in `corpus_dir`; never raises for a bad message."""
+def run(corpus_dir: str | pathlib.Path, *, validate: bool = True,
+        decode: Callable[[bytes], str] | None = None) -> Report:
+    """Map and check every message of every `*.hl7` file in `corpus_dir`; never raises for a bad message.
+    `decode` turns a message's bytes into text (default: UTF-8, else Latin-1)."""
     corpus = pathlib.Path(corpus_dir)
     mapping = load_mapping("v2_to_fhir", base_dir=corpus)
     report = Report(str(corpus))
-    if validate:
-        from simpul.mappings.validation import validate_bundle
-    for path in sorted(corpus.glob("*.hl7")):
-        text = path.read_bytes().decode("utf-8", errors="replace")
+    for path, text in _messages(corpus, report, decode or _decode):
         mtype = _message_type(text)
         try:
             bundle = mapping.map(text)
             if validate:
-                validate_bundle(bundle)
+                findings = bundle_findings(bundle)
+                report.invariant_failures += [f"{path.name}: {f}" for f in findings]
+                validate_structure(bundle)
         except NothingToMap as exc:
             report.unsupported[mtype] += 1
             report.failures.append(f"{path.name}: {exc.reason}")
@@ -151,16 +167,38 @@ def run(corpus_dir: str | pathlib.Path, *, validate: bool = True) -> Report:
                 report.compared_files += 1
                 compare(bundle, json.loads(ref_path.read_text(encoding="utf-8")), report)
     report.unmapped_codes = mapping.unmapped_codes
+    report.unmapped_fields = mapping.unmapped_fields
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
+def _messages(corpus: pathlib.Path, report: Report,
+              decode: Callable[[bytes], str]) -> Iterator[tuple[pathlib.Path, str]]:
+    """Every message of every `*.hl7` file; a file whose batch counts do not add up is a failure."""
+    for path in sorted(corpus.glob("*.hl7")):
+        split = split_file(path.read_bytes())
+        for problem in split.problems:
+            report.failed["file"] += 1
+            report.failures.append(f"{path.name}: {problem}")
+        for raw in split.messages:
+            report.messages += 1
+            yield path, decode(raw)
+
+
+def _decode(raw: bytes) -> str:
+    """UTF-8, else Latin-1 (the corpus holds Latin-1 files; `simpul conformance` decodes by MSH-18)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def main(argv: list[str] | None = None, *, decode: Callable[[bytes], str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     corpus = args[0] if args else str(pathlib.Path(__file__).resolve().parents[1] / "tests" / "corpus")
     if not pathlib.Path(corpus).is_dir():
         print(f"conformance: {corpus} is not a directory", file=sys.stderr)
         return 2
-    report = run(corpus)
+    report = run(corpus, decode=decode)
     print(report)
     return 1 if report.in_scope_failures else 0
 

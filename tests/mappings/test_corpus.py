@@ -17,6 +17,9 @@ def test_every_in_scope_corpus_message_maps_and_validates() -> None:
     text = str(report)
     assert "ORU^R01" in text and "unsupported message type ACK" in text
     assert "holds no segment the map reads" in text
+    assert report.invariant_failures == [] and "FHIR invariant failures: 0" in text
+    # what the maps leave unused is listed, most frequent first
+    assert report.unmapped_fields and "Fields and segments the maps did not use" in text
 
 
 def test_main_prints_the_report(capsys) -> None:  # type: ignore[no-untyped-def]
