@@ -178,6 +178,91 @@ def _mapping_for(channel: str | None, config: Path | None) -> Any:
 
 
 @app.command()
+def diff(edited: Annotated[Path, typer.Argument(help="The edited channel file (not yet live).")],
+         channel: Annotated[Optional[str], typer.Option(help="Running channel to compare with "
+                                                        "(default: the edited file's channel name).")] = None,
+         last: Annotated[int, typer.Option(min=1, max=100000, help="How many of the channel's latest "
+                                           "stored messages to run.")] = 50,
+         folder: Annotated[Optional[Path], typer.Option(help="Run the .hl7 files of this folder instead "
+                                                        "of stored messages.")] = None,
+         config: ConfigOption = None) -> None:
+    """Show what an edited channel would change in the FHIR output: the channel's last N stored
+    messages (or a folder of files) mapped with the running and the edited mapping, compared
+    resource by resource and field by field. Exit 0: no change, 1: changes."""
+    from simpul.engine.channel_runtime import ChannelRuntime
+    from simpul.engine.config.channels import load_channels
+    from simpul.engine.diff import diff_messages
+
+    try:
+        settings = _settings(config)
+    except ConfigError as exc:
+        _fail("\n".join(exc.findings), 2)
+    edited_loaded, findings = load_channels([edited])
+    if findings or not edited_loaded:
+        _fail("\n".join(str(f) for f in findings) or f"simpul diff: {edited}: no channel in it", 2)
+    name = channel or edited_loaded[0].channel.name
+    running_loaded, _ = load_channels([settings.channels_path()])
+    match = [item for item in running_loaded if item.channel.name == name]
+    if not match:
+        _fail(f"simpul diff: no running channel named '{name}' in {settings.channels_path()}", 2)
+    try:
+        running = ChannelRuntime(match[0].channel, match[0].path, default_timezone=settings.default_timezone)
+        changed = ChannelRuntime(edited_loaded[0].channel, edited_loaded[0].path,
+                                 default_timezone=settings.default_timezone)
+    except ConfigError as exc:
+        _fail(f"simpul diff: {exc}", 2)
+    messages = _diff_inputs_from_folder(folder) if folder else _diff_inputs_from_store(settings, running, last)
+    if not messages:
+        _fail("simpul diff: no messages to compare" + ("" if folder else f" (none stored for channel '{name}')"), 2)
+    report = diff_messages(running.mapping.map, changed.mapping.map, messages)
+    sys.stdout.write(str(report) + "\n")
+    raise typer.Exit(1 if report.changed else 0)
+
+
+def _diff_inputs_from_folder(folder: Path) -> list[tuple[str, str]]:
+    from simpul.engine.charset import decode_message
+    from simpul.mappings.batch import split_file
+    from simpul.mllp.header import read_header
+
+    out = []
+    for path in sorted(folder.glob("*.hl7")):
+        messages = split_file(path.read_bytes()).messages
+        for n, raw in enumerate(messages, 1):
+            label = path.name if len(messages) == 1 else f"{path.name} message {n}"
+            try:
+                text = decode_message(raw, read_header(raw).charset)[0]
+            except SimpulError:
+                text = raw.decode("utf-8", errors="replace")
+            out.append((label, text))
+    return out
+
+
+def _diff_inputs_from_store(settings: Any, runtime: Any, last: int) -> list[tuple[str, str]]:
+    """The channel's latest `last` stored messages (those its filter takes), oldest first."""
+    from sqlalchemy import select
+
+    from simpul.engine.processor import MESSAGE_COLUMNS, message_fields
+    from simpul.engine.store.database import open_database
+    from simpul.engine.store.schema import messages
+
+    engine = open_database(settings.database_url(), sqlite_synchronous=settings.database.sqlite_synchronous)
+    out: list[tuple[str, str]] = []
+    try:
+        with engine.connect() as connection:
+            query = select(*MESSAGE_COLUMNS).where(messages.c.status.in_(("routed", "unrouted", "received"))) \
+                .order_by(messages.c.id.desc()).execution_options(yield_per=500)
+            for row in connection.execute(query):
+                if runtime.accepts(message_fields(row)):
+                    text = row.raw.decode(row.charset or "utf-8", errors="replace").lstrip("\ufeff")
+                    out.append((f"message {row.id} {row.message_type} {row.control_id}", text))
+                    if len(out) >= last:
+                        break
+    finally:
+        engine.dispose()
+    return out[::-1]
+
+
+@app.command()
 def send(target: Annotated[str, typer.Argument(help="HOST:PORT of an MLLP listener.")],
          files: Annotated[list[Path], typer.Argument(help="HL7v2 message files (several messages per file allowed).")],
          timeout: Annotated[float, typer.Option(help="Seconds to wait for each ACK.")] = 30.0,

@@ -26,7 +26,7 @@ from simpul.engine.store.writer import StoreWriter, insert_rows
 log = logging.getLogger("simpul.processor")
 
 BATCH = 200
-_COLUMNS = (messages.c.id, messages.c.source, messages.c.raw, messages.c.charset, messages.c.message_type,
+MESSAGE_COLUMNS = _COLUMNS = (messages.c.id, messages.c.source, messages.c.raw, messages.c.charset, messages.c.message_type,
             messages.c.sending_application, messages.c.sending_facility, messages.c.receiving_application,
             messages.c.receiving_facility, messages.c.control_id, messages.c.version_id,
             messages.c.patient_id, messages.c.visit_number, messages.c.placer_number,
