@@ -17,7 +17,8 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from simpul.engine.config.channel import Channel, HttpSource, MllpSource
+from simpul.engine.config.channel import Channel, FileSource, HttpSource, MllpSource
+from simpul.engine.file_source import FilePoller
 from simpul.engine.http_source import HttpSourceServer
 from simpul.engine.ingest import DedupIndex, Ingest, _Seen
 from simpul.engine.metrics import IngestMetrics
@@ -33,6 +34,9 @@ Read = Callable[[Callable[[Connection], Any]], Awaitable[Any]]
 
 def source_key(channel: Channel) -> str:
     # Port 0 (tests) means "any free port": such a listener is the channel's own.
+    folder = channel.source.file
+    if folder is not None:
+        return f"file:{folder.directory}"
     http = channel.source.http
     if http is not None:
         return f"http:{http.host}:{http.port}{http.path}" if http.port else f"http:{channel.name}{http.path}"
@@ -41,7 +45,7 @@ def source_key(channel: Channel) -> str:
     return f"mllp:{mllp.host}:{mllp.port}" if mllp.port else f"mllp:{channel.name}"
 
 
-def wanted_listeners(channels: list[Channel]) -> dict[str, MllpSource | HttpSource]:
+def wanted_listeners(channels: list[Channel]) -> dict[str, MllpSource | HttpSource | FileSource]:
     return {source_key(channel): channel.source.settings for channel in channels if channel.enabled}
 
 
@@ -92,13 +96,15 @@ class ListenerSet:
         # HL7 over HTTP: one server per host:port, one route (with its Ingest) per source path.
         self.http_servers: dict[tuple[str, int, str], HttpSourceServer] = {}
         self.http_sources: dict[str, tuple[HttpSource, tuple[str, int, str]]] = {}
+        self.file_sources: dict[str, FilePoller] = {}
 
     def ports(self) -> dict[str, int]:
         ports = {key: listener.server.port for key, listener in self.listeners.items()}
         ports.update({key: self.http_servers[server].port for key, (_, server) in self.http_sources.items()})
         return ports
 
-    async def apply(self, wanted: dict[str, MllpSource | HttpSource], *, wait_for_ports: float = 0.0) -> None:
+    async def apply(self, wanted: dict[str, MllpSource | HttpSource | FileSource], *,
+                    wait_for_ports: float = 0.0) -> None:
         """Start, stop or restart listeners to match `wanted`.
 
         `wait_for_ports`: at start-up after a crash, the dying process may hold a port for a
@@ -113,7 +119,7 @@ class ListenerSet:
                     raise
                 await asyncio.sleep(0.2)
 
-    async def _apply(self, wanted: dict[str, MllpSource | HttpSource]) -> None:
+    async def _apply(self, wanted: dict[str, MllpSource | HttpSource | FileSource]) -> None:
         mllp = {key: settings for key, settings in wanted.items() if isinstance(settings, MllpSource)}
         http = {key: settings for key, settings in wanted.items() if isinstance(settings, HttpSource)}
         for key in list(self.listeners):
@@ -123,6 +129,22 @@ class ListenerSet:
             if key not in self.listeners:
                 self.listeners[key] = await self._start(key, settings)
         await self._apply_http(http)
+        await self._apply_files({key: s for key, s in wanted.items() if isinstance(s, FileSource)})
+
+    async def _apply_files(self, wanted: dict[str, FileSource]) -> None:
+        for key in list(self.file_sources):
+            if key not in wanted or self.file_sources[key].settings != wanted[key]:
+                await self.file_sources.pop(key).close()
+        for key, settings in wanted.items():
+            if key in self.file_sources:
+                continue
+            dedup = DedupIndex(settings.dedup_window)
+            await self._refill_dedup(key, dedup)
+            ingest = Ingest(key, self.writer, dedup, self.metrics, default_charset=settings.default_charset,
+                            fallback_charset=settings.fallback_charset, on_committed=self.on_committed)
+            poller = FilePoller(key, settings, ingest)
+            poller.start()
+            self.file_sources[key] = poller
 
     async def _apply_http(self, wanted: dict[str, HttpSource]) -> None:
         for key in list(self.http_sources):
@@ -158,6 +180,9 @@ class ListenerSet:
             await server.close()
         self.http_servers.clear()
         self.http_sources.clear()
+        for poller in self.file_sources.values():
+            await poller.close()
+        self.file_sources.clear()
 
     async def _start(self, key: str, settings: MllpSource) -> Listener:
         dedup = DedupIndex(settings.dedup_window)

@@ -65,19 +65,37 @@ class HttpSource(IngestOptions):
     max_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest accepted request body (413 above).")
 
 
+class FileSource(IngestOptions):
+    """HL7v2 files dropped in a folder: each file (one message, several, or an FHS/BHS batch) is split,
+    every message stored (commit), and only then the file moved to `done` (or `error`)."""
+
+    directory: str = Field(description="Folder to poll (relative paths are relative to the engine's working "
+                                       "folder).", examples=["/var/lib/simpul/inbox/lab"])
+    pattern: str = Field("*.hl7", description="Which files to take (glob). Names starting with '.' and ending "
+                                              "in .tmp or .part are never taken: producers write those first.")
+    poll_interval: Duration = Field(1.0, description="How often the folder is looked at.")
+    settle_time: Duration = Field(2.0, description="A file is read only after its size and time stayed the same "
+                                                   "this long, so a file still being written is never read.")
+    done_directory: str | None = Field(None, description="Where stored files go (default: <directory>/done).")
+    error_directory: str | None = Field(None, description="Where files with a rejected message or a broken batch "
+                                                          "go, with a .reason.txt beside them (default: "
+                                                          "<directory>/error).")
+
+
 class Source(Strict):
     mllp: MllpSource | None = Field(None, description="Receive HL7v2 over MLLP.")
     http: HttpSource | None = Field(None, description="Receive HL7v2 over HTTP POST (the ACK is the response).")
+    file: FileSource | None = Field(None, description="Read HL7v2 files (and batch files) from a folder.")
 
     @model_validator(mode="after")
     def _one_transport(self) -> "Source":
-        if (self.mllp is None) == (self.http is None):
-            raise ValueError("a source needs exactly one of mllp or http")
+        if sum(x is not None for x in (self.mllp, self.http, self.file)) != 1:
+            raise ValueError("a source needs exactly one of mllp, http or file")
         return self
 
     @property
-    def settings(self) -> MllpSource | HttpSource:
-        return self.mllp if self.mllp is not None else self.http  # type: ignore[return-value]
+    def settings(self) -> MllpSource | HttpSource | FileSource:
+        return self.mllp or self.http or self.file  # type: ignore[return-value]
 
 
 class Filter(Strict):

@@ -70,6 +70,8 @@ def _cross_file_findings(loaded: list[LoadedChannel]) -> list[Finding]:
             findings.append(item.document.finding(("name",), f"channel name '{name}' is also used in "
                                                               f"{names[name].document.file}"))
         names.setdefault(name, item)
+        if item.channel.source.file is not None:
+            continue  # a folder, no port (channels may share one folder: their filters split it)
         kind = "mllp" if item.channel.source.mllp is not None else "http"
         source = item.channel.source.settings
         if source.port == 0:
