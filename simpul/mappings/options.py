@@ -68,8 +68,9 @@ class MappingSpec(BaseModel):
         "extension", description="Z-segments: kept verbatim in a MessageHeader-free Bundle extension, or dropped.")
     default_timezone: str | None = Field(
         None,
-        description="UTC offset (e.g. '+07:00') applied to v2 times that carry none. Without it such "
-                    "times keep only their date, because FHIR dateTime needs an offset once a time is given.",
+        description="UTC offset (e.g. '+07:00') for v2 times that carry none. Without it the engine's "
+                    "default_timezone applies, else MSH-7's own offset; only with none of them is such a "
+                    "time cut to its date (FHIR dateTime needs an offset once a time is given).",
         pattern=r"^[+-]\d\d:\d\d$|^Z$",
         examples=["+07:00"],
     )
