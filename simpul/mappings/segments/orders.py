@@ -117,6 +117,11 @@ def map_service_request(ctx: MapContext, orc: Segment | None, obr: Segment | Non
         res["note"] = annotations
     _ = enc
     key = order_key(ctx, identifiers, orc if orc is not None else obr)  # type: ignore[arg-type]
+    if ctx.patient is None:
+        # ServiceRequest.subject is 1..1: a result without PID keeps its report and observations
+        # (subject optional there) but cannot carry a valid ServiceRequest. Counted, not hidden.
+        ctx.skip(orc if orc is not None else obr, 2, "no PID: ServiceRequest needs a subject, left out")  # type: ignore[arg-type]
+        return None, key  # type: ignore[return-value]
     match = next((i for i in identifiers if i.get("system")), None)
     return ctx.builder.add(res, key, identifier=match), key
 
