@@ -16,6 +16,9 @@ def order_identifiers(ctx: MapContext, orc: Segment | None, obr: Segment | None)
     out = []
     for field, code in ((2, "PLAC"), (3, "FILL")):
         raw = (orc.first(field) if orc is not None else "") or (obr.first(field) if obr is not None else "")
+        if raw and orc is not None and obr is not None and obr.first(field) != raw:
+            # OBR-2/3 repeat ORC-2/3; a different value is not used, so it is reported as not mapped.
+            obr.used &= ~(1 << field)
         ident = dt.ei(ctx, raw, code) if raw else None
         if ident:
             out.append(ident)
