@@ -2,6 +2,7 @@
 done/ (or error/ with the reason), a file still being written never read, a re-dropped file not stored twice."""
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from pathlib import Path
@@ -68,3 +69,20 @@ def test_a_file_still_growing_is_not_ready(tmp_path: Path, settle: float) -> Non
         f.write("|B|C")                                         # the producer is still writing
     assert poller.ready_files(t0 + settle + 0.1) == []          # changed since: the clock starts again
     assert poller.ready_files(t0 + 2 * settle + 0.2) == [path]  # unchanged for settle_time: ready
+
+
+async def test_a_failed_move_after_the_commit_loses_nothing_and_stores_nothing_twice(
+        harness: EngineHarness, tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    await harness.start({"inbox.yaml": CHANNEL.format(inbox=inbox, out=tmp_path / "out")})
+    done = inbox / "done"
+    done.rmdir()
+    done.write_text("not a folder")          # the move into done/ will fail, as a crash there would
+    (inbox / "two.hl7").write_text(oru("M-1") + oru("M-2"))
+    await harness.wait_for(lambda: len(harness.sql("SELECT id FROM messages")) == 2)
+    await asyncio.sleep(0.5)                  # several more polls: each stores again -> dedup answers
+    assert (inbox / "two.hl7").exists()       # not moved: still in the inbox, nothing lost
+    done.unlink()
+    done.mkdir()
+    await harness.wait_for(lambda: (done / "two.hl7").exists())
+    assert [r[0] for r in harness.sql("SELECT control_id FROM messages ORDER BY id")] == ["M-1", "M-2"]
