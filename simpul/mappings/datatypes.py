@@ -17,6 +17,16 @@ from simpul.mappings.v2 import Encoding
 
 V2 = "http://terminology.hl7.org/CodeSystem/v2-"
 
+# Components each datatype map below reads (1-based). report.py uses them to count valued components
+# no map reads (PID-3.6, the assigning facility, is one); keep them in step with the functions.
+READ_COMPONENTS = {
+    "CX": {1, 4, 5, 7, 8},                       # cx()
+    "XPN": {1, 2, 3, 4, 5, 6, 7, 10, 12, 13},    # xpn()
+    "XAD": {1, 2, 3, 4, 5, 6, 7, 9},             # xad() (+ PID-12 county)
+    "XTN": {1, 2, 3, 4, 5, 6, 7, 8, 12},         # xtn()
+    "XCN": {1, 2, 3, 4, 5, 6, 9, 13, 21},        # practitioner()
+}
+
 _DTM = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\.\d{1,6})?\s*([+-]\d{4}|Z)?$")
 
 

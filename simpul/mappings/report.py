@@ -6,15 +6,17 @@ at all by its name (`TQ1`). Z-segments are kept verbatim in the Provenance (or d
 channel says), and segments the channel drops are listed as such. Counts are per message; the
 Mapping also keeps running totals for the conformance report and /metrics.
 
-Granularity is the field: a field is "used" once any of its components was read, so a component
-the map ignores inside a read field is not reported.
+Components are counted for the fields whose datatype map is known (FIELD_TYPES: identifiers,
+names, addresses, phones, people): a valued component that map never reads shows as `PID-3.6`. In
+other fields the unit is the field (a field is "used" once any of its components was read).
 """
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
 
-from simpul.mappings.v2 import Message
+from simpul.mappings.datatypes import READ_COMPONENTS
+from simpul.mappings.v2 import Message, Segment
 
 # Field 1 of these segments is a Set ID (a sequence number of the segment itself), not data.
 _SET_ID_FIRST = {"PID", "PV1", "PV2", "OBX", "OBR", "NTE", "NK1", "AL1", "DG1", "PR1", "IN1", "IN2", "GT1",
@@ -23,6 +25,15 @@ _SET_ID_FIRST = {"PID", "PV1", "PV2", "OBX", "OBR", "NTE", "NK1", "AL1", "DG1", 
 # MSH-1/2 are the delimiters; MSH-15/16 ask for ACKs, which ingest answers, not the map; EVN-1
 # repeats MSH-9's trigger event (kept for backward compatibility in the standard).
 _STRUCTURAL = {"MSH": (1, 2, 15, 16), "EVN": (1,)}
+# Fields mapped with one of the datatype maps of READ_COMPONENTS.
+FIELD_TYPES = {
+    ("PID", 2): "CX", ("PID", 3): "CX", ("PID", 4): "CX", ("MRG", 1): "CX",
+    ("PID", 5): "XPN", ("PID", 9): "XPN", ("NK1", 2): "XPN", ("GT1", 3): "XPN",
+    ("PID", 11): "XAD", ("NK1", 4): "XAD", ("GT1", 5): "XAD",
+    ("PID", 13): "XTN", ("PID", 14): "XTN", ("NK1", 5): "XTN", ("NK1", 6): "XTN",
+    ("PV1", 7): "XCN", ("PV1", 8): "XCN", ("PV1", 9): "XCN", ("PV1", 17): "XCN",
+    ("ORC", 12): "XCN", ("OBR", 16): "XCN", ("OBX", 16): "XCN",
+}
 
 
 @dataclass
@@ -97,4 +108,19 @@ def account(msg: Message, *, z_kept: bool, dropped: list[str]) -> MapReport:
             if value and value != '""' and value.strip(seg.enc.repetition + seg.enc.component
                                                       + seg.enc.subcomponent + " "):
                 report.not_mapped[f"{name}-{n}"] += 1
+        for (seg_name, n), kind in FIELD_TYPES.items():
+            if seg_name == name and used >> n & 1:
+                _unread_components(seg, n, READ_COMPONENTS[kind], report)
     return report
+
+
+def _unread_components(seg: Segment, n: int, read: set[int], report: MapReport) -> None:
+    """Count each valued component of field n that its datatype map does not read (once per field)."""
+    enc = seg.enc
+    unread: set[int] = set()
+    for rep in seg.reps(n):
+        for i, comp in enumerate(rep.split(enc.component), 1):
+            if i not in read and comp.strip(enc.subcomponent + " ") and comp != '""':
+                unread.add(i)
+    for i in sorted(unread):
+        report.not_mapped[f"{seg.name}-{n}.{i}"] += 1
