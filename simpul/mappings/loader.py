@@ -16,6 +16,7 @@ from simpul.mappings.messages import message_map
 from simpul.mappings.options import MappingSpec
 from simpul.mappings.report import MapReport, account
 from simpul.mappings.segments.provenance import map_provenance
+from simpul.mappings.validation import validate_bundle
 from simpul.mappings.v2 import Message, parse_message
 
 BUILTINS = ("v2_to_fhir",)
@@ -51,10 +52,14 @@ class Mapping:
 
     def map_with_report(self, text: str) -> tuple[dict[str, Any], MapReport]:
         """`map`, plus what the message held that is in no output (report.py)."""
-        bundle = self.map_message(parse_message(text))
-        return bundle, self.last_report
+        return self._map(parse_message(text))
 
     def map_message(self, msg: Message) -> dict[str, Any]:
+        return self._map(msg)[0]
+
+    def _map(self, msg: Message) -> tuple[dict[str, Any], MapReport]:
+        # The report is returned, not read back from self.last_report: one Mapping may serve
+        # several threads (replay in the engine process while the pool maps in a thread).
         dropped: list[str] = []
         if self._drop:
             kept = [s for s in msg.segments if s.name not in self._drop or s.name == "MSH"]
@@ -93,9 +98,8 @@ class Mapping:
             raise NothingToMap(f"{code}^{event} holds no segment the map reads (nothing to send)",
                                segment="MSH", field=9)
         if self.spec.validate_output:
-            from simpul.mappings.validation import validate_bundle
             validate_bundle(bundle)
-        return bundle
+        return bundle, report
 
 
 def load_mapping(spec: MappingSpec | str | None, *, base_dir: pathlib.Path) -> Mapping:
