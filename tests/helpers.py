@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from simpul.engine.config.settings import Settings
+from simpul.app import build_engine
 from simpul.engine.runtime import Engine
 from simpul.mllp.sender import open_mllp_connection
 
@@ -93,7 +94,7 @@ class EngineHarness:
             "ingest_process": settings.pop("ingest_process", False),
         }
         config.update(settings)
-        self.engine = Engine(Settings.model_validate({**config, "base_dir": self.tmp_path}))
+        self.engine = build_engine(Settings.model_validate({**config, "base_dir": self.tmp_path}))
         await self.engine.start()
         return self.engine
 

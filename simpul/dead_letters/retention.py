@@ -28,6 +28,7 @@ of them has no retention block (or is not loaded), the message stays. Otherwise 
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import time
@@ -36,21 +37,27 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection, LargeBinary, Table, and_, delete, func, or_, select, update
 from sqlalchemy.engine import Engine as Database
 
 from simpul.dead_letters.archive import ArchiveKeys, decode_archive, encode_archive, write_archive_file
 from simpul.dead_letters.audit import record_audit
+from simpul.engine.channel_runtime import ChannelRuntime
+from simpul.engine.config.channel import RetentionPolicy
+from simpul.engine.listeners import source_key
 from simpul.engine.store.schema import (
-    archive_entries, archives, dead_letter_edits, dead_letters, deliveries, delivery_attempts, messages, replays,
+    archive_entries,
+    archives,
+    dead_letter_edits,
+    dead_letters,
+    deliveries,
+    delivery_attempts,
+    messages,
+    replays,
 )
 from simpul.errors import ConfigError, OperationRefused, StoreError
-
-if TYPE_CHECKING:
-    from simpul.engine.channel_runtime import ChannelRuntime
-    from simpul.engine.config.channel import RetentionPolicy
 
 log = logging.getLogger("simpul.retention")
 
@@ -70,8 +77,6 @@ class Governance:
     """Channel policies and sources, as loaded; decides which channel governs a message."""
 
     def __init__(self, channels: Mapping[str, "ChannelRuntime"], base_dir: Path) -> None:
-        from simpul.engine.runtime import source_key
-
         self.base_dir = base_dir
         self.policies: dict[str, RetentionPolicy | None] = {
             name: runtime.channel.retention for name, runtime in channels.items()}
@@ -537,7 +542,6 @@ async def run_retention_periodically(engine: Any, *, interval: float = RETENTION
 
     Logs counts and channel names only. A failing pass is logged and retried at the next interval.
     """
-    import asyncio
 
     await asyncio.sleep(first_delay)
     while True:

@@ -50,7 +50,7 @@ def _fail(message: str, code: int) -> None:
 def run(config: ConfigOption = None) -> None:
     """Run the engine: MLLP listeners, processing, delivery, HTTP (/healthz, /metrics)."""
     from simpul.engine.logs import configure_logging
-    from simpul.engine.runtime import Engine
+    from simpul.app import build_engine
 
     try:
         settings = _settings(config)
@@ -61,7 +61,7 @@ def run(config: ConfigOption = None) -> None:
     async def main() -> None:
         import signal
 
-        engine = Engine(settings)
+        engine = build_engine(settings)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -30,7 +30,7 @@ from sqlalchemy import Connection, and_, bindparam, exists, func, or_, select, u
 from sqlalchemy.orm import aliased
 
 from simpul.connectors.base import Connector, Outgoing
-from simpul.dead_letters.delivery_control import DeliveryControl
+from simpul.engine.delivery_gate import DeliveryControl
 from simpul.engine.config.channel import RetryPolicy
 from simpul.engine.metrics import Metrics
 from simpul.engine.store.schema import (

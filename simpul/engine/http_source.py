@@ -15,6 +15,9 @@ import errno
 import logging
 from typing import Any
 
+import orjson
+import uvicorn
+
 from simpul.engine.ingest import Ingest
 
 log = logging.getLogger("simpul.http_source")
@@ -35,8 +38,6 @@ class HttpSourceServer:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        import uvicorn
-
         config = uvicorn.Config(self._app, host=self.host, port=self.requested_port, log_config=None,
                                 access_log=False, lifespan="off", interface="asgi3")
         self._server = uvicorn.Server(config)
@@ -97,8 +98,6 @@ def _msa_code(ack: bytes) -> str:
 
 
 async def _problem(send: Any, status: int, title: str, **headers: str) -> None:
-    import orjson
-
     body = orjson.dumps({"type": "about:blank", "title": title, "status": status})
     await _respond(send, status, body, "application/problem+json", headers)
 

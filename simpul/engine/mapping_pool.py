@@ -20,6 +20,9 @@ from typing import Any
 
 import orjson
 
+from simpul.engine.process_guard import die_with_parent
+from simpul.mappings import load_mapping
+
 # One job: (channel name, raw bytes, codec). One result: (payload, error class, error text).
 Job = tuple[str, bytes, str]
 Result = tuple[bytes | None, str | None, str | None]
@@ -29,14 +32,11 @@ _mappings: dict[str, Any] = {}
 
 
 def _build(specs: Specs) -> dict[str, Any]:
-    from simpul.mappings import load_mapping
-
     return {name: load_mapping(spec, base_dir=Path(base_dir)) for name, (spec, base_dir) in specs.items()}
 
 
 def _load(specs: Specs) -> None:
     """Worker-process initializer."""
-    from simpul.engine.process_guard import die_with_parent
 
     die_with_parent()
     _mappings.clear()

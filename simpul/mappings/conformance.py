@@ -21,6 +21,7 @@ from typing import Any
 from simpul.errors import MappingError, NothingToMap, UnsupportedMessageType
 from simpul.mappings.loader import load_mapping
 from simpul.mappings.v2.message import split_lines
+from simpul.mappings.validation import validate_bundle
 
 REFERENCE_SUFFIXES = (".expected.json", ".reportstream.fhir.json", ".ig-sample.json")
 _IGNORED = {"id", "reference", "fullUrl", "meta", "text", "div"}
@@ -122,8 +123,6 @@ def run(corpus_dir: str | pathlib.Path, *, validate: bool = True) -> Report:
     corpus = pathlib.Path(corpus_dir)
     mapping = load_mapping("v2_to_fhir", base_dir=corpus)
     report = Report(str(corpus))
-    if validate:
-        from simpul.mappings.validation import validate_bundle
     for path in sorted(corpus.glob("*.hl7")):
         text = path.read_bytes().decode("utf-8", errors="replace")
         mtype = _message_type(text)

@@ -15,6 +15,7 @@ from simpul.mappings.messages import message_map
 from simpul.mappings.options import MappingSpec
 from simpul.mappings.segments.provenance import map_provenance
 from simpul.mappings.v2 import Message, parse_message
+from simpul.mappings.validation import validate_bundle
 
 BUILTINS = ("v2_to_fhir",)
 
@@ -75,7 +76,6 @@ class Mapping:
             raise NothingToMap(f"{code}^{event} holds no segment the map reads (nothing to send)",
                                segment="MSH", field=9)
         if self.spec.validate_output:
-            from simpul.mappings.validation import validate_bundle
             validate_bundle(bundle)
         return bundle
 

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
 from simpul.errors import MappingError
 
 
 def validate_bundle(bundle: dict[str, Any]) -> None:
     """Raise MappingError naming the resource type and element path of the first problems found."""
+    # fhir.resources builds its models on import (about a second); only validating channels pay it.
     from fhir.resources.R4B.bundle import Bundle
-    from pydantic import ValidationError
 
     try:
         Bundle.model_validate(bundle)

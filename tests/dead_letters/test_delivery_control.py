@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from simpul.dead_letters.delivery_control import in_window
+from simpul.engine.delivery_gate import in_window
 from simpul.engine.config.channel import DowntimeWindow
 from tests.dead_letters.support import FAST_RETRY, fhir_channel, hh_mm, posted_mrns
 from tests.helpers import adt, free_port, send_one

@@ -1,6 +1,7 @@
 """SCH + AIS/AIG/AIL/AIP -> Appointment (IG SCH[Appointment], AIS/AIL/AIP[Appointment])."""
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from simpul.mappings import datatypes as dt
@@ -87,7 +88,6 @@ def map_appointment(ctx: MapContext, sch: Segment, resources: list[Segment], nte
         if end and "T" in end:
             res["end"] = end
         elif minutes:
-            from datetime import datetime, timedelta
             try:
                 res["end"] = (datetime.fromisoformat(start) + timedelta(minutes=minutes)).isoformat()
             except ValueError:
