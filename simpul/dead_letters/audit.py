@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, select
 
-from simpul.engine.store.schema import audit_events
+from simpul.store.schema import audit_events
 
 ACTIONS = ("dead_letter.replay", "dead_letter.edit", "dead_letter.discard", "destination.pause",
            "destination.resume", "retention.archive", "retention.restore")

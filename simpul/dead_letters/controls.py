@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select, update
 
 from simpul.dead_letters.audit import record_audit
-from simpul.engine.store.schema import dead_letters, deliveries, destination_controls, messages
+from simpul.store.schema import dead_letters, deliveries, destination_controls, messages
 from simpul.errors import OperationRefused
 
 QUEUED = ("pending", "in_flight", "held")

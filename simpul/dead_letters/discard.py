@@ -9,7 +9,7 @@ from sqlalchemy import Connection, func, select, update
 
 from simpul.dead_letters.audit import record_audit
 from simpul.dead_letters.query import DeadLetterFilter
-from simpul.engine.store.schema import dead_letters, deliveries
+from simpul.store.schema import dead_letters, deliveries
 from simpul.errors import OperationRefused
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, select
 from simpul.dead_letters.audit import record_audit
 from simpul.dead_letters.replay import remap
 from simpul.engine.channel_runtime import FHIR_JSON, ChannelRuntime
-from simpul.engine.store.schema import dead_letter_edits, dead_letters, messages
+from simpul.store.schema import dead_letter_edits, dead_letters, messages
 from simpul.errors import MessageError, OperationRefused
 from simpul.mllp.header import read_header
 

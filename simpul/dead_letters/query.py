@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from simpul.engine.store.schema import (
+from simpul.store.schema import (
     dead_letter_edits, dead_letters, deliveries, delivery_attempts, messages, replays,
 )
 from simpul.errors import OperationRefused

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, func, select
 
-from simpul.engine.store.schema import dead_letters, deliveries
+from simpul.store.schema import dead_letters, deliveries
 
 if TYPE_CHECKING:
     from simpul.engine.runtime import Engine

@@ -28,7 +28,7 @@ from simpul.dead_letters.query import DeadLetterFilter
 from simpul.engine.channel_runtime import FHIR_JSON, HL7_V2, ChannelRuntime, order_key
 from simpul.engine.charset import decode_message
 from simpul.engine.processor import message_fields
-from simpul.engine.store.schema import dead_letter_edits, dead_letters, deliveries, messages, replays
+from simpul.store.schema import dead_letter_edits, dead_letters, deliveries, messages, replays
 from simpul.errors import OperationRefused
 
 DEFAULT_CAP = 100

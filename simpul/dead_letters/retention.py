@@ -43,7 +43,7 @@ from sqlalchemy.engine import Engine as Database
 
 from simpul.dead_letters.archive import ArchiveKeys, decode_archive, encode_archive, write_archive_file
 from simpul.dead_letters.audit import record_audit
-from simpul.engine.store.schema import (
+from simpul.store.schema import (
     archive_entries, archives, dead_letter_edits, dead_letters, deliveries, delivery_attempts, messages, replays,
 )
 from simpul.errors import ConfigError, OperationRefused, StoreError

@@ -33,10 +33,10 @@ from simpul.connectors.base import Connector, Outgoing
 from simpul.dead_letters.delivery_control import DeliveryControl
 from simpul.engine.config.channel import RetryPolicy
 from simpul.engine.metrics import Metrics
-from simpul.engine.store.schema import (
+from simpul.store.schema import (
     dead_letters, deliveries, delivery_attempts, destination_controls, messages,
 )
-from simpul.engine.store.writer import StoreWriter
+from simpul.store.writer import StoreWriter
 from simpul.errors import ConnectorError, ConnectorRejected, ConnectorUnavailable
 
 log = logging.getLogger("simpul.delivery")

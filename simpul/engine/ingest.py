@@ -26,8 +26,8 @@ from simpul.engine.business_keys import BusinessKeys, extract_business_keys
 from simpul.engine.charset import decode_message
 from simpul.engine.metrics import IngestMetrics
 from simpul.engine.segment_check import check_no_binary, split_segments
-from simpul.engine.store.schema import messages
-from simpul.engine.store.writer import StoreWriter
+from simpul.store.schema import messages
+from simpul.store.writer import StoreWriter
 from simpul.errors import CharsetError, HeaderError, MessageError, StoreError
 from simpul.mllp.ack import build_ack
 from simpul.mllp.header import MessageHeader, is_enhanced_mode, read_header

@@ -59,8 +59,8 @@ class _IngestService:
 
         from simpul.engine.listeners import ListenerSet
         from simpul.engine.metrics import IngestMetrics
-        from simpul.engine.store.database import open_database, read_in_thread
-        from simpul.engine.store.writer import StoreWriter
+        from simpul.store.database import open_database, read_in_thread
+        from simpul.store.writer import StoreWriter
 
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()

@@ -21,8 +21,8 @@ from simpul.engine.config.channel import Channel, HttpSource, MllpSource
 from simpul.engine.http_source import HttpSourceServer
 from simpul.engine.ingest import DedupIndex, Ingest, _Seen
 from simpul.engine.metrics import IngestMetrics
-from simpul.engine.store.schema import messages
-from simpul.engine.store.writer import StoreWriter
+from simpul.store.schema import messages
+from simpul.store.writer import StoreWriter
 from simpul.mllp.listener import ListenerEvents, ListenerSettings, MllpServer, start_mllp_server
 from simpul.mllp.tls import server_ssl_context
 

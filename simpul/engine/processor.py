@@ -20,8 +20,8 @@ from sqlalchemy import Connection, select, update
 from simpul.engine.channel_runtime import ChannelRuntime
 from simpul.engine.mapping_pool import MappingPool
 from simpul.engine.metrics import Metrics
-from simpul.engine.store.schema import dead_letters, deliveries, messages
-from simpul.engine.store.writer import StoreWriter, insert_rows
+from simpul.store.schema import dead_letters, deliveries, messages
+from simpul.store.writer import StoreWriter, insert_rows
 
 log = logging.getLogger("simpul.processor")
 

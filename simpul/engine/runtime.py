@@ -36,8 +36,8 @@ from simpul.engine.listeners import ListenerSet, source_key, wanted_listeners
 from simpul.engine.mapping_pool import MappingPool, specs_of
 from simpul.engine.metrics import IngestMetrics, Metrics
 from simpul.engine.processor import Processor
-from simpul.engine.store.database import open_database, read_in_thread
-from simpul.engine.store.writer import StoreWriter
+from simpul.store.database import open_database, read_in_thread
+from simpul.store.writer import StoreWriter
 from simpul.errors import ConfigError
 
 log = logging.getLogger("simpul.engine")
@@ -297,7 +297,7 @@ class Engine:
 
 
 def _unprocessed_count(connection: Connection) -> int:
-    from simpul.engine.store.schema import messages
+    from simpul.store.schema import messages
 
     return int(connection.execute(select(func.count()).select_from(messages)
                                   .where(messages.c.status == "received")).scalar_one())

@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import Connection, Table
 from sqlalchemy.engine import Engine
 
-from simpul.engine.store.schema import messages
+from simpul.store.schema import messages
 from simpul.errors import StoreError
 
 log = logging.getLogger("simpul.store")
