@@ -26,7 +26,9 @@ from simpul.engine.business_keys import BusinessKeys, extract_business_keys
 from simpul.engine.charset import decode_message
 from simpul.engine.metrics import IngestMetrics
 from simpul.engine.segment_check import check_no_binary, split_segments
+from simpul.store.rows import message_row
 from simpul.store.schema import messages
+from simpul.store.status import MessageStatus
 from simpul.store.writer import StoreWriter
 from simpul.errors import CharsetError, HeaderError, MessageError, StoreError
 from simpul.mllp.ack import build_ack
@@ -117,24 +119,21 @@ def _commit_failed_ack(header: MessageHeader) -> bytes:
                      ack_control_id=next_ack_control_id())
 
 
-def message_row(source: str, status: str, now: float, raw: bytes, header: MessageHeader | None, ack: bytes,
-                ack_code: str, *, charset: str, content_hash: str, keys: BusinessKeys | None = None,
-                error: str | None = None) -> dict[str, Any]:
-    """One `messages` row; lengths are cut to the columns' sizes (a sender's field may be longer)."""
+def _message_row(source: str, status: MessageStatus, now: float, raw: bytes, header: MessageHeader | None,
+                 ack: bytes, ack_code: str, *, charset: str, content_hash: str, keys: BusinessKeys | None = None,
+                 error: str | None = None) -> dict[str, Any]:
+    """The store's `messages` row for what arrived: the header's fields (none when unreadable)."""
     h = header
     k = keys or BusinessKeys()
-    return {
-        "received_at": now, "source": source, "status": status,
-        "sending_application": h.sending_application[:180] if h else "",
-        "sending_facility": h.sending_facility[:180] if h else "",
-        "receiving_application": h.receiving_application[:180] if h else "",
-        "receiving_facility": h.receiving_facility[:180] if h else "",
-        "message_type": h.message_type[:32] if h else "", "control_id": h.control_id[:199] if h else "",
-        "version_id": h.version_id[:16] if h else "", "charset": charset[:32], "content_hash": content_hash,
-        "patient_id": k.patient_id, "visit_number": k.visit_number, "placer_number": k.placer_number,
-        "filler_number": k.filler_number, "accession_number": k.accession_number,
-        "raw": raw, "ack": ack, "ack_code": ack_code, "error": error, "duplicates": 0,
-    }
+    return message_row(
+        received_at=now, source=source, status=status, raw=raw, ack=ack, ack_code=ack_code, charset=charset,
+        content_hash=content_hash, error=error,
+        sending_application=h.sending_application if h else "", sending_facility=h.sending_facility if h else "",
+        receiving_application=h.receiving_application if h else "",
+        receiving_facility=h.receiving_facility if h else "", message_type=h.message_type if h else "",
+        control_id=h.control_id if h else "", version_id=h.version_id if h else "",
+        patient_id=k.patient_id, visit_number=k.visit_number, placer_number=k.placer_number,
+        filler_number=k.filler_number, accession_number=k.accession_number)
 
 
 class Ingest:
@@ -183,8 +182,8 @@ class Ingest:
         ack = build_ack(header, "CA" if enhanced else "AA", ack_control_id=next_ack_control_id())
         keys = extract_business_keys(lines, header.field_separator, header.component_separator,
                                      header.repetition_separator)
-        committed = self.writer.insert_message(message_row(
-            self.source, "received", now, raw, header, ack, "CA" if enhanced else "AA",
+        committed = self.writer.insert_message(_message_row(
+            self.source, MessageStatus.RECEIVED, now, raw, header, ack, "CA" if enhanced else "AA",
             charset=codec, content_hash=content_hash, keys=keys))
         entry = _Seen(content_hash, ack, now, committed)
         self.dedup.put(key, entry)
@@ -246,8 +245,8 @@ class Ingest:
                                                "control_id": header.control_id if header else "",
                                                "error": str(error)})
         try:
-            await self.writer.insert_message(message_row(
-                self.source, "rejected", now, raw, header, ack, negative,
+            await self.writer.insert_message(_message_row(
+                self.source, MessageStatus.REJECTED, now, raw, header, ack, negative,
                 charset=header.charset if header else "",
                 content_hash=hashlib.blake2b(raw, digest_size=16).hexdigest(), error=str(error)))
         except StoreError:

@@ -37,6 +37,8 @@ from simpul.engine.mapping_pool import MappingPool, specs_of
 from simpul.engine.metrics import IngestMetrics, Metrics
 from simpul.engine.processor import Processor
 from simpul.store.database import open_database, read_in_thread
+from simpul.store.schema import messages
+from simpul.store.status import MessageStatus
 from simpul.store.writer import StoreWriter
 from simpul.errors import ConfigError
 
@@ -297,7 +299,5 @@ class Engine:
 
 
 def _unprocessed_count(connection: Connection) -> int:
-    from simpul.store.schema import messages
-
     return int(connection.execute(select(func.count()).select_from(messages)
-                                  .where(messages.c.status == "received")).scalar_one())
+                                  .where(messages.c.status == MessageStatus.RECEIVED)).scalar_one())
