@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import update
 
-from simpul.engine.business_keys import BusinessKeys, extract_business_keys
+from simpul.engine.business_keys import extract_business_keys
 from simpul.engine.charset import decode_message
 from simpul.engine.metrics import IngestMetrics
 from simpul.engine.segment_check import check_no_binary, split_segments
@@ -119,23 +119,6 @@ def _commit_failed_ack(header: MessageHeader) -> bytes:
                      ack_control_id=next_ack_control_id())
 
 
-def _message_row(source: str, status: MessageStatus, now: float, raw: bytes, header: MessageHeader | None,
-                 ack: bytes, ack_code: str, *, charset: str, content_hash: str, keys: BusinessKeys | None = None,
-                 error: str | None = None) -> dict[str, Any]:
-    """The store's `messages` row for what arrived: the header's fields (none when unreadable)."""
-    h = header
-    k = keys or BusinessKeys()
-    return message_row(
-        received_at=now, source=source, status=status, raw=raw, ack=ack, ack_code=ack_code, charset=charset,
-        content_hash=content_hash, error=error,
-        sending_application=h.sending_application if h else "", sending_facility=h.sending_facility if h else "",
-        receiving_application=h.receiving_application if h else "",
-        receiving_facility=h.receiving_facility if h else "", message_type=h.message_type if h else "",
-        control_id=h.control_id if h else "", version_id=h.version_id if h else "",
-        patient_id=k.patient_id, visit_number=k.visit_number, placer_number=k.placer_number,
-        filler_number=k.filler_number, accession_number=k.accession_number)
-
-
 class Ingest:
     def __init__(self, source: str, writer: StoreWriter, dedup: DedupIndex, metrics: IngestMetrics, *,
                  default_charset: str = "utf-8", fallback_charset: str | None = None,
@@ -182,9 +165,9 @@ class Ingest:
         ack = build_ack(header, "CA" if enhanced else "AA", ack_control_id=next_ack_control_id())
         keys = extract_business_keys(lines, header.field_separator, header.component_separator,
                                      header.repetition_separator)
-        committed = self.writer.insert_message(_message_row(
-            self.source, MessageStatus.RECEIVED, now, raw, header, ack, "CA" if enhanced else "AA",
-            charset=codec, content_hash=content_hash, keys=keys))
+        committed = self.writer.insert_message(message_row(
+            self.source, MessageStatus.RECEIVED, now, raw, ack, "CA" if enhanced else "AA",
+            charset=codec, content_hash=content_hash, header=header, keys=keys))
         entry = _Seen(content_hash, ack, now, committed)
         self.dedup.put(key, entry)
         try:
@@ -245,8 +228,8 @@ class Ingest:
                                                "control_id": header.control_id if header else "",
                                                "error": str(error)})
         try:
-            await self.writer.insert_message(_message_row(
-                self.source, MessageStatus.REJECTED, now, raw, header, ack, negative,
+            await self.writer.insert_message(message_row(
+                self.source, MessageStatus.REJECTED, now, raw, ack, negative, header=header,
                 charset=header.charset if header else "",
                 content_hash=hashlib.blake2b(raw, digest_size=16).hexdigest(), error=str(error)))
         except StoreError:

@@ -80,22 +80,61 @@ class Message:
         return cls(**values)
 
 
-def message_row(*, received_at: float, source: str, status: MessageStatus, raw: bytes, ack: bytes | None,
-                ack_code: str, charset: str, content_hash: str, sending_application: str = "",
-                sending_facility: str = "", receiving_application: str = "", receiving_facility: str = "",
-                message_type: str = "", control_id: str = "", version_id: str = "", patient_id: str = "",
-                visit_number: str = "", placer_number: str = "", filler_number: str = "",
-                accession_number: str = "", error: str | None = None) -> dict[str, Any]:
-    """The values of one new `messages` row, header fields cut to their columns' sizes."""
+class HeaderFields(Protocol):
+    """The MSH fields a `messages` row keeps (simpul.mllp.header.MessageHeader has them)."""
+
+    @property
+    def sending_application(self) -> str: ...
+    @property
+    def sending_facility(self) -> str: ...
+    @property
+    def receiving_application(self) -> str: ...
+    @property
+    def receiving_facility(self) -> str: ...
+    @property
+    def message_type(self) -> str: ...
+    @property
+    def control_id(self) -> str: ...
+    @property
+    def version_id(self) -> str: ...
+
+
+class KeyFields(Protocol):
+    """The business keys staff search messages by (simpul.engine.business_keys.BusinessKeys)."""
+
+    @property
+    def patient_id(self) -> str: ...
+    @property
+    def visit_number(self) -> str: ...
+    @property
+    def placer_number(self) -> str: ...
+    @property
+    def filler_number(self) -> str: ...
+    @property
+    def accession_number(self) -> str: ...
+
+
+def message_row(source: str, status: MessageStatus, received_at: float, raw: bytes, ack: bytes | None,
+                ack_code: str, *, charset: str, content_hash: str, header: HeaderFields | None = None,
+                keys: KeyFields | None = None, error: str | None = None) -> dict[str, Any]:
+    """The values of one new `messages` row; header fields are cut to their columns' sizes.
+
+    Without a header (the message was unreadable) the header columns are empty; without keys,
+    the key columns. Positional and flat on purpose: ingest calls it once per message before the
+    ACK, and keyword-heavy calls cost microseconds there.
+    """
+    h, k = header, keys
     return {
         "received_at": received_at, "source": source, "status": status,
-        "sending_application": _cut(sending_application, 180), "sending_facility": _cut(sending_facility, 180),
-        "receiving_application": _cut(receiving_application, 180),
-        "receiving_facility": _cut(receiving_facility, 180),
-        "message_type": _cut(message_type, 32), "control_id": _cut(control_id, 199),
-        "version_id": _cut(version_id, 16), "charset": _cut(charset, 32), "content_hash": content_hash,
-        "patient_id": patient_id, "visit_number": visit_number, "placer_number": placer_number,
-        "filler_number": filler_number, "accession_number": accession_number,
+        "sending_application": h.sending_application[:180] if h else "",
+        "sending_facility": h.sending_facility[:180] if h else "",
+        "receiving_application": h.receiving_application[:180] if h else "",
+        "receiving_facility": h.receiving_facility[:180] if h else "",
+        "message_type": h.message_type[:32] if h else "", "control_id": h.control_id[:199] if h else "",
+        "version_id": h.version_id[:16] if h else "", "charset": charset[:32], "content_hash": content_hash,
+        "patient_id": k.patient_id if k else "", "visit_number": k.visit_number if k else "",
+        "placer_number": k.placer_number if k else "", "filler_number": k.filler_number if k else "",
+        "accession_number": k.accession_number if k else "",
         "raw": raw, "ack": ack, "ack_code": ack_code, "error": error, "duplicates": 0, "restored_at": None,
     }
 
