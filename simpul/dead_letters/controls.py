@@ -83,14 +83,15 @@ def destination_status(connection: Connection, known: Iterable[tuple[str, str]] 
     def entry(key: tuple[str, str]) -> dict[str, Any]:
         return rows.setdefault(key, {
             "channel": key[0], "destination": key[1], "paused": False, "paused_at": None, "paused_by": None,
-            "pause_reason": None, "queued": {status.value: 0 for status in UNFINISHED_DELIVERY}, "oldest_age_seconds": None,
-            "next_attempt_at": None, "last_error": None, "open_dead_letters": 0})
+            "pause_reason": None, "queued": {status.value: 0 for status in UNFINISHED_DELIVERY},
+            "oldest_age_seconds": None, "next_attempt_at": None, "last_error": None, "open_dead_letters": 0})
 
     for key in known:
         entry(key)
     for row in connection.execute(select(d.channel, d.destination, d.status, func.count().label("n"),
                                          func.min(d.created_at).label("oldest"))
-                                  .where(d.status.in_(UNFINISHED_DELIVERY)).group_by(d.channel, d.destination, d.status)):
+                                  .where(d.status.in_(UNFINISHED_DELIVERY))
+                                  .group_by(d.channel, d.destination, d.status)):
         item = entry((row.channel, row.destination))
         item["queued"][row.status] = row.n
         age = now - row.oldest

@@ -36,7 +36,8 @@ def discard_dead_letters(connection: Connection, query: DeadLetterFilter, *, act
         status=DeadLetterStatus.DISCARDED, resolved_at=now, resolved_by=actor[:120], resolution=reason))
     held = [row.delivery_id for row in rows if row.delivery_id is not None]
     if held:
-        connection.execute(update(deliveries).where(deliveries.c.id.in_(held), deliveries.c.status == DeliveryStatus.HELD)
+        connection.execute(update(deliveries)
+                           .where(deliveries.c.id.in_(held), deliveries.c.status == DeliveryStatus.HELD)
                            .values(status=DeliveryStatus.DEAD))
     record_audit(connection, actor=actor, action="dead_letter.discard",
                  target="dead_letters:" + ",".join(str(i) for i in ids[:20]), reason=reason,

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("simpul.dead_letters")
 
+
 def queue_snapshot(connection: Connection) -> dict[str, Any]:
     """Depth per (channel, destination, status), oldest created_at per destination, open dead letters."""
     d = deliveries.c

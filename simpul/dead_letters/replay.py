@@ -127,12 +127,13 @@ def _items_for(connection: Connection, row: DeadLetter, channels: Mapping[str, C
         targets = [row.destination]
     else:                       # a mapping failure: it never reached any destination
         targets = labels
-    edit = _first(DeadLetterEdit, connection.execute(
-        select(dead_letter_edits).where(dead_letter_edits.c.dead_letter_id == row.id)
-        .order_by(dead_letter_edits.c.id.desc()).limit(1)).first())
+    newest_edit = connection.execute(select(dead_letter_edits).where(dead_letter_edits.c.dead_letter_id == row.id)
+                                     .order_by(dead_letter_edits.c.id.desc()).limit(1)).first()
+    edit = DeadLetterEdit.from_row(newest_edit) if newest_edit is not None else None
     message = Message.from_row(connection.execute(select(messages).where(messages.c.id == row.message_id)).one())
-    original = (_first(Delivery, connection.execute(select(deliveries).where(deliveries.c.id == row.delivery_id))
-                       .first()) if row.delivery_id is not None else None)
+    delivered_as = (connection.execute(select(deliveries).where(deliveries.c.id == row.delivery_id)).first()
+                    if row.delivery_id is not None else None)
+    original = Delivery.from_row(delivered_as) if delivered_as is not None else None
     raw = bytes(edit.raw) if edit is not None else bytes(row.raw)
     mapped: bytes | None = None
     mapping_problem: str | None = None
@@ -170,11 +171,6 @@ def _items_for(connection: Connection, row: DeadLetter, channels: Mapping[str, C
             item.replay_of = (original.replay_of or original.id) if original is not None else None
             item.order_key = order_key(destination.order_by, message_fields(message), message.id)[:250]
     return items
-
-
-def _first(kind: Any, row: Any) -> Any:
-    """The typed row of a `.first()` read, or None when nothing matched."""
-    return kind.from_row(row) if row is not None else None
 
 
 def remap(runtime: ChannelRuntime, raw: bytes, charset: str) -> tuple[bytes | None, str | None]:

@@ -161,8 +161,8 @@ def _write_outcomes(connection: Connection, outcomes: list[_Outcome]) -> None:
     nobody changes these rows between the check and the update."""
     ids = [outcome.message_id for outcome in outcomes]
     still_received = set(connection.execute(
-        select(messages.c.id).where(messages.c.id.in_(ids), messages.c.status == MessageStatus.RECEIVED).with_for_update()
-    ).scalars())
+        select(messages.c.id).where(messages.c.id.in_(ids), messages.c.status == MessageStatus.RECEIVED)
+        .with_for_update()).scalars())
     taken = [outcome for outcome in outcomes if outcome.message_id in still_received]
     for status in (MessageStatus.ROUTED, MessageStatus.UNROUTED):
         chosen = [outcome.message_id for outcome in taken if outcome.status == status]
