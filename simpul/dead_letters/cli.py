@@ -64,7 +64,7 @@ class StoreSession:
 
     def __init__(self, config: Path | None) -> None:
         from simpul.engine.cli import _settings
-        from simpul.engine.store.database import open_database
+        from simpul.store.database import open_database
 
         self.settings = _settings(config)
         self.db = open_database(self.settings.database_url(),

@@ -204,7 +204,7 @@ def messages_search(
     from rich.table import Table
 
     from simpul.engine.search import MessageQuery, search_messages
-    from simpul.engine.store.database import open_database
+    from simpul.store.database import open_database
 
     try:
         settings = _settings(config)
@@ -237,7 +237,7 @@ def messages_search(
 @app.command()
 def migrate(config: ConfigOption = None) -> None:
     """Create or upgrade the store's schema (simpul run does this too)."""
-    from simpul.engine.store.database import open_database
+    from simpul.store.database import open_database
 
     settings = _settings(config)
     open_database(settings.database_url()).dispose()

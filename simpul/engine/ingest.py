@@ -22,12 +22,14 @@ from typing import Any
 
 from sqlalchemy import update
 
-from simpul.engine.business_keys import BusinessKeys, extract_business_keys
+from simpul.engine.business_keys import extract_business_keys
 from simpul.engine.charset import decode_message
 from simpul.engine.metrics import IngestMetrics
 from simpul.engine.segment_check import check_no_binary, split_segments
-from simpul.engine.store.schema import messages
-from simpul.engine.store.writer import StoreWriter
+from simpul.store.rows import message_row
+from simpul.store.schema import messages
+from simpul.store.status import MessageStatus
+from simpul.store.writer import StoreWriter
 from simpul.errors import CharsetError, HeaderError, MessageError, StoreError
 from simpul.mllp.ack import build_ack
 from simpul.mllp.header import MessageHeader, is_enhanced_mode, read_header
@@ -117,26 +119,6 @@ def _commit_failed_ack(header: MessageHeader) -> bytes:
                      ack_control_id=next_ack_control_id())
 
 
-def message_row(source: str, status: str, now: float, raw: bytes, header: MessageHeader | None, ack: bytes,
-                ack_code: str, *, charset: str, content_hash: str, keys: BusinessKeys | None = None,
-                error: str | None = None) -> dict[str, Any]:
-    """One `messages` row; lengths are cut to the columns' sizes (a sender's field may be longer)."""
-    h = header
-    k = keys or BusinessKeys()
-    return {
-        "received_at": now, "source": source, "status": status,
-        "sending_application": h.sending_application[:180] if h else "",
-        "sending_facility": h.sending_facility[:180] if h else "",
-        "receiving_application": h.receiving_application[:180] if h else "",
-        "receiving_facility": h.receiving_facility[:180] if h else "",
-        "message_type": h.message_type[:32] if h else "", "control_id": h.control_id[:199] if h else "",
-        "version_id": h.version_id[:16] if h else "", "charset": charset[:32], "content_hash": content_hash,
-        "patient_id": k.patient_id, "visit_number": k.visit_number, "placer_number": k.placer_number,
-        "filler_number": k.filler_number, "accession_number": k.accession_number,
-        "raw": raw, "ack": ack, "ack_code": ack_code, "error": error, "duplicates": 0,
-    }
-
-
 class Ingest:
     def __init__(self, source: str, writer: StoreWriter, dedup: DedupIndex, metrics: IngestMetrics, *,
                  default_charset: str = "utf-8", fallback_charset: str | None = None,
@@ -184,8 +166,8 @@ class Ingest:
         keys = extract_business_keys(lines, header.field_separator, header.component_separator,
                                      header.repetition_separator)
         committed = self.writer.insert_message(message_row(
-            self.source, "received", now, raw, header, ack, "CA" if enhanced else "AA",
-            charset=codec, content_hash=content_hash, keys=keys))
+            self.source, MessageStatus.RECEIVED, now, raw, ack, "CA" if enhanced else "AA",
+            charset=codec, content_hash=content_hash, header=header, keys=keys))
         entry = _Seen(content_hash, ack, now, committed)
         self.dedup.put(key, entry)
         try:
@@ -247,7 +229,7 @@ class Ingest:
                                                "error": str(error)})
         try:
             await self.writer.insert_message(message_row(
-                self.source, "rejected", now, raw, header, ack, negative,
+                self.source, MessageStatus.REJECTED, now, raw, ack, negative, header=header,
                 charset=header.charset if header else "",
                 content_hash=hashlib.blake2b(raw, digest_size=16).hexdigest(), error=str(error)))
         except StoreError:

@@ -30,9 +30,9 @@ from simpul.engine.listeners import ListenerSet, wanted_listeners
 from simpul.engine.logs import configure_logging
 from simpul.engine.metrics import IngestMetrics
 from simpul.engine.process_guard import die_with_parent
-from simpul.engine.store.database import open_database, read_in_thread
-from simpul.engine.store.writer import StoreWriter
 from simpul.errors import ConfigError
+from simpul.store.database import open_database, read_in_thread
+from simpul.store.writer import StoreWriter
 
 log = logging.getLogger("simpul.ingest_process")
 

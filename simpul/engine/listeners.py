@@ -21,8 +21,9 @@ from simpul.engine.config.channel import Channel, HttpSource, MllpSource
 from simpul.engine.http_source import HttpSourceServer
 from simpul.engine.ingest import DedupIndex, Ingest, _Seen
 from simpul.engine.metrics import IngestMetrics
-from simpul.engine.store.schema import messages
-from simpul.engine.store.writer import StoreWriter
+from simpul.store.schema import messages
+from simpul.store.status import MessageStatus
+from simpul.store.writer import StoreWriter
 from simpul.mllp.listener import ListenerEvents, ListenerSettings, MllpServer, start_mllp_server
 from simpul.mllp.tls import server_ssl_context
 
@@ -181,7 +182,7 @@ class ListenerSet:
             return list(connection.execute(
                 select(m.sending_application, m.sending_facility, m.control_id, m.content_hash, m.ack,
                        m.received_at)
-                .where(m.source == source, m.received_at >= horizon, m.status != "rejected")
+                .where(m.source == source, m.received_at >= horizon, m.status != MessageStatus.REJECTED)
                 .order_by(m.id).limit(dedup.max_entries)))
 
         for row in await self.read(recent):

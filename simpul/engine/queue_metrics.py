@@ -13,14 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, func, select
 
-from simpul.engine.store.schema import dead_letters, deliveries
+from simpul.store.schema import dead_letters, deliveries
+from simpul.store.status import UNFINISHED_DELIVERY, DeadLetterStatus
 
 if TYPE_CHECKING:
     from simpul.engine.runtime import Engine
 
 log = logging.getLogger("simpul.dead_letters")
-
-QUEUED_STATUSES = ("pending", "in_flight", "held")
 
 
 def queue_snapshot(connection: Connection) -> dict[str, Any]:
@@ -28,14 +27,14 @@ def queue_snapshot(connection: Connection) -> dict[str, Any]:
     d = deliveries.c
     depth = {(row.channel, row.destination, row.status): row.n for row in connection.execute(
         select(d.channel, d.destination, d.status, func.count().label("n"))
-        .where(d.status.in_(QUEUED_STATUSES)).group_by(d.channel, d.destination, d.status))}
+        .where(d.status.in_(UNFINISHED_DELIVERY)).group_by(d.channel, d.destination, d.status))}
     oldest = {(row.channel, row.destination): row.oldest for row in connection.execute(
         select(d.channel, d.destination, func.min(d.created_at).label("oldest"))
-        .where(d.status.in_(QUEUED_STATUSES)).group_by(d.channel, d.destination))}
+        .where(d.status.in_(UNFINISHED_DELIVERY)).group_by(d.channel, d.destination))}
     x = dead_letters.c
     open_dead = {(row.channel, row.destination): row.n for row in connection.execute(
         select(x.channel, x.destination, func.count().label("n"))
-        .where(x.status == "open").group_by(x.channel, x.destination))}
+        .where(x.status == DeadLetterStatus.OPEN).group_by(x.channel, x.destination))}
     return {"depth": depth, "oldest": oldest, "dead_letters": open_dead}
 
 
@@ -52,7 +51,7 @@ class QueueGauges:
         depth, oldest, dead = snapshot["depth"], snapshot["oldest"], snapshot["dead_letters"]
         every_destination = destinations | {key[:2] for key in depth} | self._seen_destinations
         for channel, destination in every_destination:
-            for status in QUEUED_STATUSES:
+            for status in UNFINISHED_DELIVERY:
                 self.metrics.queue_depth.labels(channel, destination, status).set(
                     depth.get((channel, destination, status), 0))
             first = oldest.get((channel, destination))

@@ -37,10 +37,11 @@ from simpul.engine.mapping_pool import MappingPool, specs_of
 from simpul.engine.metrics import IngestMetrics, Metrics
 from simpul.engine.processor import Processor
 from simpul.engine.queue_metrics import refresh_queue_gauges
-from simpul.engine.store.database import open_database, read_in_thread
-from simpul.engine.store.schema import messages
-from simpul.engine.store.writer import StoreWriter
 from simpul.errors import ConfigError
+from simpul.store.database import open_database, read_in_thread
+from simpul.store.schema import messages
+from simpul.store.status import MessageStatus
+from simpul.store.writer import StoreWriter
 
 log = logging.getLogger("simpul.engine")
 
@@ -306,4 +307,4 @@ class Engine:
 
 def _unprocessed_count(connection: Connection) -> int:
     return int(connection.execute(select(func.count()).select_from(messages)
-                                  .where(messages.c.status == "received")).scalar_one())
+                                  .where(messages.c.status == MessageStatus.RECEIVED)).scalar_one())

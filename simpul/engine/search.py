@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from simpul.engine.store.schema import deliveries, messages
+from simpul.store.schema import deliveries, messages
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The alembic revisions build exactly the schema engine/store/schema.py declares, on both backends.
+"""The alembic revisions build exactly the schema store/schema.py declares, on both backends.
 
 A schema change without a revision (or a revision that drifts from the tables) would make a
 fresh install and an upgraded install differ; `compare_metadata` catches both.
@@ -12,9 +12,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from simpul.engine.store.database import open_database
-from simpul.engine.store.migrate import alembic_config
-from simpul.engine.store.schema import metadata
+from simpul.store.database import open_database
+from simpul.store.migrate import alembic_config
+from simpul.store.schema import metadata
 
 
 def _differences(engine: sa.Engine) -> list[Any]:

@@ -1,7 +1,7 @@
 """Alembic environment: Simpul passes an open connection in, so no alembic.ini is needed."""
 from alembic import context
 
-from simpul.engine.store.schema import metadata
+from simpul.store.schema import metadata
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=metadata,

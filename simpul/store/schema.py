@@ -2,7 +2,7 @@
 
 Core, not the ORM: the ingest path writes thousands of rows a second in group commits and
 the ORM's unit of work would cost more than the fsync. Every schema change needs an alembic
-revision in engine/migrations/versions; tests/engine/test_migrations.py checks they agree.
+revision in store/migrations/versions; tests/store/test_migrations.py checks they agree.
 """
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, create_engine, event
 from sqlalchemy.engine import Engine, make_url
 
-from simpul.engine.store.migrate import upgrade_to_head
+from simpul.store.migrate import upgrade_to_head
 
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 

@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import Connection, Table
 from sqlalchemy.engine import Engine
 
-from simpul.engine.store.schema import messages
+from simpul.store.schema import messages
 from simpul.errors import StoreError
 
 log = logging.getLogger("simpul.store")
@@ -47,11 +47,19 @@ def insert_rows(connection: Connection, table: Table, rows: list[dict[str, Any]]
     marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
     statement = (f"INSERT INTO {table.name} ({', '.join(columns)}) "
                  f"VALUES ({', '.join([marker] * len(columns))})")
-    cursor = connection.connection.driver_connection.cursor()
+    cursor = _driver(connection).cursor()
     try:
         cursor.executemany(statement, [tuple(row.get(name) for name in columns) for row in rows])
     finally:
         cursor.close()
+
+
+def _driver(connection: Connection) -> Any:
+    """The DB-API connection under a SQLAlchemy one (sqlite3 or psycopg), for what SQLAlchemy would wrap
+    in a transaction or slow down."""
+    driver = connection.connection.driver_connection
+    assert driver is not None, "the connection is closed"
+    return driver
 
 
 class _Job:
@@ -196,7 +204,7 @@ class StoreWriter:
                 self._connection = self.engine.connect()
                 self._durability = None
                 if self.wal_autocheckpoint is not None and self._connection.dialect.name == "sqlite":
-                    self._connection.connection.driver_connection.execute(
+                    _driver(self._connection).execute(
                         f"PRAGMA wal_autocheckpoint={int(self.wal_autocheckpoint)}")
             self._set_durability(self._connection, durable)
             with self._connection.begin():
@@ -222,7 +230,7 @@ class StoreWriter:
             return
         level = self.durable_setting if durable else "NORMAL"
         # On the driver connection: through SQLAlchemy the statement would open a transaction.
-        connection.connection.driver_connection.execute(f"PRAGMA synchronous={level}")
+        _driver(connection).execute(f"PRAGMA synchronous={level}")
         self._durability = durable
 
     def _insert_rows(self, connection: Connection, jobs: list[_Job]) -> list[Any]:
