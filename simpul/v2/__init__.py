@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from .business_keys import BusinessKeys, extract_business_keys
 from .charset import MSH18_CODECS, codec_for, decode_message
-from .delimiters import DEFAULT, Delimiters, escape, read_delimiters, unescape
+from .delimiters import DEFAULT, Delimiters, escape, read_delimiters, transcode, unescape
 from .header import MessageHeader, is_enhanced_mode, read_header, read_msh_line
 from .message import Message, Segment, parse_message
 from .read import ReadMessage, read_body, read_message
@@ -29,5 +29,5 @@ __all__ = [
     "ReadMessage", "SEGMENT_TERMINATOR", "Segment", "check_no_binary", "codec_for", "decode_message",
     "escape", "extract_business_keys", "is_enhanced_mode", "join_segments", "parse_message", "read_body",
     "read_delimiters", "read_header", "read_message", "read_msh_line", "split_messages", "split_segments",
-    "unescape",
+    "transcode", "unescape",
 ]

@@ -10,7 +10,7 @@ from typing import Literal
 
 from simpul.errors import HeaderError
 
-__all__ = ["Delimiters", "DEFAULT", "read_delimiters", "escape", "unescape"]
+__all__ = ["Delimiters", "DEFAULT", "read_delimiters", "escape", "unescape", "transcode"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +132,45 @@ def unescape(raw: str, delimiters: Delimiters = DEFAULT, *, formatting: bool = T
         out.append(_sequence(raw[j + 1:k], delimiters, formatting))
         i = k + 1
     return "".join(out)
+
+
+def transcode(value: str, source: Delimiters, target: Delimiters = DEFAULT) -> str:
+    """One ER7 field value written with ``source`` delimiters, rewritten for ``target``.
+
+    Repetitions, components and subcomponents keep their structure; delimiter escapes are re-escaped
+    for the target and every other sequence (formatting, hex, charset) is kept with the target's
+    escape character. Used to echo a header read from one message in a message written with others.
+    """
+    if source == target:
+        return value
+    return target.repetition.join(
+        target.component.join(
+            target.subcomponent.join(_transcode_leaf(leaf, source, target)
+                                     for leaf in component.split(source.subcomponent))
+            for component in repetition.split(source.component))
+        for repetition in value.split(source.repetition))
+
+
+def _transcode_leaf(raw: str, source: Delimiters, target: Delimiters) -> str:
+    e = source.escape
+    out: list[str] = []
+    i = 0
+    while True:
+        j = raw.find(e, i)
+        k = raw.find(e, j + 1) if j >= 0 else -1
+        if k < 0:  # no further complete sequence: the rest is text
+            out.append(escape(raw[i:], target))
+            return "".join(out)
+        out.append(escape(raw[i:j], target))
+        body = raw[j + 1:k]
+        if body in _DELIMITER_CODES:
+            out.append(escape(_sequence(body, source, False), target))
+        else:
+            out.append(target.escape + body + target.escape)
+        i = k + 1
+
+
+_DELIMITER_CODES = frozenset({"F", "S", "T", "R", "E", "P"})
 
 
 def _sequence(body: str, d: Delimiters, formatting: bool) -> str:

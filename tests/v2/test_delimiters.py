@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from simpul.errors import HeaderError
-from simpul.v2 import DEFAULT, Delimiters, escape, read_delimiters, unescape
+from simpul.v2 import DEFAULT, Delimiters, escape, read_delimiters, transcode, unescape
 
 V27 = read_delimiters("|", "^~\\&#")
 
@@ -48,3 +48,13 @@ def test_doubled_escape_character_reads_as_four_delimiters() -> None:
     assert read_delimiters("|", "^~\\\\&") == DEFAULT
     assert read_delimiters("|", "^~\\&#").truncation == "#"
     assert read_delimiters("|", "^~\\&#").encoding_characters == "^~\\&#"
+
+
+def test_transcode_rewrites_a_value_for_other_delimiters() -> None:
+    custom = Delimiters("#", "$", "%", "!", "*")
+    # "!T!" is custom's subcomponent separator as text ("*": plain text under |^~\&); a literal "^" is
+    # plain under custom but a delimiter under |^~\&.
+    value = "LAB$1.2!T!3^4$ISO%SECOND*SUB$x!H!bold!N!"
+    assert transcode(value, custom, DEFAULT) == "LAB^1.2*3\\S\\4^ISO~SECOND&SUB^x\\H\\bold\\N\\"
+    assert transcode("50\\P\\ a#b", V27, DEFAULT) == "50# a#b"
+    assert transcode("x\\F\\y", DEFAULT, DEFAULT) == "x\\F\\y"

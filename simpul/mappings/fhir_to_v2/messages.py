@@ -11,19 +11,22 @@ from simpul.mappings.fhir_to_v2 import datatypes as dt
 from simpul.mappings.fhir_to_v2 import segments
 from simpul.mappings.fhir_to_v2.inputs import Located, OrderInputs, collect
 from simpul.mappings.fhir_to_v2.structure import check_structure
-from simpul.v2 import MessageHeader, er7
+from simpul.v2 import DEFAULT, MessageHeader, er7, transcode
 
 
 def _msh(header: MessageHeader, message_type: str, non_ascii: bool) -> str:
-    """MSH from the caller's header (ER7 values, as a header read from a message holds them):
-    MSH-3 defaults to SIMPUL, MSH-7 to now, MSH-10 to a fresh id, MSH-11 to P."""
+    """MSH from the caller's header: ER7 values in the header's own delimiters (as a header read from
+    a message holds them), rewritten for ours. MSH-3 defaults to SIMPUL, MSH-7 to now, MSH-10 to a
+    fresh id, MSH-11 to P."""
+    source = header.delimiters
     values = {3: header.sending_application or "SIMPUL", 4: header.sending_facility,
               5: header.receiving_application, 6: header.receiving_facility,
               7: header.message_datetime, 10: header.control_id, 11: header.processing_id or "P"}
     for number, value in values.items():
-        if er7.FIELD in value or "\r" in value or "\n" in value:
+        if source.field in value or "\r" in value or "\n" in value:
             raise MappingError("header value holds a field separator or a line break", segment="MSH",
                                field=number)
+        values[number] = transcode(value, source, DEFAULT)
     fields = {
         **values,
         7: values[7] or datetime.datetime.now().astimezone().strftime("%Y%m%d%H%M%S%z"),
