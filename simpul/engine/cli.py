@@ -135,9 +135,8 @@ def map_command(file: Annotated[Path, typer.Argument(help="One HL7v2 message fil
             messages = read_message_file(file)
         except OSError as exc:
             _fail(f"simpul map: {file}: {exc.strerror}", 2)
-        if not messages:
-            _fail(f"simpul map: {file}: no HL7v2 message found (expected a line starting with MSH)", 2)
-        text = read_message(messages[0]).text
+        # No message in the file: the reader refuses the empty text with the listener's reason.
+        text = read_message(messages[0] if messages else b"").text
         bundle = load_mapping(mapping_spec, base_dir=base_dir).map(text)
     except SimpulError as exc:
         _fail(f"simpul map: {file}: {exc}", 2)

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 from simpul.errors import HeaderError
 
+from .charset import codec_for
 from .delimiters import Delimiters
 from .header import MessageHeader, read_msh_line
 from .segments import BATCH_SEGMENTS, check_no_binary, split_segments
@@ -144,7 +145,8 @@ def parse_message(text: str) -> Message:
     """Read one decoded HL7v2 message with the rules every Simpul reader applies.
 
     A BOM, blank lines, leading white space and a batch envelope (FHS/BHS/BTS/FTS lines) are
-    skipped; the MSH line is read by :func:`read_msh_line`; control characters are refused. Raises
+    skipped; the MSH line is read by :func:`read_msh_line`; an unknown MSH-18 and control characters
+    are refused. Raises
     :class:`HeaderError` or :class:`MessageError` (segment/field named, never content). A line that
     is not a segment (a value wrapped by the sender, e.g. base64) continues the previous segment's
     last field.
@@ -159,6 +161,7 @@ def parse_message(text: str) -> Message:
                           hl7_error_code="100")
     head = lines[0] = lines[0].lstrip(" \t")
     header = read_msh_line(head)
+    codec_for(header.charset)  # an MSH-18 the byte readers refuse is refused here too
     enc = header.delimiters
     fs = enc.field
     segments: list[Segment] = []
