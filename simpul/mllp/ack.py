@@ -14,7 +14,7 @@ import time
 from datetime import datetime, timezone
 
 from simpul.errors import AckUnreadable, HeaderError, MessageError
-from simpul.v2 import DEFAULT, Delimiters, MessageHeader, escape, read_delimiters, split_segments, unescape
+from simpul.v2 import DEFAULT, Delimiters, MessageHeader, escape, read_msh_delimiters, split_segments, unescape
 
 __all__ = ["ACK_CODES", "HL7_ERROR_TEXTS", "build_ack", "read_ack"]
 
@@ -136,7 +136,7 @@ def read_ack(payload: bytes) -> tuple[str, str, str]:
         line = raw_line.lstrip("\ufeff \t")
         if line[:3] == "MSH" and len(line) > 8:
             try:
-                delimiters = read_delimiters(line[3], line[4:].split(line[3], 1)[0])
+                delimiters = read_msh_delimiters(line)
             except HeaderError:
                 pass  # an ACK with odd MSH-2: read it with the default delimiters
         elif line[:3] == "MSA" and msa is None:

@@ -6,6 +6,7 @@ the FHIR->v2 writer and the ACK reader all call :func:`escape` and :func:`unesca
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field  # "field" is also the MSH-1 attribute below
 from typing import Literal
 
 from simpul.errors import HeaderError
@@ -27,11 +28,13 @@ class Delimiters:
     escape: str = "\\"
     subcomponent: str = "&"
     truncation: str = ""
+    # MSH-2 as it is written: four characters, five with the truncation character (computed once:
+    # the ingest hot path reads it for every message).
+    encoding_characters: str = dataclass_field(init=False, repr=False, compare=False)
 
-    @property
-    def encoding_characters(self) -> str:
-        """MSH-2 as it is written: four characters, five with the truncation character."""
-        return self.component + self.repetition + self.escape + self.subcomponent + self.truncation
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "encoding_characters", self.component + self.repetition + self.escape
+                           + self.subcomponent + self.truncation)
 
     def decode(self, raw: str) -> str:
         """Text of one leaf value: escape sequences resolved, the explicit null ``""`` -> ``""``."""

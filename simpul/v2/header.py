@@ -18,7 +18,7 @@ from simpul.errors import HeaderError
 
 from .delimiters import Delimiters, read_delimiters, unescape
 
-__all__ = ["MessageHeader", "read_header", "read_msh_line", "is_enhanced_mode"]
+__all__ = ["MessageHeader", "read_header", "read_msh_line", "read_msh_delimiters", "is_enhanced_mode"]
 
 _BOM = b"\xef\xbb\xbf"
 _LEADING_WHITESPACE = b" \t\r\n"
@@ -130,15 +130,17 @@ def read_header(raw: bytes) -> MessageHeader:
     size = len(raw)
     while start < size and raw[start] in _LEADING_WHITESPACE:
         start += 1
-    while raw[start:start + 3] in _BATCH_HEADERS:
-        end = start
-        while end < size and raw[end] not in b"\r\n":
-            end += 1
-        start = end
-        while start < size and raw[start] in _LEADING_WHITESPACE:
-            start += 1
     if raw[start:start + 3] != b"MSH":
-        raise _not_msh()
+        # A batch envelope (FHS/BHS lines) around one message: read the message's MSH.
+        while raw[start:start + 3] in _BATCH_HEADERS:
+            end = start
+            while end < size and raw[end] not in b"\r\n":
+                end += 1
+            start = end
+            while start < size and raw[start] in _LEADING_WHITESPACE:
+                start += 1
+        if raw[start:start + 3] != b"MSH":
+            raise _not_msh()
     cr = raw.find(b"\r", start)
     # Look for LF only up to the first CR (+1 for CRLF): never scan a long CR-separated body for it.
     lf = raw.find(b"\n", start, size if cr < 0 else cr + 2)
@@ -152,15 +154,26 @@ def read_header(raw: bytes) -> MessageHeader:
     return read_msh_line(raw[start:end].decode("latin-1"), terminator)
 
 
-def read_msh_line(line: str, terminator: bytes = b"\r") -> MessageHeader:
-    """Read one MSH line (no terminator); the same rules and errors as :func:`read_header`."""
+def read_msh_delimiters(line: str) -> Delimiters:
+    """MSH-1 and MSH-2 of one MSH line, nothing else (an ACK is read with these even when its
+    other MSH fields are empty); HeaderError as :func:`read_header` gives it."""
+    return _split_msh(line)[0]
+
+
+def _split_msh(line: str) -> tuple[Delimiters, list[str]]:
     if line[:3] != "MSH":
         raise _not_msh()
     if len(line) < 4:
         raise HeaderError("MSH-1 field separator missing", segment="MSH", field=1)
     sep = line[3]
     fields = line.split(sep)
-    delimiters = read_delimiters(sep, fields[1])
+    return read_delimiters(sep, fields[1]), fields
+
+
+def read_msh_line(line: str, terminator: bytes = b"\r") -> MessageHeader:
+    """Read one MSH line (no terminator); the same rules and errors as :func:`read_header`."""
+    delimiters, fields = _split_msh(line)
+    sep = delimiters.field
     # Pad so MSH-18 (fields[17]) always exists.
     if len(fields) < 18:
         fields.extend([""] * (18 - len(fields)))
