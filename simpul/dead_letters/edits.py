@@ -7,7 +7,6 @@ entry afterwards sends the newest edit (see replay.py).
 """
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,15 +20,15 @@ from simpul.store.rows import DeadLetter, dead_letter_edit_row
 from simpul.store.schema import dead_letter_edits, dead_letters, messages
 from simpul.store.status import DeadLetterStatus
 from simpul.errors import MessageError, OperationRefused
-from simpul.mllp.header import read_header
-
-_LINE_BREAK = re.compile(rb"\r\n|\n|\r")
-
+from simpul.v2 import read_header, split_messages
 
 def normalise_segments(raw: bytes) -> bytes:
-    """Segments end with CR on the wire; editors save LF or CRLF."""
-    lines = [line for line in _LINE_BREAK.split(raw.strip(b"\r\n")) if line]
-    return b"\r".join(lines) + b"\r"
+    """Segments end with CR on the wire; editors save LF or CRLF. One message: OperationRefused
+    when the edited text holds several."""
+    found = split_messages(raw)
+    if len(found) > 1:
+        raise OperationRefused(f"the edited text holds {len(found)} messages; edit one message")
+    return found[0] if found else b""
 
 
 @dataclass

@@ -26,12 +26,12 @@ from sqlalchemy import Connection, func, select, update
 from simpul.dead_letters.audit import record_audit
 from simpul.dead_letters.query import DeadLetterFilter
 from simpul.engine.channel_runtime import FHIR_JSON, HL7_V2, ChannelRuntime, order_key
-from simpul.engine.charset import decode_message
 from simpul.engine.processor import message_fields
 from simpul.store.rows import DeadLetter, DeadLetterEdit, Delivery, Message, delivery_row, replay_row
 from simpul.store.schema import dead_letter_edits, dead_letters, deliveries, messages, replays
 from simpul.store.status import DeadLetterStatus, DeliveryStatus
 from simpul.errors import OperationRefused
+from simpul.v2 import decode_message
 
 DEFAULT_CAP = 100
 SAMPLE_SIZE = 5

@@ -115,10 +115,9 @@ def map_command(file: Annotated[Path, typer.Argument(help="One HL7v2 message fil
     """Map one HL7v2 message to FHIR and print the Bundle (JSON) on stdout."""
     import orjson
 
-    from simpul.engine.charset import decode_message
     from simpul.engine.message_files import read_message_file
     from simpul.mappings import load_mapping
-    from simpul.mllp.header import read_header
+    from simpul.v2 import read_message
 
     try:
         mapping_spec: Any = "v2_to_fhir"
@@ -136,11 +135,8 @@ def map_command(file: Annotated[Path, typer.Argument(help="One HL7v2 message fil
             messages = read_message_file(file)
         except OSError as exc:
             _fail(f"simpul map: {file}: {exc.strerror}", 2)
-        if not messages:
-            _fail(f"simpul map: {file}: no HL7v2 message found (expected a line starting with MSH)", 2)
-        raw = messages[0]
-        header = read_header(raw)
-        text, _ = decode_message(raw, header.charset)
+        # No message in the file: the reader refuses the empty text with the listener's reason.
+        text = read_message(messages[0] if messages else b"").text
         bundle = load_mapping(mapping_spec, base_dir=base_dir).map(text)
     except SimpulError as exc:
         _fail(f"simpul map: {file}: {exc}", 2)

@@ -19,6 +19,8 @@ import orjson
 import uvicorn
 
 from simpul.engine.ingest import Ingest
+from simpul.errors import AckUnreadable
+from simpul.mllp.ack import read_ack
 
 log = logging.getLogger("simpul.http_source")
 
@@ -91,10 +93,10 @@ class HttpSourceServer:
 
 
 def _msa_code(ack: bytes) -> str:
-    for line in ack.split(b"\r"):
-        if line.startswith(b"MSA"):
-            return line[4:6].decode("latin-1")
-    return ""
+    try:
+        return read_ack(ack)[0]
+    except AckUnreadable:
+        return ""
 
 
 async def _problem(send: Any, status: int, title: str, **headers: str) -> None:

@@ -4,8 +4,8 @@ One `Ingest` per source (listener). `handle(raw)` is the listener's handler: it 
 ACK payload, or None when the sender asked for no accept ACK (enhanced mode, MSH-15 NE/ER).
 
 Why not python-hl7 or hl7apy here: parsing a 15-segment ADT costs them milliseconds, the
-whole budget of an ACK at 10,000 msg/s. The hot path reads only MSH (simpul.mllp.header) and
-a few fields of PID/PV1/ORC/OBR (business_keys); full parsing happens behind the ACK, when
+whole budget of an ACK at 10,000 msg/s. The hot path reads only MSH (simpul.v2.read_header) and
+a few fields of PID/PV1/ORC/OBR (simpul.v2.business_keys); full parsing happens behind the ACK, when
 the channel maps the message.
 """
 from __future__ import annotations
@@ -22,17 +22,14 @@ from typing import Any
 
 from sqlalchemy import update
 
-from simpul.engine.business_keys import extract_business_keys
-from simpul.engine.charset import decode_message
 from simpul.engine.metrics import IngestMetrics
-from simpul.engine.segment_check import check_no_binary, split_segments
+from simpul.errors import CharsetError, HeaderError, MessageError, StoreError
+from simpul.mllp.ack import build_ack
 from simpul.store.rows import message_row
 from simpul.store.schema import messages
 from simpul.store.status import MessageStatus
 from simpul.store.writer import StoreWriter
-from simpul.errors import CharsetError, HeaderError, MessageError, StoreError
-from simpul.mllp.ack import build_ack
-from simpul.mllp.header import MessageHeader, is_enhanced_mode, read_header
+from simpul.v2 import MessageHeader, extract_business_keys, is_enhanced_mode, read_body, read_header
 
 log = logging.getLogger("simpul.ingest")
 
@@ -144,10 +141,8 @@ class Ingest:
         except HeaderError as error:
             return await self._reject(raw, None, error, now, started)
         try:
-            text, codec = decode_message(raw, header.charset, default=self.default_charset,
-                                         fallback=self.fallback_charset)
-            lines = split_segments(text)
-            check_no_binary(text, lines)
+            body = read_body(raw, header, default_charset=self.default_charset,
+                             fallback_charset=self.fallback_charset)
         except MessageError as error:      # undecodable bytes (AE) or binary data (AR)
             return await self._reject(raw, header, error, now, started)
 
@@ -163,11 +158,11 @@ class Ingest:
 
         enhanced = is_enhanced_mode(header)
         ack = build_ack(header, "CA" if enhanced else "AA", ack_control_id=next_ack_control_id())
-        keys = extract_business_keys(lines, header.field_separator, header.component_separator,
+        keys = extract_business_keys(body.lines, header.field_separator, header.component_separator,
                                      header.repetition_separator)
         committed = self.writer.insert_message(message_row(
             self.source, MessageStatus.RECEIVED, now, raw, ack, "CA" if enhanced else "AA",
-            charset=codec, content_hash=content_hash, header=header, keys=keys))
+            charset=body.codec, content_hash=content_hash, header=header, keys=keys))
         entry = _Seen(content_hash, ack, now, committed)
         self.dedup.put(key, entry)
         try:

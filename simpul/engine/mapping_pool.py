@@ -22,6 +22,7 @@ import orjson
 
 from simpul.engine.process_guard import die_with_parent
 from simpul.mappings import load_mapping
+from simpul.v2 import decode_message
 
 # One job: (channel name, raw bytes, codec). One result: (payload, error class, error text).
 Job = tuple[str, bytes, str]
@@ -47,9 +48,8 @@ def _map_with(mappings: dict[str, Any], jobs: Sequence[Job]) -> list[Result]:
     results: list[Result] = []
     for channel, raw, codec in jobs:
         try:
-            text = raw.decode(codec or "utf-8")
-            if text.startswith("\ufeff"):
-                text = text[1:]
+            # The codec ingest decoded these bytes with (stored with the message).
+            text, _ = decode_message(raw, "", default=codec or "utf-8")
             results.append((orjson.dumps(mappings[channel].map(text)), None, None))
         except Exception as exc:  # noqa: BLE001 - any mapping failure becomes a dead letter
             results.append((None, type(exc).__name__, str(exc)[:2000]))

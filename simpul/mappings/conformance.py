@@ -3,7 +3,10 @@ compare it element by element with the reference outputs that exist.
 
     python -m simpul.mappings.conformance tests/corpus
 
-Per message type: mapped / failed / unsupported. Per resource type: top-level elements of the
+Each file is read as `simpul map` and the listener read a message (simpul.v2: batch envelopes,
+MSH, MSH-18 charset, no binary data); a file may hold several messages. Per message type: mapped /
+refused (by the reader, with the reason the listener's ACK would give) / failed (mapping or
+validation) / unsupported. Per resource type: top-level elements of the
 reference resources that we produce with an equal value (matching), do not produce (missing), or
 produce with another value (differing). Values are compared after dropping ids, references, meta
 and narrative, which differ by design (references are urn:uuid fullUrls here). The references
@@ -18,10 +21,10 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from simpul.errors import MappingError, NothingToMap, UnsupportedMessageType
+from simpul.errors import MappingError, MessageError, NothingToMap, UnsupportedMessageType
 from simpul.mappings.loader import load_mapping
-from simpul.mappings.v2.message import split_lines
 from simpul.mappings.validation import validate_bundle
+from simpul.v2 import MessageHeader, read_header, read_message, split_messages
 
 REFERENCE_SUFFIXES = (".expected.json", ".reportstream.fhir.json", ".ig-sample.json")
 _IGNORED = {"id", "reference", "fullUrl", "meta", "text", "div"}
@@ -41,6 +44,7 @@ class Report:
     corpus: str
     mapped: Counter[str] = field(default_factory=Counter)       # message type -> count
     failed: Counter[str] = field(default_factory=Counter)       # mapping or validation failed
+    refused: Counter[str] = field(default_factory=Counter)      # the v2 reader refused the bytes
     unsupported: Counter[str] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)           # "file: reason" (no patient data)
     fields: dict[str, FieldCounts] = field(default_factory=lambda: defaultdict(FieldCounts))
@@ -53,12 +57,13 @@ class Report:
 
     def __str__(self) -> str:
         lines = [f"Conformance report for {self.corpus}", "", "Per message type:",
-                 f"  {'type':<12} {'mapped':>7} {'failed':>7} {'unsupported':>12}"]
-        types = sorted(set(self.mapped) | set(self.failed) | set(self.unsupported))
+                 f"  {'type':<12} {'mapped':>7} {'refused':>8} {'failed':>7} {'unsupported':>12}"]
+        types = sorted(set(self.mapped) | set(self.refused) | set(self.failed) | set(self.unsupported))
         for t in types:
-            lines.append(f"  {t:<12} {self.mapped[t]:>7} {self.failed[t]:>7} {self.unsupported[t]:>12}")
-        lines.append(f"  {'total':<12} {sum(self.mapped.values()):>7} {sum(self.failed.values()):>7} "
-                     f"{sum(self.unsupported.values()):>12}")
+            lines.append(f"  {t:<12} {self.mapped[t]:>7} {self.refused[t]:>8} {self.failed[t]:>7} "
+                         f"{self.unsupported[t]:>12}")
+        lines.append(f"  {'total':<12} {sum(self.mapped.values()):>7} {sum(self.refused.values()):>8} "
+                     f"{sum(self.failed.values()):>7} {sum(self.unsupported.values()):>12}")
         lines += ["", f"Per resource type, against {self.compared_files} reference outputs "
                       "(top-level elements of the reference resources):",
                   f"  {'resource':<22} {'matching':>9} {'missing':>8} {'differing':>10}"]
@@ -66,20 +71,19 @@ class Report:
             c = self.fields[rtype]
             lines.append(f"  {rtype:<22} {c.matching:>9} {c.missing:>8} {c.differing:>10}")
         if self.failures:
-            lines += ["", "Failures and unsupported types:"] + [f"  {f}" for f in self.failures]
+            lines += ["", "Refusals, failures and unsupported types:"] + [f"  {f}" for f in self.failures]
         if self.unmapped_codes:
             lines += ["", "Codes with no vocabulary entry (kept as the original coding), most frequent:"]
             lines += [f"  {code}: {n}" for code, n in self.unmapped_codes.most_common(10)]
         return "\n".join(lines)
 
 
-def _message_type(text: str) -> str:
-    lines = split_lines(text)
-    if not lines or not lines[0].startswith("MSH") or len(lines[0]) < 4:
+def _message_type(raw: bytes) -> str:
+    try:
+        header: MessageHeader = read_header(raw)
+    except MessageError:
         return "unreadable"
-    msh = lines[0].split(lines[0][3])
-    parts = msh[8].split("^") if len(msh) > 8 else [""]
-    return "^".join(p for p in parts[:2] if p) or "unknown"
+    return header.message_type
 
 
 def _normalize(value: Any) -> Any:
@@ -124,31 +128,42 @@ def run(corpus_dir: str | pathlib.Path, *, validate: bool = True) -> Report:
     mapping = load_mapping("v2_to_fhir", base_dir=corpus)
     report = Report(str(corpus))
     for path in sorted(corpus.glob("*.hl7")):
-        text = path.read_bytes().decode("utf-8", errors="replace")
-        mtype = _message_type(text)
-        try:
-            bundle = mapping.map(text)
-            if validate:
-                validate_bundle(bundle)
-        except NothingToMap as exc:
-            report.unsupported[mtype] += 1
-            report.failures.append(f"{path.name}: {exc.reason}")
-            continue
-        except UnsupportedMessageType:
-            report.unsupported[mtype] += 1
-            report.failures.append(f"{path.name}: unsupported message type {mtype}")
-            continue
-        except MappingError as exc:
-            report.failed[mtype] += 1
-            report.failures.append(f"{path.name}: {exc}")
-            continue
-        report.mapped[mtype] += 1
-        stem = path.name[:-len(".hl7")]
-        for suffix in REFERENCE_SUFFIXES:
-            ref_path = corpus / (stem + suffix)
-            if ref_path.exists():
-                report.compared_files += 1
-                compare(bundle, json.loads(ref_path.read_text(encoding="utf-8")), report)
+        # No message in the file: the reader refuses the empty text with the listener's reason.
+        found = split_messages(path.read_bytes()) or [b""]
+        for number, raw in enumerate(found, start=1):
+            name = path.name if len(found) == 1 else f"{path.name}#{number}"
+            mtype = _message_type(raw)
+            try:
+                text = read_message(raw).text
+            except MessageError as exc:
+                report.refused[mtype] += 1
+                report.failures.append(f"{name}: refused: {exc}")
+                continue
+            try:
+                bundle = mapping.map(text)
+                if validate:
+                    validate_bundle(bundle)
+            except NothingToMap as exc:
+                report.unsupported[mtype] += 1
+                report.failures.append(f"{name}: {exc.reason}")
+                continue
+            except UnsupportedMessageType:
+                report.unsupported[mtype] += 1
+                report.failures.append(f"{name}: unsupported message type {mtype}")
+                continue
+            except MappingError as exc:
+                report.failed[mtype] += 1
+                report.failures.append(f"{name}: {exc}")
+                continue
+            report.mapped[mtype] += 1
+            if len(found) > 1:
+                continue  # reference outputs are per file, for files of one message
+            stem = path.name[:-len(".hl7")]
+            for suffix in REFERENCE_SUFFIXES:
+                ref_path = corpus / (stem + suffix)
+                if ref_path.exists():
+                    report.compared_files += 1
+                    compare(bundle, json.loads(ref_path.read_text(encoding="utf-8")), report)
     report.unmapped_codes = mapping.unmapped_codes
     return report
 

@@ -8,7 +8,7 @@ from collections import Counter
 from types import ModuleType
 from typing import Any, Callable
 
-from simpul.errors import ConfigError, MappingError, NothingToMap, UnsupportedMessageType
+from simpul.errors import ConfigError, MappingError, MessageError, NothingToMap, UnsupportedMessageType
 from simpul.mappings import vocabulary as vocab
 from simpul.mappings.context import MapContext
 from simpul.mappings.messages import message_map
@@ -36,7 +36,12 @@ class Mapping:
         self.last_skipped: Counter[str] = Counter()
 
     def parse(self, text: str) -> Message:
-        return parse_message(text)
+        """Read a decoded message with simpul.v2's rules (the listener's); MappingError when they
+        refuse it, with the same segment, field and reason the listener's ACK gives."""
+        try:
+            return parse_message(text)
+        except MessageError as exc:
+            raise MappingError(exc.reason, segment=exc.segment, field=exc.field) from exc
 
     def map(self, text: str) -> dict[str, Any]:
         """Map one decoded HL7v2 message to a FHIR R4 transaction Bundle.
@@ -44,12 +49,12 @@ class Mapping:
         Raises UnsupportedMessageType for a type with no map and MappingError (segment, field,
         reason; never patient data) for a message that cannot be mapped.
         """
-        return self.map_message(parse_message(text))
+        return self.map_message(self.parse(text))
 
     def map_message(self, msg: Message) -> dict[str, Any]:
         if self._drop:
             kept = [s for s in msg.segments if s.name not in self._drop or s.name == "MSH"]
-            msg = Message(kept, msg.enc)
+            msg = Message(kept, msg.enc, msg.header)
         code, event = msg.message_code, msg.trigger_event
         fn = message_map(code, event)
         if fn is None:

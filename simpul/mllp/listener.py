@@ -29,10 +29,10 @@ from typing import Awaitable, Callable
 from pydantic import BaseModel, ConfigDict, Field
 
 from simpul.errors import FrameTooLarge, HeaderError, MessageError
+from simpul.v2 import read_header
 
 from .ack import build_ack
 from .framing import DEFAULT_MAX_FRAME_BYTES, END_BLOCK, START_BLOCK, FrameDecoder
-from .header import read_header
 
 __all__ = ["Handler", "ListenerSettings", "ListenerEvents", "MllpServer", "start_mllp_server"]
 

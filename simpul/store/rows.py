@@ -81,7 +81,7 @@ class Message:
 
 
 class HeaderFields(Protocol):
-    """The MSH fields a `messages` row keeps (simpul.mllp.header.MessageHeader has them)."""
+    """The MSH fields a `messages` row keeps (simpul.v2.MessageHeader has them)."""
 
     @property
     def sending_application(self) -> str: ...
@@ -100,7 +100,7 @@ class HeaderFields(Protocol):
 
 
 class KeyFields(Protocol):
-    """The business keys staff search messages by (simpul.engine.business_keys.BusinessKeys)."""
+    """The business keys staff search messages by (simpul.v2.BusinessKeys)."""
 
     @property
     def patient_id(self) -> str: ...

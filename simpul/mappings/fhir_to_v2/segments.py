@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from simpul.errors import MappingError
-from simpul.mappings.fhir_to_v2 import er7
+from simpul.v2 import er7
 from simpul.mappings.fhir_to_v2 import datatypes as dt
 from simpul.mappings.fhir_to_v2.inputs import Located
 from simpul.mappings.fhir_to_v2.vocabulary import (ENCOUNTER_CLASS_TO_0004, GENDER_TO_0001,

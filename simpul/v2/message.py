@@ -1,15 +1,23 @@
-"""Split an HL7v2 message into segments and fields; resolve components on demand.
+"""A parsed message for the mappings: segments of raw field strings, components on demand.
 
-Field numbering follows the standard: `seg[3]` is PID-3. For MSH, `msh[1]` is the field
-separator and `msh[2]` the encoding characters, so `msh[9]` is MSH-9 as everywhere else.
+Field numbering follows the standard: ``seg[3]`` is PID-3. For MSH, ``msh[1]`` is the field
+separator and ``msh[2]`` the encoding characters, so ``msh[9]`` is MSH-9 as everywhere else.
+Nothing is validated beyond what every reader checks (:func:`read_msh_line`, no binary data):
+components, repetitions and escape sequences are only resolved when a map asks for them.
 """
 from __future__ import annotations
 
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
-from simpul.errors import MappingError
-from simpul.mappings.v2.encoding import Encoding
+from simpul.errors import HeaderError
+
+from .charset import codec_for
+from .delimiters import Delimiters
+from .header import MessageHeader, read_msh_line
+from .segments import BATCH_SEGMENTS, check_no_binary, split_segments
+
+__all__ = ["Segment", "Message", "parse_message"]
 
 _SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}$")
 
@@ -19,7 +27,7 @@ class Segment:
 
     __slots__ = ("name", "fields", "enc", "index")
 
-    def __init__(self, name: str, fields: list[str], enc: Encoding, index: int) -> None:
+    def __init__(self, name: str, fields: list[str], enc: Delimiters, index: int) -> None:
         self.name = name
         self.fields = fields
         self.enc = enc
@@ -89,13 +97,14 @@ class Segment:
 
 
 class Message:
-    """A parsed message: its segments in order plus a by-name index."""
+    """A parsed message: its header, its segments in order and a by-name index."""
 
-    __slots__ = ("segments", "enc", "_by_name")
+    __slots__ = ("header", "segments", "enc", "_by_name")
 
-    def __init__(self, segments: list[Segment], enc: Encoding) -> None:
+    def __init__(self, segments: list[Segment], enc: Delimiters, header: MessageHeader | None = None) -> None:
         self.segments = segments
         self.enc = enc
+        self.header = header  # as read by parse_message (None for a Message assembled by hand)
         by_name: dict[str, list[Segment]] = {}
         for seg in segments:
             by_name.setdefault(seg.name, []).append(seg)
@@ -132,39 +141,42 @@ class Message:
         return self.msh.text(10)
 
 
-def split_lines(text: str) -> list[str]:
-    """Segments separated by CR, LF or CRLF; a leading BOM and blank lines dropped."""
+def parse_message(text: str) -> Message:
+    """Read one decoded HL7v2 message with the rules every Simpul reader applies.
+
+    A BOM, blank lines, leading white space and a batch envelope (FHS/BHS/BTS/FTS lines) are
+    skipped; the MSH line is read by :func:`read_msh_line`; an unknown MSH-18 and control characters
+    are refused. Raises
+    :class:`HeaderError` or :class:`MessageError` (segment/field named, never content). A line that
+    is not a segment (a value wrapped by the sender, e.g. base64) continues the previous segment's
+    last field.
+    """
     if text[:1] == "\ufeff":
         text = text[1:]
-    if "\n" in text:
-        text = text.replace("\r\n", "\r").replace("\n", "\r")
-    return [line for line in text.split("\r") if line.strip()]
-
-
-def parse_message(text: str) -> Message:
-    """Read a decoded HL7v2 message. Raises MappingError (segment/field named) when there is no MSH."""
-    lines = split_lines(text)
-    if not lines or not lines[0].startswith("MSH") or len(lines[0]) < 8:
-        raise MappingError("message does not start with an MSH segment", segment="MSH")
-    head = lines[0]
-    fs = head[3]
-    msh_2 = head[4:].split(fs, 1)[0]
-    enc = Encoding.from_msh(fs, msh_2)
+    raw_lines = split_segments(text)
+    check_no_binary(text, raw_lines)
+    lines = [line for line in raw_lines if line.strip() and line[:3] not in BATCH_SEGMENTS]
+    if not lines:
+        raise HeaderError("message does not start with an MSH segment", segment="MSH", field=0,
+                          hl7_error_code="100")
+    head = lines[0] = lines[0].lstrip(" \t")
+    header = read_msh_line(head)
+    codec_for(header.charset)  # an MSH-18 the byte readers refuse is refused here too
+    enc = header.delimiters
+    fs = enc.field
     segments: list[Segment] = []
     for line in lines:
         name = line[:3]
         if name == "MSH":
-            parts = line[4:].split(fs)
-            fields = ["MSH", fs] + parts
+            fields = ["MSH", fs] + line[4:].split(fs)
         elif (len(line) == 3 or line[3] == fs) and _SEGMENT_ID.match(name):
             fields = line.split(fs)
         elif segments:
             # A raw line break inside a value (e.g. base64 wrapped by a sender): the line
             # continues the previous segment's last field.
-            prev = segments[-1]
-            prev.fields[-1] += line
+            segments[-1].fields[-1] += line
             continue
         else:
             continue
         segments.append(Segment(name, fields, enc, len(segments)))
-    return Message(segments, enc)
+    return Message(segments, enc, header)

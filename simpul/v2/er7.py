@@ -1,34 +1,28 @@
-"""ER7 text assembly for outbound HL7 v2: escaping and joining, no I/O and no hl7apy.
+"""ER7 text assembly for outbound HL7 v2: joining leaves into fields and segments, no I/O.
 
 A field is built from leaf strings: a component is a list of subcomponents, a field repetition a list
-of components. Every leaf is escaped here (HL7 v2.5.1 2.7.4), so callers pass plain text.
+of components. Every leaf is escaped with :func:`simpul.v2.delimiters.escape` (HL7 v2.5.1 2.7.4), so
+callers pass plain text. Messages written here use the default delimiters ``|^~\\&``.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-FIELD = "|"
-COMPONENT = "^"
-REPETITION = "~"
-ESCAPE = "\\"
-SUBCOMPONENT = "&"
-ENCODING_CHARACTERS = COMPONENT + REPETITION + ESCAPE + SUBCOMPONENT
-SEGMENT_TERMINATOR = "\r"
+from .delimiters import DEFAULT
+from .delimiters import escape as _escape
+from .segments import join_segments
 
-_ESCAPES = (
-    (ESCAPE, "\\E\\"),  # first, so the escapes added below are not escaped again
-    (FIELD, "\\F\\"),
-    (COMPONENT, "\\S\\"),
-    (SUBCOMPONENT, "\\T\\"),
-    (REPETITION, "\\R\\"),
-)
+__all__ = ["escape", "component", "composite", "repeated", "SegmentBuilder", "msh_text", "join_segments"]
+
+FIELD = DEFAULT.field
+COMPONENT = DEFAULT.component
+REPETITION = DEFAULT.repetition
+SUBCOMPONENT = DEFAULT.subcomponent
 
 
 def escape(text: str) -> str:
-    """Plain text -> ER7 text: delimiters become \\F\\ \\S\\ \\T\\ \\R\\ \\E\\, line breaks \\.br\\."""
-    for raw, escaped in _ESCAPES:
-        text = text.replace(raw, escaped)
-    return text.replace("\r\n", "\\.br\\").replace("\n", "\\.br\\").replace("\r", "\\.br\\")
+    """Plain text -> ER7 text with the default delimiters (line breaks as ``\\.br\\``)."""
+    return _escape(text, DEFAULT)
 
 
 def component(value: str | Sequence[str]) -> str:
@@ -72,9 +66,4 @@ def msh_text(fields: dict[int, str]) -> str:
     """MSH, whose numbering counts the field separator itself as MSH-1 and MSH-2 as the encoding characters."""
     last = max(fields, default=2)
     values = [fields.get(n, "") for n in range(3, last + 1)]
-    return FIELD.join(["MSH", ENCODING_CHARACTERS, *values])
-
-
-def join_segments(segments: Sequence[str]) -> str:
-    """Each segment ended by a carriage return (HL7 v2 2.7.1), the last one included."""
-    return "".join(segment + SEGMENT_TERMINATOR for segment in segments)
+    return FIELD.join(["MSH", DEFAULT.encoding_characters, *values])

@@ -1,10 +1,11 @@
-"""The lenient v2 reader: separators, escapes, the explicit null, repetitions, encoding characters."""
+"""The mappings' message model (simpul.v2.message): separators, escapes, the explicit null, repetitions,
+encoding characters."""
 from __future__ import annotations
 
 import pytest
 
-from simpul.errors import MappingError
-from simpul.mappings.v2 import Encoding, parse_message
+from simpul.errors import HeaderError
+from simpul.v2 import Delimiters, parse_message, read_delimiters
 
 
 @pytest.mark.parametrize("sep", ["\r", "\n", "\r\n"])
@@ -26,7 +27,7 @@ def test_leading_bom_and_msh_numbering() -> None:
     ("\\H\\bold\\N\\", "bold"), ("50\\P\\", "50#"), (r"unterminated\F", r"unterminated\F"),
 ])
 def test_escape_sequences(raw: str, text: str) -> None:
-    enc = Encoding.from_msh("|", "^~\\&#")
+    enc = read_delimiters("|", "^~\\&#")
     assert enc.decode(raw) == text
 
 
@@ -50,7 +51,7 @@ def test_repetitions_skip_empty_and_null() -> None:
 def test_custom_encoding_characters_with_truncation_char() -> None:
     text = "MSH*:!$@#*APP*FAC*****ADT:A01*7*P*2.7\rPID*1**42!43**Doe:Jo$hn@x*long value#"
     m = parse_message(text)
-    assert m.enc == Encoding("*", ":", "!", "$", "@", "#")
+    assert m.enc == Delimiters("*", ":", "!", "$", "@", "#")
     pid = m.one("PID")
     assert pid.reps(3) == ["42", "43"]
     # '@' is the subcomponent separator here; "$hn" is an unterminated escape ('$'), kept as it stands
@@ -71,7 +72,7 @@ def test_wrapped_line_continues_previous_segment() -> None:
 
 
 @pytest.mark.parametrize("text", ["", "PID|1||42", "MSH|"])
-def test_no_msh_is_a_mapping_error(text: str) -> None:
-    with pytest.raises(MappingError) as info:
+def test_no_msh_is_a_header_error(text: str) -> None:
+    with pytest.raises(HeaderError) as info:
         parse_message(text)
     assert info.value.segment == "MSH"

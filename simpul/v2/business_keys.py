@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from simpul.engine.segment_check import split_segments
+__all__ = ["BusinessKeys", "extract_business_keys"]
+
+from .segments import split_segments
 
 
 @dataclass(slots=True)
@@ -29,7 +31,7 @@ _WANTED = ("PID", "PV1", "ORC", "OBR", "IPC")
 
 def extract_business_keys(text: str | list[str], field_separator: str = "|", component_separator: str = "^",
                           repetition_separator: str = "~") -> BusinessKeys:
-    """`text` is the decoded message, or its segments already split (see segment_check)."""
+    """`text` is the decoded message, or its segments already split by `split_segments`."""
     keys = BusinessKeys()
     seen: set[str] = set()
     for line in (split_segments(text) if isinstance(text, str) else text):

@@ -1,4 +1,4 @@
-"""The lean MSH reader."""
+"""The MSH reader (simpul.v2.header): the one every Simpul reader uses."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from simpul.errors import HeaderError
 from simpul.mllp.ack import build_ack, read_ack
-from simpul.mllp.header import is_enhanced_mode, read_header
+from simpul.v2 import is_enhanced_mode, read_header
 
 ADT = (b"MSH|^~\\&|HIS|RSUD^2.16.360^ISO|LIS|LAB|20240501083000+0700||ADT^A01^ADT_A01|MSG00001|P|2.5.1"
        b"|||AL|NE|IDN|UNICODE UTF-8~8859/1\rEVN|A01|20240501083000\rPID|1||12345^^^RSUD^MR||DOE^JOHN\r")

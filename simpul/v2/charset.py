@@ -1,13 +1,15 @@
 """MSH-18 character sets to Python codecs, and decoding with a configured fallback.
 
-The raw bytes are always stored byte-exact; decoding only decides whether the engine can
-read the message (and is repeated from the stored bytes when the message is mapped).
+The raw bytes are always stored byte-exact; decoding only decides whether the engine can read the
+message (and is repeated from the stored bytes when the message is mapped).
 """
 from __future__ import annotations
 
 import codecs
 
 from simpul.errors import CharsetError
+
+__all__ = ["MSH18_CODECS", "codec_for", "decode_message"]
 
 # HL7 table 0211 (alternate character sets) and the spellings senders use in practice.
 MSH18_CODECS = {

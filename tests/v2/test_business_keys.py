@@ -1,4 +1,4 @@
-from simpul.engine.business_keys import extract_business_keys
+from simpul.v2 import extract_business_keys
 
 
 def keys(*segments: str):
