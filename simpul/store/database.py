@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 
 from simpul.store.migrate import upgrade_to_head
 
@@ -55,8 +55,6 @@ def open_database(url: str, *, sqlite_synchronous: str = "FULL", busy_timeout_ms
 
 
 def _make_parent_folder(url: str) -> None:
-    from sqlalchemy.engine import make_url
-
     database = make_url(url).database
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).parent.mkdir(parents=True, exist_ok=True)
