@@ -164,13 +164,20 @@ def test_unfinished_deliveries_are_the_ones_that_hold_a_key() -> None:
 
 
 def test_store_imports_only_the_layers_below_it() -> None:
-    """The store sits under connectors, engine and operations: it may use simpul.errors, nothing above."""
+    """The store sits under connectors, engine and operations: it may use simpul.errors, nothing
+    above, and every import is at the top of its module where a reader sees it."""
     allowed = ("simpul.store", "simpul.errors", "simpul.v2")
     found: list[str] = []
     for path in STORE.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
-            found.extend(f"{path.relative_to(STORE)}: {name}" for name in names
+        tree = ast.parse(path.read_text(), str(path))
+        top_level = {id(node) for node in tree.body}
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue
+            where = f"{path.relative_to(STORE)}:{node.lineno}"
+            if id(node) not in top_level:
+                found.append(f"{where}: import inside a function or block")
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            found.extend(f"{where}: {name}" for name in names
                          if name.startswith("simpul") and not name.startswith(allowed))
     assert found == []
