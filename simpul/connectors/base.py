@@ -1,17 +1,20 @@
-"""The contract every destination connector keeps, and the lazy table of connector names.
+"""The contract every connector keeps, and the declaration each connector module makes.
 
-Lifecycle: `connect()` once before the first send (may be retried by the runtime), `send(payload)`
-for each delivery, `close()` on shutdown or reload. `send` returns a short response text kept on
-the delivery row, or raises `ConnectorUnavailable` (retryable) or `ConnectorRejected` (final):
-the delivery runtime's retry policy reads only those two. A connector module imports its heavy
-third-party libraries inside connect(), so they load only when a channel uses that connector.
+A destination connector's lifecycle: `connect()` once before the first send (the runtime may call
+it again after a failure), `send(outgoing)` for each delivery, `close()` on shutdown or reload;
+`close()` may be called more than once, and `connect()` again after it. `send` returns a short
+response text kept on the delivery row, or raises `ConnectorUnavailable` (retryable) or
+`ConnectorRejected` (final): the delivery runtime's retry policy reads only those two. Error text
+names the peer and the failure, never the payload or a credential.
+
+Each module in this package (and each `simpul.connectors` entry point) declares one
+`CONNECTOR = ConnectorSpec(...)`; `simpul.connectors.registry` finds them by name.
 """
 from __future__ import annotations
 
-import difflib
-import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel
 
@@ -39,31 +42,32 @@ class Connector(Protocol):
     async def close(self) -> None: ...
 
 
-# name -> "module:ConfigClass:ConnectorClass"; modules import lazily
-CONNECTORS: dict[str, str] = {
-    "fhir_server": "simpul.connectors.fhir_server:FhirServerConfig:FhirServerConnector",
-    "mllp": "simpul.connectors.mllp:MllpDestinationConfig:MllpDestination",
-    "file": "simpul.connectors.file:FileDestinationConfig:FileDestination",
-}
+@dataclass(frozen=True, slots=True)
+class ConnectorSpec:
+    """What one connector module declares; the channel models and `simpul docs` are built from it.
 
+    `source`: the config model under `source: {<name>: ...}` when the connector can receive.
+    `destination` + `create_destination`: the config model under a destination's `<name>:` key and
+    the factory that turns a validated config into a `Connector`.
+    `default_payload`: what a destination sends when the channel does not say (`payload:`).
+    """
 
-def _resolve(name: str) -> tuple[Any, Any]:
-    try:
-        target = CONNECTORS[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, CONNECTORS, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ConfigError(f"unknown connector '{name}'{hint}") from None
-    module_name, config_name, class_name = target.split(":")
-    module = importlib.import_module(module_name)
-    return getattr(module, config_name), getattr(module, class_name)
+    name: str
+    source: type[BaseModel] | None = None
+    source_description: str = ""
+    destination: type[BaseModel] | None = None
+    destination_description: str = ""
+    create_destination: Callable[[Any], Connector] | None = None
+    default_payload: Literal["mapped", "raw"] = "mapped"
 
+    def __post_init__(self) -> None:
+        if self.source is None and self.destination is None:
+            raise ConfigError(f"connector '{self.name}' is neither a source nor a destination")
+        if (self.destination is None) != (self.create_destination is None):
+            raise ConfigError(f"connector '{self.name}': a destination needs both a config model "
+                              "and create_destination")
 
-def config_model(name: str) -> type[BaseModel]:
-    config, _ = _resolve(name)
-    return config  # type: ignore[no-any-return]
-
-
-def create_connector(name: str, config: BaseModel) -> Connector:
-    _, connector_class = _resolve(name)
-    return connector_class(config)  # type: ignore[no-any-return]
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return tuple(role for role, model in (("source", self.source), ("destination", self.destination))
+                     if model is not None)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from simpul.connectors.base import Outgoing
+from simpul.connectors.base import ConnectorSpec, Outgoing
 from simpul.errors import ConnectorUnavailable
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -63,3 +63,8 @@ class FileDestination:
 
     async def close(self) -> None:
         return None
+
+
+CONNECTOR = ConnectorSpec(
+    name="file", destination=FileDestinationConfig, create_destination=FileDestination,
+    destination_description="Write each payload to a file in a folder.")

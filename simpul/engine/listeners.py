@@ -13,16 +13,19 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, select
 
-from simpul.engine.config.channel import Channel, HttpSource, MllpSource
+from simpul.connectors.http import HttpSource
+from simpul.connectors.mllp import MllpSource
+from simpul.engine.config.channel import Channel
 from simpul.engine.http_source import HttpSourceServer
 from simpul.engine.ingest import DedupIndex, Ingest, _Seen
 from simpul.engine.metrics import IngestMetrics
 from simpul.engine.store.schema import messages
 from simpul.engine.store.writer import StoreWriter
+from simpul.errors import ConfigError
 from simpul.mllp.listener import ListenerEvents, ListenerSettings, MllpServer, start_mllp_server
 from simpul.mllp.tls import server_ssl_context
 
@@ -33,16 +36,20 @@ Read = Callable[[Callable[[Connection], Any]], Awaitable[Any]]
 
 def source_key(channel: Channel) -> str:
     # Port 0 (tests) means "any free port": such a listener is the channel's own.
-    http = channel.source.http
-    if http is not None:
+    http = channel.source.settings
+    if isinstance(http, HttpSource):
         return f"http:{http.host}:{http.port}{http.path}" if http.port else f"http:{channel.name}{http.path}"
-    mllp = channel.source.mllp
-    assert mllp is not None
+    mllp = channel.source.settings
+    if not isinstance(mllp, MllpSource):
+        raise ConfigError(f"channel {channel.name}: the engine has no listener for a "
+                          f"'{channel.source.kind}' source yet")
     return f"mllp:{mllp.host}:{mllp.port}" if mllp.port else f"mllp:{channel.name}"
 
 
 def wanted_listeners(channels: list[Channel]) -> dict[str, MllpSource | HttpSource]:
-    return {source_key(channel): channel.source.settings for channel in channels if channel.enabled}
+    # source_key refuses a source kind without a listener, so every value here is one of the two
+    return {source_key(channel): cast(MllpSource | HttpSource, channel.source.settings)
+            for channel in channels if channel.enabled}
 
 
 class _CountingEvents(ListenerEvents):
