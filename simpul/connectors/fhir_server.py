@@ -45,6 +45,7 @@ class FhirServerConnector:
         self._client: httpx.AsyncClient | None = None
 
     async def connect(self) -> None:
+        await self.close()      # a second connect() replaces the client instead of leaking its pool
         headers = {"Accept": "application/fhir+json", **self.config.headers}
         if self.config.bearer_token:
             headers["Authorization"] = f"Bearer {self.config.bearer_token}"

@@ -39,7 +39,10 @@ class FileDestination:
         self.directory = Path(config.directory)
 
     async def connect(self) -> None:
-        await asyncio.to_thread(self.directory.mkdir, parents=True, exist_ok=True)
+        try:
+            await asyncio.to_thread(self.directory.mkdir, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConnectorUnavailable(f"cannot create folder {self.config.directory}: {exc.strerror}") from exc
 
     async def send(self, outgoing: Outgoing) -> str:
         name = self.config.filename.format(

@@ -56,6 +56,7 @@ class MllpDestination:
         self._connection: MllpConnection | None = None
 
     async def connect(self) -> None:
+        await self._drop()      # a second connect() replaces the connection instead of leaking it
         ssl_context = None
         if self.config.tls or self.config.ca_file:
             ssl_context = client_ssl_context(ca=self.config.ca_file, cert=self.config.cert_file,

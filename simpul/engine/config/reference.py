@@ -76,6 +76,11 @@ def reference(model: type[BaseModel], path: str = "", seen: set[type] | None = N
     return lines
 
 
+def channel_json_schema(ref_template: str = "#/$defs/{model}") -> dict[str, Any]:
+    """JSON Schema of a channel file (editors, the OpenAPI document); connector keys from the registry."""
+    return Channel.model_json_schema(ref_template=ref_template)
+
+
 def connectors_reference() -> list[str]:
     """One entry per registered connector: its roles and its module docstring."""
     lines = ["#### Connectors", ""]
