@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from simpul.connectors.base import ConnectorSpec, Outgoing
 from simpul.config_types import Duration
+from simpul.connectors.base import ConnectorSpec, Outgoing
 from simpul.errors import ConnectorRejected, ConnectorUnavailable
 
 RETRYABLE_STATUS = {408, 425, 429}

@@ -5,6 +5,7 @@ module plus the `simpul.connectors` entry point its package declares. Nothing in
 """
 from __future__ import annotations
 
+import ast
 import asyncio
 import os
 import subprocess
@@ -191,3 +192,53 @@ async def test_a_channel_delivers_through_the_toy_plug_in(tmp_path: Path, monkey
         await asyncio.to_thread(engine.stop)
         await peer.stop()
     assert peer.secret not in (tmp_path / "engine.log").read_text()
+
+
+def test_connectors_import_only_lower_layers_and_only_at_the_top() -> None:
+    """The engine imports connectors, never the other way round; a function-level import would hide
+    a cycle (an optional heavy library is the one exception, and the built-ins have none)."""
+    package = Path(registry.__file__).parent
+    files = sorted(package.glob("*.py")) + [package.parent / "config_types.py"]
+    allowed = ("simpul.connectors", "simpul.config_types", "simpul.errors", "simpul.mllp", "simpul.v2")
+    found: list[str] = []
+    for path in files:
+        tree = ast.parse(path.read_text())
+        top_level = {id(node) for node in tree.body}
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                if id(node) not in top_level:
+                    found.append(f"{path.name}:{node.lineno} imports inside a function")
+                found += [f"{path.name}:{node.lineno} imports {name}" for name in names
+                          if name.startswith("simpul") and not name.startswith(allowed)]
+    assert found == []
+
+
+def test_a_plug_in_source_without_an_engine_listener_is_refused_not_ignored(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    install(site, "queue", "queue_source", '''\
+        """queue: a source the engine cannot run yet."""
+        from pydantic import BaseModel, ConfigDict, Field
+        from simpul.connectors.base import ConnectorSpec
+
+        class QueueSource(BaseModel):
+            model_config = ConfigDict(extra="forbid")
+            queue: str = Field(description="Queue name.")
+
+        CONNECTOR = ConnectorSpec(name="queue", source=QueueSource, source_description="Read a queue.")
+        ''')
+    channels = tmp_path / "channels"
+    channels.mkdir()
+    (channels / "q.yaml").write_text(textwrap.dedent("""\
+        name: q
+        source: {queue: {queue: lab}}
+        destinations:
+          - label: out
+            file: {directory: out}
+        """))
+    settings = write_settings(tmp_path, f"sqlite:///{tmp_path / 'simpul.db'}", http_port=free_port())
+    result = subprocess.run([str(SIMPUL_CLI), "run", "-c", str(settings)], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(site)}, timeout=60, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "the engine has no listener for a 'queue' source yet" in result.stdout + result.stderr
