@@ -1,5 +1,10 @@
 """The contract every connector keeps, and the declaration each connector module makes.
 
+A source connector's lifecycle: `start()` begins reading (binds, subscribes) and returns once it
+is ready; each message it reads goes to `receive(raw)`, the engine's ingest, which commits it and
+returns the ACK (None when MSH-15 asked for none) for the source to give back to its peer;
+`close()` stops reading. `start()` after `close()` starts again; `close()` may be repeated.
+
 A destination connector's lifecycle: `connect()` once before the first send (the runtime may call
 it again after a failure), `send(outgoing)` for each delivery, `close()` on shutdown or reload;
 `close()` may be called more than once, and `connect()` again after it. `send` returns a short
@@ -12,7 +17,7 @@ Each module in this package (and each `simpul.connectors` entry point) declares 
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -42,11 +47,23 @@ class Connector(Protocol):
     async def close(self) -> None: ...
 
 
+Receive = Callable[[bytes], Awaitable[bytes | None]]
+
+
+class SourceConnector(Protocol):
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectorSpec:
     """What one connector module declares; the channel models and `simpul docs` are built from it.
 
-    `source`: the config model under `source: {<name>: ...}` when the connector can receive.
+    `source` + `create_source`: the config model under `source: {<name>: ...}` when the connector
+    can receive, and the factory that turns a validated config and the engine's `Receive` into a
+    `SourceConnector`. The engine serves `http` sources itself (channels share one HTTP server per
+    port), so that built-in declares no factory.
     `destination` + `create_destination`: the config model under a destination's `<name>:` key and
     the factory that turns a validated config into a `Connector`.
     `default_payload`: what a destination sends when the channel does not say (`payload:`).
@@ -55,6 +72,7 @@ class ConnectorSpec:
     name: str
     source: type[BaseModel] | None = None
     source_description: str = ""
+    create_source: Callable[[Any, Receive], SourceConnector] | None = None
     destination: type[BaseModel] | None = None
     destination_description: str = ""
     create_destination: Callable[[Any], Connector] | None = None

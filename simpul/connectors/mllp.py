@@ -21,20 +21,50 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from simpul.config_types import Duration, IngestOptions
-from simpul.connectors.base import ConnectorSpec, Outgoing
+from simpul.connectors.base import ConnectorSpec, Outgoing, Receive
 from simpul.errors import (
     AckMismatch, AckUnreadable, ApplicationRejectAck, CommitRejectAck, ConnectorRejected,
     ConnectorUnavailable, MllpError, NegativeAck,
 )
-from simpul.mllp.listener import ListenerSettings
+from simpul.mllp.listener import ListenerEvents, ListenerSettings, MllpServer, start_mllp_server
 from simpul.mllp.sender import MllpConnection, open_mllp_connection
-from simpul.mllp.tls import TlsSettings, client_ssl_context
+from simpul.mllp.tls import TlsSettings, client_ssl_context, server_ssl_context
+
+_LISTENER_FIELDS = set(ListenerSettings.model_fields)
 
 
 class MllpSource(ListenerSettings, IngestOptions):
     host: str = Field("127.0.0.1", description="Address to listen on; 0.0.0.0 for every interface.")
     port: int = Field(ge=0, le=65535, description="TCP port (0 picks a free one, for tests).")
     tls: TlsSettings | None = Field(None, description="Serve MLLP over TLS 1.2+ (1.3 preferred).")
+
+
+class MllpSourceConnector:
+    """An MLLP listener that hands every frame to `receive` and answers with what it returns."""
+
+    def __init__(self, config: MllpSource, receive: Receive, *, events: ListenerEvents | None = None) -> None:
+        self.config = config
+        self.receive = receive
+        self.events = events
+        self._server: MllpServer | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (the one the listener chose when the config says 0); 0 when not started."""
+        return self._server.port if self._server is not None else 0
+
+    async def start(self) -> None:
+        await self.close()
+        ssl_context = server_ssl_context(self.config.tls) if self.config.tls else None
+        self._server = await start_mllp_server(
+            self.receive, host=self.config.host, port=self.config.port,
+            settings=ListenerSettings(**self.config.model_dump(include=_LISTENER_FIELDS)), ssl=ssl_context,
+            events=self.events)
+
+    async def close(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            await server.close()
 
 
 class MllpDestinationConfig(BaseModel):
@@ -105,7 +135,8 @@ def _text(ack: bytes) -> str:
 
 
 CONNECTOR = ConnectorSpec(
-    name="mllp", source=MllpSource, source_description="Receive HL7v2 over MLLP.",
+    name="mllp", source=MllpSource, create_source=MllpSourceConnector,
+    source_description="Receive HL7v2 over MLLP.",
     destination=MllpDestinationConfig, create_destination=MllpDestination,
     destination_description="Send HL7v2 over MLLP and check the ACK.",
     # an MLLP receiver expects HL7v2, so the original message goes unless the channel says otherwise

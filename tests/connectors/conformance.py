@@ -1,9 +1,10 @@
-"""The connector conformance contract: what every registered destination connector must do.
+"""The connector conformance contract: what every registered connector must do.
 
 Every destination the registry knows (built-in or plug-in) is run through `test_conformance.py`
-against a real peer on 127.0.0.1. The peer for connector `<name>` lives in `peers/<name>.py` as a
-`Peer` subclass named `PEER`; a registered connector without one fails the suite, so a new
-connector cannot skip it.
+against a real peer on 127.0.0.1; every source with a factory through `test_source_conformance.py`
+with a real sender. The peer for connector `<name>` lives in `peers/<name>.py` as a `Peer`
+subclass named `PEER` (destinations) and a `Sender` subclass named `SENDER` (sources); a
+registered connector without one fails the suite, so a new connector cannot skip it.
 """
 from __future__ import annotations
 
@@ -82,18 +83,49 @@ def toy_plugin_installed() -> Iterator[None]:
         registry.refresh()
 
 
+class Sender(ABC):
+    """A real client of a source connector: it sends one message and reads what comes back."""
+
+    connector: ClassVar[str]
+
+    def config(self) -> dict[str, Any]:
+        """The channel YAML mapping under `source: {<name>: ...}`; port 0 where there is a port."""
+        return {"host": "127.0.0.1", "port": 0}
+
+    @abstractmethod
+    async def send(self, source: Any, raw: bytes, *, timeout: float) -> bytes | None:
+        """Send `raw` to the started `source`; return the ACK the peer got back, None if the source
+        closed the connection without one. A refused connection raises OSError."""
+
+
 def destination_names() -> list[str]:
     with toy_plugin_installed():
         return [spec.name for spec in registry.destinations()]
 
 
-def peer_for(name: str, tmp_path: Path) -> Peer | None:
+def source_names() -> list[str]:
+    """Sources the engine builds through the registry (http is served by the engine's own server)."""
+    with toy_plugin_installed():
+        return [spec.name for spec in registry.sources() if spec.create_source is not None]
+
+
+def _kit(name: str, attribute: str) -> Any:
     try:
         module = importlib.import_module(f"tests.connectors.peers.{name}")
     except ModuleNotFoundError as exc:
         if exc.name != f"tests.connectors.peers.{name}":
             raise
         return None
-    peer_class: type[Peer] = module.PEER
-    assert peer_class.connector == name
-    return peer_class(tmp_path)
+    kit = getattr(module, attribute, None)
+    assert kit is None or kit.connector == name
+    return kit
+
+
+def peer_for(name: str, tmp_path: Path) -> Peer | None:
+    peer_class: type[Peer] | None = _kit(name, "PEER")
+    return peer_class(tmp_path) if peer_class is not None else None
+
+
+def sender_for(name: str) -> Sender | None:
+    sender_class: type[Sender] | None = _kit(name, "SENDER")
+    return sender_class() if sender_class is not None else None

@@ -9,7 +9,9 @@ import pytest
 from simpul.connectors import registry
 from simpul.connectors.base import Connector
 
-from tests.connectors.conformance import Peer, destination_names, peer_for, toy_plugin_installed
+from tests.connectors.conformance import (
+    Peer, Sender, destination_names, peer_for, sender_for, source_names, toy_plugin_installed,
+)
 
 TIMEOUT = 0.5   # the connector's own deadline in the contract tests (seconds)
 
@@ -18,6 +20,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     # Read from the registry at collection time: a newly registered connector joins by itself.
     if "connector_name" in metafunc.fixturenames:
         metafunc.parametrize("connector_name", destination_names())
+    if "source_name" in metafunc.fixturenames:
+        metafunc.parametrize("source_name", source_names())
 
 
 @pytest.fixture(autouse=True)
@@ -44,3 +48,12 @@ async def connector(connector_name: str, peer: Peer) -> AsyncIterator[Connector]
     made = registry.create_destination(connector_name, model.model_validate(peer.config(timeout=TIMEOUT)))
     yield made
     await made.close()
+
+
+@pytest.fixture
+def sender(source_name: str) -> Sender:
+    found = sender_for(source_name)
+    if found is None:
+        pytest.fail(f"source connector '{source_name}' is registered but has no conformance sender: "
+                    f"add SENDER to tests/connectors/peers/{source_name}.py (see tests/connectors/conformance.py)")
+    return found

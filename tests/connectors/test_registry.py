@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import types
 from pathlib import Path
 
 import httpx
@@ -20,9 +21,8 @@ from simpul.connectors import registry
 from simpul.errors import ConfigError
 
 from tests.connectors.conformance import TOY_PLUGIN
-from tests.connectors.peers.toy import ToyPeer
-from tests.helpers import SIMPUL_CLI, EngineHarness, EngineProcess, adt, channel_yaml, free_port, send_one, \
-    write_settings
+from tests.connectors.peers.toy import ToyPeer, ToySender
+from tests.helpers import SIMPUL_CLI, EngineHarness, EngineProcess, adt, channel_yaml, free_port, write_settings
 
 BUILT_IN = ["fhir_server", "file", "http", "mllp"]
 
@@ -42,7 +42,7 @@ def test_built_ins_come_from_the_files_and_plug_ins_from_entry_points() -> None:
     assert registry.module_path("toy") == "simpul_toy_connector"
     assert {spec.name: spec.roles for spec in registry.specs()} == {
         "fhir_server": ("destination",), "file": ("destination",), "http": ("source",),
-        "mllp": ("source", "destination"), "toy": ("destination",)}
+        "mllp": ("source", "destination"), "toy": ("source", "destination")}
 
 
 def test_an_unknown_connector_name_suggests_the_close_one() -> None:
@@ -148,7 +148,8 @@ def test_simpul_docs_and_validate_know_the_plug_in(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(TOY_PLUGIN)}
     docs = subprocess.run([str(SIMPUL_CLI), "docs"], capture_output=True, text=True, env=env, timeout=60)
     assert docs.returncode == 0, docs.stderr
-    assert "#### `destinations.toy`" in docs.stdout and "##### `toy` (destination)" in docs.stdout
+    assert "#### `destinations.toy`" in docs.stdout and "##### `toy` (source, destination)" in docs.stdout
+    assert "#### `source.toy`" in docs.stdout
     assert "| `token` | str | **required** | Shared secret sent on connect; use ${VAR}. |" in docs.stdout
 
     channels = tmp_path / "channels"
@@ -163,26 +164,31 @@ def test_simpul_docs_and_validate_know_the_plug_in(tmp_path: Path) -> None:
     assert "destinations[0].toy.tokn: unknown key (did you mean 'token'?)" in result.stdout + result.stderr
 
 
-async def test_a_channel_delivers_through_the_toy_plug_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`simpul run` with the toy installed: MLLP in, raw HL7v2 out through the toy, secret from the env."""
+async def test_a_channel_runs_through_the_toy_plug_in_both_ways(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """`simpul run` with the toy installed: toy source in, raw HL7v2 out through the toy destination,
+    its secret from the environment."""
     peer = ToyPeer(tmp_path)
     await peer.start()
-    mllp_port = free_port()
+    source_port = free_port()
     (tmp_path / "channels").mkdir()
-    (tmp_path / "channels" / "toy.yaml").write_text(channel_yaml("toyrun", mllp_port, f"""\
-        - label: toy
-          payload: raw
-          toy: {{port: {peer.port}, token: "${{TOY_TOKEN}}", timeout: 2s}}
+    (tmp_path / "channels" / "toy.yaml").write_text(textwrap.dedent(f"""\
+        name: toyrun
+        source: {{toy: {{port: {source_port}}}}}
+        destinations:
+          - label: toy
+            payload: raw
+            toy: {{port: {peer.port}, token: "${{TOY_TOKEN}}", timeout: 2s}}
         """))
     monkeypatch.setenv("PYTHONPATH", str(TOY_PLUGIN))
     monkeypatch.setenv("TOY_TOKEN", peer.secret or "")
     settings = write_settings(tmp_path, f"sqlite:///{tmp_path / 'simpul.db'}", http_port=free_port())
-    engine = EngineProcess(settings, mllp_port, tmp_path / "engine.log")
+    engine = EngineProcess(settings, source_port, tmp_path / "engine.log")
     await asyncio.to_thread(engine.start)
     try:
         message = adt("TOY-1")
-        ack = await send_one(mllp_port, message)
-        assert b"MSA|AA|TOY-1" in ack
+        ack = await ToySender().send(types.SimpleNamespace(port=source_port), message, timeout=10)
+        assert ack is not None and b"MSA|AA|TOY-1" in ack
         for _ in range(200):
             if peer.received():
                 break

@@ -1,10 +1,13 @@
-"""The MLLP destination's peer: FakeLis, an independent MLLP receiver (AE = retryable, AR = final)."""
+"""The MLLP destination's peer: FakeLis, an independent MLLP receiver (AE = retryable, AR = final).
+The MLLP source's sender: a plain socket that frames by hand (not simpul.mllp)."""
 from __future__ import annotations
+
+import asyncio
 
 from pathlib import Path
 from typing import Any, Literal
 
-from tests.connectors.conformance import Peer
+from tests.connectors.conformance import Peer, Sender
 from tests.fakes.fake_lis import FakeLis
 
 
@@ -49,3 +52,23 @@ class MllpPeer(Peer):
 
 
 PEER = MllpPeer
+
+
+class MllpSender(Sender):
+    connector = "mllp"
+
+    async def send(self, source: Any, raw: bytes, *, timeout: float) -> bytes | None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", source.port)
+        try:
+            writer.write(b"\x0b" + raw + b"\x1c\r")
+            await writer.drain()
+            try:
+                framed = await asyncio.wait_for(reader.readuntil(b"\x1c\r"), timeout)
+            except asyncio.IncompleteReadError:
+                return None
+            return framed[framed.index(b"\x0b") + 1:-2]
+        finally:
+            writer.close()
+
+
+SENDER = MllpSender

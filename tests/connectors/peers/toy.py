@@ -1,4 +1,4 @@
-"""The toy plug-in's peer: a line-protocol server (RETRY = retryable, REJECT = final)."""
+"""The toy plug-in's peer: a line-protocol server (RETRY = retryable, REJECT = final); its sender."""
 from __future__ import annotations
 
 import asyncio
@@ -6,7 +6,7 @@ import base64
 from pathlib import Path
 from typing import Any, Literal
 
-from tests.connectors.conformance import Peer
+from tests.connectors.conformance import Peer, Sender
 
 
 class ToyPeer(Peer):
@@ -71,3 +71,23 @@ class ToyPeer(Peer):
 
 
 PEER = ToyPeer
+
+
+class ToySender(Sender):
+    connector = "toy"
+
+    async def send(self, source: Any, raw: bytes, *, timeout: float) -> bytes | None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", source.port)
+        try:
+            writer.write(b"MSG " + base64.b64encode(raw) + b"\n")
+            await writer.drain()
+            line = await asyncio.wait_for(reader.readline(), timeout)
+            if not line:
+                return None
+            verb, _, data = line.strip().partition(b" ")
+            return base64.b64decode(data) if verb == b"ACK" else None
+        finally:
+            writer.close()
+
+
+SENDER = ToySender

@@ -1,28 +1,81 @@
-"""toy: send each payload to a line-protocol server over TCP (a connector added by one file).
+"""toy: a line protocol over TCP, both ways (a connector added by one file, for tests).
 
 Features
-    One persistent connection, opened lazily and reopened after any failure.
+    Source: listens; each `MSG <base64 message>` line is ingested and answered `ACK <base64 ack>`
+    (or `NOACK` when the message asked for none).
+    Destination: one persistent connection, opened lazily and reopened after any failure.
 Connection
-    host, port; `token` authenticates the connection (use ${VAR}).
+    host, port; as a destination, `token` authenticates the connection (use ${VAR}).
 Options
-    timeout.
+    timeout (destination).
 Errors
     refused or dropped connections, timeouts, `RETRY` answers: retryable; `REJECT` answers and a
     refused token: final.
 
-Protocol (one line each way): `HELLO <token>` -> `READY` | `DENIED`, then per delivery
+Destination protocol (one line each way): `HELLO <token>` -> `READY` | `DENIED`, then per delivery
 `SEND <base64 payload>` -> `OK <text>` | `RETRY <reason>` | `REJECT <reason>`.
 """
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from simpul.config_types import Duration
-from simpul.connectors.base import ConnectorSpec, Outgoing
+from simpul.connectors.base import ConnectorSpec, Outgoing, Receive
 from simpul.errors import ConnectorRejected, ConnectorUnavailable
+
+
+class ToySourceConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(ge=0, le=65535, description="TCP port (0 picks a free one).")
+
+
+class ToySource:
+    def __init__(self, config: ToySourceConfig, receive: Receive) -> None:
+        self.config = config
+        self.receive = receive
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def port(self) -> int:
+        return int(self._server.sockets[0].getsockname()[1]) if self._server is not None else 0
+
+    async def start(self) -> None:
+        await self.close()
+        self._server = await asyncio.start_server(self._serve, self.config.host, self.config.port)
+
+    async def close(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+            for writer in list(self._writers):
+                writer.transport.abort()
+            await server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            while line := await reader.readline():
+                verb, _, data = line.strip().partition(b" ")
+                if verb != b"MSG":
+                    break
+                try:
+                    ack = await self.receive(base64.b64decode(data))
+                except Exception:   # noqa: BLE001 - nothing committed, so nothing is acknowledged
+                    break
+                writer.write(b"NOACK\n" if ack is None else b"ACK " + base64.b64encode(ack) + b"\n")
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
 
 
 class ToyConfig(BaseModel):
@@ -98,5 +151,7 @@ class ToyDestination:
 
 
 CONNECTOR = ConnectorSpec(
-    name="toy", destination=ToyConfig, create_destination=ToyDestination,
+    name="toy", source=ToySourceConfig, create_source=ToySource,
+    source_description="Listen for the toy line protocol (a plug-in, for tests).",
+    destination=ToyConfig, create_destination=ToyDestination,
     destination_description="Send each payload to a toy line-protocol server (a plug-in, for tests).")
