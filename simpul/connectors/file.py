@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from simpul.connectors.base import Outgoing
+from simpul.connectors.base import ConnectorSpec, Outgoing
 from simpul.errors import ConnectorUnavailable
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -39,7 +39,10 @@ class FileDestination:
         self.directory = Path(config.directory)
 
     async def connect(self) -> None:
-        await asyncio.to_thread(self.directory.mkdir, parents=True, exist_ok=True)
+        try:
+            await asyncio.to_thread(self.directory.mkdir, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConnectorUnavailable(f"cannot create folder {self.config.directory}: {exc.strerror}") from exc
 
     async def send(self, outgoing: Outgoing) -> str:
         name = self.config.filename.format(
@@ -63,3 +66,8 @@ class FileDestination:
 
     async def close(self) -> None:
         return None
+
+
+CONNECTOR = ConnectorSpec(
+    name="file", destination=FileDestinationConfig, create_destination=FileDestination,
+    destination_description="Write each payload to a file in a folder.")

@@ -167,7 +167,7 @@ def _when(value: str | None) -> float | None:
     """ISO 8601 (2026-11-26T08:00, naive = UTC) or a duration back from now (30m, 2h, 7d)."""
     if value is None:
         return None
-    from simpul.engine.config.durations import parse_duration
+    from simpul.config_types import parse_duration
     try:
         return time.time() - parse_duration(value)
     except ValueError:

@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from simpul.engine.config.reference import channel_json_schema
 from simpul.engine.search import MessageQuery, search_messages
 
 if TYPE_CHECKING:
@@ -36,6 +38,26 @@ def create_app(engine: "Engine") -> FastAPI:
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
         return problem(500, "Internal error", type(exc).__name__)
+
+    def openapi() -> dict[str, Any]:
+        # The channel file's schema (every registered connector's config) joins the components.
+        if app.openapi_schema is None:
+            document = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            channel = channel_json_schema("#/components/schemas/{model}")
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            schemas.update(channel.pop("$defs", {}))
+            schemas["Channel"] = channel
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+    @app.get("/api/channels/schema", response_class=JSONResponse, responses={200: {
+        "description": "JSON Schema of a channel file (components/schemas/Channel)",
+        "content": {"application/schema+json": {"schema": {"type": "object"}}}}})
+    async def channel_schema() -> JSONResponse:
+        """The channel YAML schema, generated from the connector registry (for editors and tools)."""
+        return JSONResponse(channel_json_schema(), media_type="application/schema+json")
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

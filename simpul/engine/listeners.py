@@ -1,6 +1,8 @@
-"""The MLLP listeners of the engine, one per source, each with its own Ingest and dedup index.
+"""The listeners of the engine, one per source, each with its own Ingest and dedup index.
 
-Channels that name the same host:port share one listener. `ListenerSet.apply` starts what is
+MLLP: channels that name the same host:port share one listener. HTTP: one server per host:port,
+one route per path. Any other source connector from the registry: one per channel, built by its
+`create_source`. `ListenerSet.apply` starts what is
 new, stops what went away, restarts a listener only when its settings changed, and leaves the
 others (and their open connections) alone: that is what makes hot reload safe for senders.
 Used by the engine process itself, or by the separate ingest process (engine/ingest_process.py).
@@ -15,17 +17,23 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import Connection, select
 
-from simpul.engine.config.channel import Channel, HttpSource, MllpSource
+from simpul.config_types import IngestOptions
+from simpul.connectors import registry
+from simpul.connectors.base import SourceConnector
+from simpul.connectors.http import HttpSource
+from simpul.connectors.mllp import MllpSource, MllpSourceConnector
+from simpul.engine.config.channel import Channel
 from simpul.engine.http_source import HttpSourceServer
 from simpul.engine.ingest import DedupIndex, Ingest, _Seen
 from simpul.engine.metrics import IngestMetrics
+from simpul.errors import ConfigError
+from simpul.mllp.listener import ListenerEvents
 from simpul.store.schema import messages
 from simpul.store.status import MessageStatus
 from simpul.store.writer import StoreWriter
-from simpul.mllp.listener import ListenerEvents, ListenerSettings, MllpServer, start_mllp_server
-from simpul.mllp.tls import server_ssl_context
 
 log = logging.getLogger("simpul.listeners")
 
@@ -34,15 +42,19 @@ Read = Callable[[Callable[[Connection], Any]], Awaitable[Any]]
 
 def source_key(channel: Channel) -> str:
     # Port 0 (tests) means "any free port": such a listener is the channel's own.
-    http = channel.source.http
-    if http is not None:
+    http = channel.source.settings
+    if isinstance(http, HttpSource):
         return f"http:{http.host}:{http.port}{http.path}" if http.port else f"http:{channel.name}{http.path}"
-    mllp = channel.source.mllp
-    assert mllp is not None
+    mllp = channel.source.settings
+    if not isinstance(mllp, MllpSource):
+        kind = channel.source.kind
+        if registry.spec(kind).create_source is None:
+            raise ConfigError(f"channel {channel.name}: the engine has no listener for a '{kind}' source yet")
+        return f"{kind}:{channel.name}"
     return f"mllp:{mllp.host}:{mllp.port}" if mllp.port else f"mllp:{channel.name}"
 
 
-def wanted_listeners(channels: list[Channel]) -> dict[str, MllpSource | HttpSource]:
+def wanted_listeners(channels: list[Channel]) -> dict[str, BaseModel]:
     return {source_key(channel): channel.source.settings for channel in channels if channel.enabled}
 
 
@@ -74,12 +86,9 @@ class _CountingEvents(ListenerEvents):
 
 @dataclass
 class Listener:
-    settings: MllpSource
-    server: MllpServer
+    settings: BaseModel          # MllpSource, or a plug-in source's config
+    source: SourceConnector
     ingest: Ingest
-
-
-_LISTENER_FIELDS = set(ListenerSettings.model_fields)
 
 
 class ListenerSet:
@@ -95,11 +104,12 @@ class ListenerSet:
         self.http_sources: dict[str, tuple[HttpSource, tuple[str, int, str]]] = {}
 
     def ports(self) -> dict[str, int]:
-        ports = {key: listener.server.port for key, listener in self.listeners.items()}
+        ports = {key: port for key, listener in self.listeners.items()
+                 if isinstance(port := getattr(listener.source, "port", None), int)}
         ports.update({key: self.http_servers[server].port for key, (_, server) in self.http_sources.items()})
         return ports
 
-    async def apply(self, wanted: dict[str, MllpSource | HttpSource], *, wait_for_ports: float = 0.0) -> None:
+    async def apply(self, wanted: dict[str, BaseModel], *, wait_for_ports: float = 0.0) -> None:
         """Start, stop or restart listeners to match `wanted`.
 
         `wait_for_ports`: at start-up after a crash, the dying process may hold a port for a
@@ -114,13 +124,13 @@ class ListenerSet:
                     raise
                 await asyncio.sleep(0.2)
 
-    async def _apply(self, wanted: dict[str, MllpSource | HttpSource]) -> None:
-        mllp = {key: settings for key, settings in wanted.items() if isinstance(settings, MllpSource)}
+    async def _apply(self, wanted: dict[str, BaseModel]) -> None:
+        own = {key: settings for key, settings in wanted.items() if not isinstance(settings, HttpSource)}
         http = {key: settings for key, settings in wanted.items() if isinstance(settings, HttpSource)}
         for key in list(self.listeners):
-            if key not in mllp or self.listeners[key].settings != mllp[key]:
-                await self.listeners.pop(key).server.close()
-        for key, settings in mllp.items():
+            if key not in own or self.listeners[key].settings != own[key]:
+                await self.listeners.pop(key).source.close()
+        for key, settings in own.items():
             if key not in self.listeners:
                 self.listeners[key] = await self._start(key, settings)
         await self._apply_http(http)
@@ -153,25 +163,32 @@ class ListenerSet:
 
     async def close(self) -> None:
         for listener in self.listeners.values():
-            await listener.server.close()
+            await listener.source.close()
         self.listeners.clear()
         for server in self.http_servers.values():
             await server.close()
         self.http_servers.clear()
         self.http_sources.clear()
 
-    async def _start(self, key: str, settings: MllpSource) -> Listener:
-        dedup = DedupIndex(settings.dedup_window)
+    async def _start(self, key: str, settings: BaseModel) -> Listener:
+        # A plug-in source's config need not carry the ingest options: the defaults apply then.
+        options = settings if isinstance(settings, IngestOptions) else IngestOptions.model_validate({})
+        dedup = DedupIndex(options.dedup_window)
         await self._refill_dedup(key, dedup)
-        ingest = Ingest(key, self.writer, dedup, self.metrics, default_charset=settings.default_charset,
-                        fallback_charset=settings.fallback_charset, on_committed=self.on_committed)
-        ssl_context = server_ssl_context(settings.tls) if settings.tls else None
-        server = await start_mllp_server(
-            ingest.handle, host=settings.host, port=settings.port,
-            settings=ListenerSettings(**settings.model_dump(include=_LISTENER_FIELDS)), ssl=ssl_context,
-            events=_CountingEvents(self.metrics, key))
-        log.info("listening", extra={"source": key, "port": server.port, "tls": bool(ssl_context)})
-        return Listener(settings, server, ingest)
+        ingest = Ingest(key, self.writer, dedup, self.metrics, default_charset=options.default_charset,
+                        fallback_charset=options.fallback_charset, on_committed=self.on_committed)
+        source: SourceConnector
+        if isinstance(settings, MllpSource):
+            source = MllpSourceConnector(settings, ingest.handle, events=_CountingEvents(self.metrics, key))
+            await source.start()
+            log.info("listening", extra={"source": key, "port": source.port, "tls": bool(settings.tls)})
+        else:
+            factory = registry.spec(key.split(":", 1)[0]).create_source
+            assert factory is not None      # source_key refuses a source without one
+            source = factory(settings, ingest.handle)
+            await source.start()
+            log.info("source started", extra={"source": key})
+        return Listener(settings, source, ingest)
 
     async def _refill_dedup(self, source: str, dedup: DedupIndex) -> None:
         """Resends after a restart still get their original ACK: refill from the store."""

@@ -25,7 +25,7 @@ import uvicorn
 from prometheus_client import generate_latest
 from sqlalchemy import Connection, func, select
 
-from simpul.connectors.base import create_connector
+from simpul.connectors.registry import create_destination
 from simpul.engine.channel_runtime import ChannelRuntime
 from simpul.engine.config.channels import channel_files_stamp, load_channels
 from simpul.engine.config.settings import Settings
@@ -224,7 +224,7 @@ class Engine:
             if key in self.workers:
                 continue
             worker = DestinationWorker(
-                key[0], key[1], create_connector(destination.connector_name, destination.connector_config),
+                key[0], key[1], create_destination(destination.connector_name, destination.connector_config),
                 destination.retry, writer=self.writer, metrics=self.metrics,
                 max_in_flight=destination.max_in_flight, lease=self.settings.delivery.lease,
                 poll_interval=self.settings.delivery.poll_interval, owner=self.owner,

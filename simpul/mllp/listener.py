@@ -126,13 +126,13 @@ class _MllpProtocol(asyncio.Protocol):
     # -- transport callbacks -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
         server = self._server
         if server._closing or len(server._connections) >= server.settings.max_connections:
             self._lost = True
             transport.abort()
             server.events.connection_refused()
             return
-        assert isinstance(transport, asyncio.Transport)
         self._transport = transport
         self._registered = True
         peer = transport.get_extra_info("peername")

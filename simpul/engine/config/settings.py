@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from simpul.engine.config.durations import Duration
+from simpul.config_types import Duration
 from simpul.engine.config.validation import validate_document
 from simpul.engine.config.yaml_marks import Finding, load_marked
 from simpul.errors import ConfigError
