@@ -28,7 +28,7 @@ class MllpDestinationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     host: str = Field(description="Receiver host name or address.", examples=["lis.hospital.local"])
-    port: int = Field(ge=1, le=65535, description="Receiver MLLP port.")
+    port: int = Field(ge=1, le=65535, description="Receiver MLLP port.", examples=[2575])
     connect_timeout: Duration = Field(10.0, description="Deadline to open the TCP (and TLS) connection.")
     response_timeout: Duration = Field(30.0, description="Deadline for the ACK after a message is sent.")
     tls: bool = Field(False, description="Use TLS (1.2+).")

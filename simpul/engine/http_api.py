@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from simpul.engine.search import MessageQuery, search_messages
+from simpul.errors import ConfigError
 
 if TYPE_CHECKING:
     from simpul.engine.runtime import Engine
@@ -60,4 +62,11 @@ def create_app(engine: "Engine") -> FastAPI:
 
     from simpul.dead_letters.http_api import install as install_dead_letters  # dead letters, replay, destinations
     install_dead_letters(app, engine)
+
+    # The docs site (mkdocs build output) for people who reach the engine but not the internet.
+    site = engine.settings.docs_site_path() if engine is not None else None
+    if site is not None:
+        if not (site / "index.html").is_file():
+            raise ConfigError(f"http.docs_site: {site} holds no built site (run `mkdocs build` first)")
+        app.mount("/docs-site", StaticFiles(directory=site, html=True), name="docs-site")
     return app

@@ -52,7 +52,7 @@ class IngestOptions(Strict):
 
 class MllpSource(ListenerSettings, IngestOptions):
     host: str = Field("127.0.0.1", description="Address to listen on; 0.0.0.0 for every interface.")
-    port: int = Field(ge=0, le=65535, description="TCP port (0 picks a free one, for tests).")
+    port: int = Field(ge=0, le=65535, description="TCP port (0 picks a free one, for tests).", examples=[2576])
     tls: TlsSettings | None = Field(None, description="Serve MLLP over TLS 1.2+ (1.3 preferred).")
 
 
@@ -60,8 +60,10 @@ class HttpSource(IngestOptions):
     """HL7v2 over HTTP: POST one message as the request body; the ACK is the response body."""
 
     host: str = Field("127.0.0.1", description="Address to listen on; 0.0.0.0 for every interface.")
-    port: int = Field(ge=0, le=65535, description="TCP port; channels may share one (each with its own path).")
-    path: str = Field("/hl7", pattern=r"^/[A-Za-z0-9/_.-]*$", description="URL path that takes the POSTs.")
+    port: int = Field(ge=0, le=65535, description="TCP port; channels may share one (each with its own path).",
+                      examples=[8090])
+    path: str = Field("/hl7", pattern=r"^/[A-Za-z0-9/_.-]*$", description="URL path that takes the POSTs.",
+                      examples=["/hl7/lab"])
     max_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest accepted request body (413 above).")
 
 
