@@ -147,7 +147,8 @@ def _connector_page(kind: str, name: str, model: type[BaseModel], doc: str, plac
     out = [f"# {kind}: `{name}`", ""]
     for heading, text in _docstring_sections(doc):
         out += ([f"**{heading}.** {text}", ""] if heading else [text, ""])
-    out += ["## In a channel file", "", f"Written as `{name}:` {placement}. The keys with an example value:", "",
+    out += ["## In a channel file", "", f"Written as `{name}:` {placement}. The keys with an example value "
+            "(the docs examples test loads this into a running engine):", "", "<!-- example: channel-part -->",
             "```yaml"]
     body = _example(model)
     if kind == "Source":
