@@ -110,7 +110,8 @@ def _docstring_sections(doc: str) -> list[tuple[str, str]]:
     lines = (doc or "").strip().splitlines()
     if not lines:
         return []
-    sections: list[tuple[str, str]] = [("", lines[0].split(":", 1)[-1].strip())]
+    summary = lines[0].split(":", 1)[-1].strip()
+    sections: list[tuple[str, str]] = [("", summary[:1].upper() + summary[1:])]
     for line in lines[1:]:
         if line and not line.startswith(" "):
             sections.append((line.strip(), ""))
@@ -195,7 +196,14 @@ def settings_reference() -> str:
             if isinstance(annotation, type) and issubclass(annotation, BaseModel):
                 walk(annotation, f"{key}.")
                 continue
-            default = "" if field.is_required() or field.default is None else f"`{field.default}`"
+            if field.is_required() or field.default is None or field.default_factory is not None:
+                default = ""
+            elif field.default == "":
+                default = "(empty)"
+            elif "parse_duration" in str(field.metadata):
+                default = f"`{field.default:g}s`"
+            else:
+                default = f"`{field.default}`"
             environment = f"`{env_of[key]}`" if key in env_of else ""
             meaning = (field.description or "").replace("|", "\\|")
             rows.append(f"| `{key}` | {default} | {environment} | {meaning} |")
