@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -73,6 +74,13 @@ def test_settings_page_names_every_environment_variable(site: Path):
     text = page(site, "operate/settings")
     for variable in ENV_OVERRIDES:
         assert variable in text
+
+
+def test_pages_load_nothing_from_the_network(site: Path):
+    # On-call staff may read the site from the engine on a hospital network without internet.
+    for path in site.rglob("*.html"):
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r'<(script|link|img)[^>]+(src|href)="(https?:)?//', text), path
 
 
 def test_search_diagram_and_indonesian_pages_are_built(site: Path):
