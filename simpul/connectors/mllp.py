@@ -35,7 +35,7 @@ _LISTENER_FIELDS = set(ListenerSettings.model_fields)
 
 class MllpSource(ListenerSettings, IngestOptions):
     host: str = Field("127.0.0.1", description="Address to listen on; 0.0.0.0 for every interface.")
-    port: int = Field(ge=0, le=65535, description="TCP port (0 picks a free one, for tests).")
+    port: int = Field(ge=0, le=65535, description="TCP port (0 picks a free one, for tests).", examples=[2577])
     tls: TlsSettings | None = Field(None, description="Serve MLLP over TLS 1.2+ (1.3 preferred).")
 
 
@@ -71,7 +71,7 @@ class MllpDestinationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     host: str = Field(description="Receiver host name or address.", examples=["lis.hospital.local"])
-    port: int = Field(ge=1, le=65535, description="Receiver MLLP port.")
+    port: int = Field(ge=1, le=65535, description="Receiver MLLP port.", examples=[2575])
     connect_timeout: Duration = Field(10.0, description="Deadline to open the TCP (and TLS) connection.")
     response_timeout: Duration = Field(30.0, description="Deadline for the ACK after a message is sent.")
     tls: bool = Field(False, description="Use TLS (1.2+).")

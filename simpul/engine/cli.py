@@ -56,6 +56,9 @@ def run(config: ConfigOption = None) -> None:
         settings = _settings(config)
     except ConfigError as exc:
         _fail("\n".join(exc.findings), 2)
+    site = settings.docs_site_path()
+    if site is not None and not (site / "index.html").is_file():
+        _fail(f"simpul: refusing to start: http.docs_site: {site} holds no built site (run `mkdocs build` first)", 2)
     configure_logging(settings.log.level, settings.log.format)
 
     async def main() -> None:

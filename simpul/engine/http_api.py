@@ -10,6 +10,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from simpul.engine.config.reference import channel_json_schema
@@ -82,4 +83,9 @@ def create_app(engine: "Engine") -> FastAPI:
 
     from simpul.dead_letters.http_api import install as install_dead_letters  # dead letters, replay, destinations
     install_dead_letters(app, engine)
+
+    # The docs site (mkdocs build output) for people who reach the engine but not the internet.
+    site = engine.settings.docs_site_path() if engine is not None else None
+    if site is not None:   # `simpul run` checked that it holds a built site
+        app.mount("/docs-site", StaticFiles(directory=site, html=True, check_dir=False), name="docs-site")
     return app

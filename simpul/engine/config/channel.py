@@ -147,7 +147,7 @@ class RateLimit(Strict):
 
 
 class ArchiveSettings(Strict):
-    """Where expired messages go before they leave the hot store (see README.md ("On call"))."""
+    """Where expired messages go before they leave the hot store (docs/operate/retention.md)."""
 
     directory: str = Field(description="Folder for archive files (relative paths: from the settings base "
                                        "folder). Copy it off-site; the store keeps only the file index.",

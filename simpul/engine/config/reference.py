@@ -1,7 +1,7 @@
 """Generate the channel YAML reference from the pydantic models (`simpul docs`).
 
-The field descriptions in the models are the single source: the README's reference section is
-this output, and a test fails when the two drift apart.
+The field descriptions in the models are the single source: the docs site's channel and connector
+reference pages are built from this output (docs/hooks.py), so they cannot drift apart.
 """
 from __future__ import annotations
 
