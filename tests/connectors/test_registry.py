@@ -248,3 +248,16 @@ def test_a_plug_in_source_without_an_engine_listener_is_refused_not_ignored(tmp_
                             env={**os.environ, "PYTHONPATH": str(site)}, timeout=60, cwd=tmp_path)
     assert result.returncode != 0
     assert "the engine has no listener for a 'queue' source yet" in result.stdout + result.stderr
+
+
+def test_a_connector_cannot_take_the_name_of_a_destination_key(tmp_path: Path) -> None:
+    install(tmp_path, "retry", "retry_connector", """\
+        from simpul.connectors.base import ConnectorSpec
+        from simpul.connectors.file import FileDestination, FileDestinationConfig
+        CONNECTOR = ConnectorSpec(name="retry", destination=FileDestinationConfig,
+                                  create_destination=FileDestination)
+        """)
+    result = subprocess.run([sys.executable, "-c", "import simpul.engine.config.channel"], capture_output=True,
+                            text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert result.returncode != 0
+    assert "connector 'retry' has the name of a destination key; rename it" in result.stderr
