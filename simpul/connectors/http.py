@@ -22,8 +22,10 @@ class HttpSource(IngestOptions):
     """HL7v2 over HTTP: POST one message as the request body; the ACK is the response body."""
 
     host: str = Field("127.0.0.1", description="Address to listen on; 0.0.0.0 for every interface.")
-    port: int = Field(ge=0, le=65535, description="TCP port; channels may share one (each with its own path).")
-    path: str = Field("/hl7", pattern=r"^/[A-Za-z0-9/_.-]*$", description="URL path that takes the POSTs.")
+    port: int = Field(ge=0, le=65535, description="TCP port; channels may share one (each with its own path).",
+                      examples=[8090])
+    path: str = Field("/hl7", pattern=r"^/[A-Za-z0-9/_.-]*$", description="URL path that takes the POSTs.",
+                      examples=["/hl7/lab"])
     max_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest accepted request body (413 above).")
 
 

@@ -35,7 +35,7 @@ _LISTENER_FIELDS = set(ListenerSettings.model_fields)
 
 class MllpSource(ListenerSettings, IngestOptions):
     host: str = Field("127.0.0.1", description="Address to listen on; 0.0.0.0 for every interface.")
-    port: int = Field(ge=0, le=65535, description="TCP port (0 picks a free one, for tests).")
+    port: int = Field(ge=0, le=65535, description="TCP port (0 picks a free one, for tests).", examples=[2577])
     tls: TlsSettings | None = Field(None, description="Serve MLLP over TLS 1.2+ (1.3 preferred).")
 
 
