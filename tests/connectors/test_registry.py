@@ -99,7 +99,9 @@ async def test_channel_schema_and_openapi_carry_every_connector(harness: EngineH
         - label: out
           file: {{directory: {tmp_path / 'out'}}}
         """)}, http=True)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{engine.http_port}", timeout=5) as client:
+    # follow_redirects: the old /api paths may redirect to their versioned home
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{engine.http_port}", timeout=5,
+                                 follow_redirects=True) as client:
         schema = (await client.get("/api/channels/schema")).json()
         openapi = (await client.get("/api/openapi.json")).json()
     assert set(schema["$defs"]["Source"]["properties"]) == {"http", "mllp"}
