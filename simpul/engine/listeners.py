@@ -2,9 +2,9 @@
 
 MLLP: channels that name the same host:port share one listener. HTTP: one server per host:port,
 one route per path. Any other source connector from the registry: one per channel, built by its
-`create_source`. `ListenerSet.apply` starts what is
-new, stops what went away, restarts a listener only when its settings changed, and leaves the
-others (and their open connections) alone: that is what makes hot reload safe for senders.
+`create_source`. `ListenerSet.apply` starts what is new, stops what went away, restarts a
+listener only when its settings changed, and leaves the others (and their open connections)
+alone: that is what makes hot reload safe for senders.
 Used by the engine process itself, or by the separate ingest process (engine/ingest_process.py).
 """
 from __future__ import annotations

@@ -99,7 +99,9 @@ async def test_channel_schema_and_openapi_carry_every_connector(harness: EngineH
         - label: out
           file: {{directory: {tmp_path / 'out'}}}
         """)}, http=True)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{engine.http_port}", timeout=5) as client:
+    # follow_redirects: the old /api paths may redirect to their versioned home
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{engine.http_port}", timeout=5,
+                                 follow_redirects=True) as client:
         schema = (await client.get("/api/channels/schema")).json()
         openapi = (await client.get("/api/openapi.json")).json()
     assert set(schema["$defs"]["Source"]["properties"]) == {"http", "mllp"}
@@ -248,3 +250,16 @@ def test_a_plug_in_source_without_an_engine_listener_is_refused_not_ignored(tmp_
                             env={**os.environ, "PYTHONPATH": str(site)}, timeout=60, cwd=tmp_path)
     assert result.returncode != 0
     assert "the engine has no listener for a 'queue' source yet" in result.stdout + result.stderr
+
+
+def test_a_connector_cannot_take_the_name_of_a_destination_key(tmp_path: Path) -> None:
+    install(tmp_path, "retry", "retry_connector", """\
+        from simpul.connectors.base import ConnectorSpec
+        from simpul.connectors.file import FileDestination, FileDestinationConfig
+        CONNECTOR = ConnectorSpec(name="retry", destination=FileDestinationConfig,
+                                  create_destination=FileDestination)
+        """)
+    result = subprocess.run([sys.executable, "-c", "import simpul.engine.config.channel"], capture_output=True,
+                            text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert result.returncode != 0
+    assert "connector 'retry' has the name of a destination key; rename it" in result.stderr

@@ -22,7 +22,6 @@ Knobs (``every`` counts messages 1-based across all connections; 0 = never):
 * ``wrong_control_id_every``: answer with an MSA-2 that does not echo MSH-10.
 * ``no_answer_every``: never answer every n-th message (the connection stays open).
 * ``ssl``: an ``ssl.SSLContext`` to serve MLLP over TLS.
-* ``port``: the port to listen on (default 0: a free one; a restarted peer passes its old port).
 """
 from __future__ import annotations
 
@@ -67,7 +66,6 @@ class FakeLis:
         wrong_control_id_every: int = 0,
         no_answer_every: int = 0,
         host: str = "127.0.0.1",
-        port: int = 0,
         ssl: ssl_module.SSLContext | None = None,
     ) -> None:
         self.ack_code = ack_code
@@ -83,7 +81,6 @@ class FakeLis:
         self.wrong_control_id_every = wrong_control_id_every
         self.no_answer_every = no_answer_every
         self.host = host
-        self.requested_port = port
         self.ssl = ssl
         self.received: list[bytes] = []  # payloads in arrival order
         self.answered: list[str] = []  # the MSA-1 code of every answer actually sent
@@ -98,7 +95,7 @@ class FakeLis:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> FakeLis:
-        self._server = await asyncio.start_server(self._serve, self.host, self.requested_port, ssl=self.ssl,
+        self._server = await asyncio.start_server(self._serve, self.host, 0, ssl=self.ssl,
                                                   limit=16 * 1024 * 1024)
         return self
 

@@ -15,6 +15,7 @@ from simpul.config_types import Duration, StrictModel
 from simpul.connectors import registry
 from simpul.connectors.base import ConnectorSpec
 from simpul.engine.filter_expression import compile_expression
+from simpul.errors import ConfigError
 from simpul.mappings.options import MappingSpec
 
 LABEL = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -26,14 +27,18 @@ def _one_of(names: list[str]) -> str:
     return " or ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + " or " + names[-1]
 
 
-def _connector_fields(role: Literal["source", "destination"]) -> dict[str, Any]:
+def _connector_fields(role: Literal["source", "destination"], base: type[BaseModel]) -> dict[str, Any]:
     """One optional key per registered connector that can play `role`, described by its spec."""
     fields: dict[str, Any] = {}
     for spec in registry.specs():
         model = spec.source if role == "source" else spec.destination
         description = spec.source_description if role == "source" else spec.destination_description
-        if model is not None:
-            fields[spec.name] = (model | None, Field(None, description=description))
+        if model is None:
+            continue
+        if spec.name in base.model_fields:
+            # a connector called e.g. "retry" would silently replace the destination's own key
+            raise ConfigError(f"connector '{spec.name}' has the name of a {role} key; rename it")
+        fields[spec.name] = (model | None, Field(None, description=description))
     return fields
 
 
@@ -224,8 +229,9 @@ if TYPE_CHECKING:
     Source = SourceBase
     Destination = DestinationBase
 else:
-    Source = create_model("Source", __base__=SourceBase, **_connector_fields("source"))
-    Destination = create_model("Destination", __base__=DestinationBase, **_connector_fields("destination"))
+    Source = create_model("Source", __base__=SourceBase, **_connector_fields("source", SourceBase))
+    Destination = create_model("Destination", __base__=DestinationBase,
+                               **_connector_fields("destination", DestinationBase))
 
 
 class Channel(Strict):

@@ -11,6 +11,18 @@ from tests.connectors.conformance import Peer, Sender
 from tests.fakes.fake_lis import FakeLis
 
 
+class _SamePortLis(FakeLis):
+    """FakeLis that binds a given port, so a restarted receiver comes back where it was."""
+
+    def __init__(self, *, port: int, **knobs: Any) -> None:
+        super().__init__(**knobs)
+        self.requested_port = port
+
+    async def start(self) -> FakeLis:
+        self._server = await asyncio.start_server(self._serve, self.host, self.requested_port, ssl=self.ssl)
+        return self
+
+
 class MllpPeer(Peer):
     connector = "mllp"
 
@@ -29,7 +41,7 @@ class MllpPeer(Peer):
         return code
 
     async def start(self) -> None:
-        self.lis = await FakeLis(answer=self._answer, port=self.port).start()
+        self.lis = await _SamePortLis(answer=self._answer, port=self.port).start()
         self.port = self.lis.port
 
     async def stop(self) -> None:
