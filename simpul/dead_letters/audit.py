@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, select
 
+from simpul.store.database import inserted_id
 from simpul.store.rows import audit_event_row
 from simpul.store.schema import audit_events
 
@@ -25,7 +26,7 @@ def record_audit(connection: Connection, *, actor: str, action: str, target: str
     result = connection.execute(audit_events.insert().values(audit_event_row(
         at=time.time(), actor=actor, action=action, target=target, reason=reason,
         detail=orjson.dumps(detail).decode())))
-    return int(result.inserted_primary_key[0])
+    return inserted_id(result)
 
 
 def list_audit(connection: Connection, *, action: str | None = None, actor: str | None = None,

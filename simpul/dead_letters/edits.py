@@ -16,11 +16,13 @@ from sqlalchemy import Connection, select
 from simpul.dead_letters.audit import record_audit
 from simpul.dead_letters.replay import remap
 from simpul.engine.channel_runtime import FHIR_JSON, ChannelRuntime
+from simpul.errors import MessageError, OperationRefused
+from simpul.store.database import inserted_id
 from simpul.store.rows import DeadLetter, dead_letter_edit_row
 from simpul.store.schema import dead_letter_edits, dead_letters, messages
 from simpul.store.status import DeadLetterStatus
-from simpul.errors import MessageError, OperationRefused
 from simpul.v2 import read_header, split_messages
+
 
 def normalise_segments(raw: bytes) -> bytes:
     """Segments end with CR on the wire; editors save LF or CRLF. One message: OperationRefused
@@ -64,9 +66,9 @@ def edit_dead_letter(connection: Connection, dead_letter_id: int, new_raw: bytes
         payload, problem = remap(runtime, raw, header.charset or charset or "")
         if problem is not None:
             raise OperationRefused(f"the edited message does not map: {problem}")
-    edit_id = int(connection.execute(dead_letter_edits.insert().values(dead_letter_edit_row(
+    edit_id = inserted_id(connection.execute(dead_letter_edits.insert().values(dead_letter_edit_row(
         dead_letter_id=dead_letter_id, at=time.time(), actor=actor, reason=reason, raw=raw,
-        payload=payload, content_type=FHIR_JSON if payload is not None else ""))).inserted_primary_key[0])
+        payload=payload, content_type=FHIR_JSON if payload is not None else ""))))
     audit_id = record_audit(connection, actor=actor, action="dead_letter.edit", target=f"dead_letters:{dead_letter_id}",
                             reason=reason, detail={"count": 1, "edit_id": edit_id, "bytes": len(raw),
                                                    "control_id": header.control_id})

@@ -27,10 +27,11 @@ from simpul.dead_letters.audit import record_audit
 from simpul.dead_letters.query import DeadLetterFilter
 from simpul.engine.channel_runtime import FHIR_JSON, HL7_V2, ChannelRuntime, order_key
 from simpul.engine.processor import message_fields
+from simpul.errors import OperationRefused
+from simpul.store.database import inserted_id
 from simpul.store.rows import DeadLetter, DeadLetterEdit, Delivery, Message, delivery_row, replay_row
 from simpul.store.schema import dead_letter_edits, dead_letters, deliveries, messages, replays
 from simpul.store.status import DeadLetterStatus, DeliveryStatus
-from simpul.errors import OperationRefused
 from simpul.v2 import decode_message
 
 DEFAULT_CAP = 100
@@ -114,7 +115,7 @@ def plan_replay(connection: Connection, query: DeadLetterFilter, channels: Mappi
 
 def _items_for(connection: Connection, row: DeadLetter, channels: Mapping[str, ChannelRuntime],
                to_destination: str | None) -> list[ReplayItem]:
-    base = dict(dead_letter_id=row.id, message_id=row.message_id, channel=row.channel, patient_id=row.patient_id,
+    base: dict[str, Any] = dict(dead_letter_id=row.id, message_id=row.message_id, channel=row.channel, patient_id=row.patient_id,
                 control_id=row.control_id, message_type=row.message_type, status=row.status)
     runtime = channels.get(row.channel)
     if runtime is None:
@@ -217,10 +218,10 @@ def execute_replay(connection: Connection, plan: ReplayPlan, *, actor: str, reas
             skipped.append({**item.summary(), "problem": f"changed meanwhile (now {current})"})
             continue
         assert item.payload is not None, "a ready item has its payload"
-        new_id = connection.execute(deliveries.insert().values(delivery_row(
+        new_id = inserted_id(connection.execute(deliveries.insert().values(delivery_row(
             message_id=item.message_id, channel=item.channel, destination=item.destination,
             order_key=item.order_key, payload=item.payload, content_type=item.content_type, created_at=now,
-            next_attempt_at=now, replay_of=item.replay_of, ordered_as=item.ordered_as))).inserted_primary_key[0]
+            next_attempt_at=now, replay_of=item.replay_of, ordered_as=item.ordered_as))))
         connection.execute(replays.insert().values(replay_row(
             at=now, audit_event_id=audit_id, dead_letter_id=item.dead_letter_id,
             original_delivery_id=item.original_delivery_id, delivery_id=new_id, edit_id=item.edit_id,

@@ -48,6 +48,7 @@ from simpul.engine.channel_runtime import ChannelRuntime
 from simpul.engine.config.channel import RetentionPolicy
 from simpul.engine.listeners import source_key
 from simpul.errors import ConfigError, OperationRefused, StoreError
+from simpul.store.database import inserted_id
 from simpul.store.rows import Archive, archive_entry_row, archive_row
 from simpul.store.schema import (
     archive_entries,
@@ -270,10 +271,11 @@ def _commit_archive(connection: Connection, channel: str, ids: list[int], record
                     outcome: ArchiveOutcome, sha256: str, key_id: str | None, actor: str, now: float) -> int:
     # Write first: on SQLite that takes the write lock before the re-check reads, so no other
     # writer can queue work for these messages between the check and the delete.
-    archive_id = int(connection.execute(archives.insert().values(archive_row(
+    assert outcome.path is not None, "the archive file is written before its row"
+    archive_id = inserted_id(connection.execute(archives.insert().values(archive_row(
         at=now, actor=actor, channel=channel, path=outcome.path, sha256=sha256, messages=len(ids),
         received_from=outcome.received_from, received_until=outcome.received_until, key_id=key_id,
-        size=outcome.bytes))).inserted_primary_key[0])
+        size=outcome.bytes))))
     m = messages.c
     still = {row.id for row in connection.execute(
         select(m.id).where(m.id.in_(ids), _finished()).with_for_update())}
@@ -503,7 +505,7 @@ def _insert_record(connection: Connection, record: Mapping[str, Any], now: float
         if not keep_ids:
             values = {key: value for key, value in values.items() if key != "id"}
         result = connection.execute(table.insert().values(**values))
-        return old if keep_ids else int(result.inserted_primary_key[0])
+        return old if keep_ids else inserted_id(result)
 
     def same(kind: str, old: int | None) -> int | None:
         return None if old is None else new[kind].get(old, old)

@@ -26,7 +26,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import tenacity
-from sqlalchemy import Connection, and_, bindparam, exists, func, or_, select, update
+from sqlalchemy import BindParameter, Connection, and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.orm import aliased
 
 from simpul.connectors.base import Connector, Outgoing
@@ -71,7 +71,8 @@ class Claimed:
 def _claim_statements() -> tuple[Any, Any, Any]:
     """The claim's three queries, built once (SQLAlchemy then reuses their compiled SQL)."""
     d = deliveries
-    channel, label = bindparam("channel"), bindparam("label")
+    channel: BindParameter[str] = bindparam("channel")
+    label: BindParameter[str] = bindparam("label")
     earlier = aliased(deliveries)
     position = func.coalesce(d.c.ordered_as, d.c.id)
     earlier_position = func.coalesce(earlier.c.ordered_as, earlier.c.id)

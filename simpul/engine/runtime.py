@@ -16,7 +16,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,7 @@ log = logging.getLogger("simpul.engine")
 # Work that layers above the engine run inside it (retention, the HTTP app). The engine only
 # knows these shapes, so it never imports the operations or API layers; the composition root
 # (simpul/app.py) passes them in.
-BackgroundJob = Callable[["Engine"], Awaitable[None]]
+BackgroundJob = Callable[["Engine"], Coroutine[Any, Any, None]]
 HttpAppFactory = Callable[["Engine"], Any]
 
 # How long this process's writer gathers bookkeeping jobs (routing results, claims, outcomes)
@@ -97,7 +97,7 @@ class Engine:
                                   durable_setting=self.settings.database.sqlite_synchronous, job_interval=QUIET_JOB_INTERVAL)
         self.writer.start()
         self.processor = Processor(self.writer, self.metrics, self.channels_for, self._wake_workers, self.read,
-                                   lambda: self._mapping_pool)
+                                   self._current_mapping_pool)
         if not self.settings.ingest_process:
             self._listener_set = ListenerSet(self.writer, self.ingest_metrics, self.read, self._message_committed)
         await self._apply(loaded)
@@ -241,6 +241,11 @@ class Engine:
             self._ingest_busy_at = time.monotonic()
             self.writer.job_interval = BUSY_JOB_INTERVAL
 
+    def _current_mapping_pool(self) -> MappingPool:
+        if self._mapping_pool is None:
+            raise RuntimeError("the mapping pool is not running (engine not started or stopping)")
+        return self._mapping_pool
+
     async def _relax_writer_when_ingest_is_quiet(self) -> None:
         while True:
             await asyncio.sleep(BUSY_FOR / 2)
@@ -295,7 +300,7 @@ class Engine:
         config = uvicorn.Config(self._http_app(self), host=self.settings.http.host, port=self.settings.http.port,
                                 log_config=None, access_log=False, lifespan="off")
         self._http = uvicorn.Server(config)
-        self._http.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._http.install_signal_handlers = lambda: None
         self._tasks.append(asyncio.create_task(self._http.serve(), name="http"))
         for _ in range(200):
             if self._http.started:

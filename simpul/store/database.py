@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, create_engine, event
+from sqlalchemy import Connection, CursorResult, create_engine, event
 from sqlalchemy.engine import Engine, make_url
 
 from simpul.store.migrate import upgrade_to_head
@@ -67,3 +67,11 @@ async def read_in_thread(engine: Engine, fn: Callable[[Connection], Any]) -> Any
         with engine.connect().execution_options(simpul_read=True) as connection:
             return fn(connection)
     return await asyncio.to_thread(run)
+
+
+def inserted_id(result: CursorResult[Any]) -> int:
+    """The primary key of the one row an INSERT wrote (every table here has an integer `id`)."""
+    key = result.inserted_primary_key
+    if key is None:
+        raise RuntimeError("the statement inserted no row")
+    return int(key[0])

@@ -23,7 +23,7 @@ class _Row(Protocol):
     """What a read hands over: a SQLAlchemy `Row` (its `_mapping`) of a `select(table)`."""
 
     @property
-    def _mapping(self) -> Mapping[str, Any]: ...
+    def _mapping(self) -> Mapping[Any, Any]: ...  # RowMapping keys are str or Column
 
 
 _FIELDS: dict[type, tuple[str, ...]] = {}

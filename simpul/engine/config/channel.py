@@ -64,7 +64,8 @@ class SourceBase(Strict):
 
     @property
     def settings(self) -> BaseModel:
-        return getattr(self, self.kind)  # type: ignore[no-any-return]
+        settings: BaseModel = getattr(self, self.kind)
+        return settings
 
 
 class Filter(Strict):
@@ -106,7 +107,8 @@ class RetryPolicy(Strict):
         return self
 
 
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 class DowntimeWindow(Strict):
@@ -116,7 +118,7 @@ class DowntimeWindow(Strict):
     and no backoff grows, and the destination reports `in_downtime` so alerts can stay quiet.
     """
 
-    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
+    days: list[Weekday] = Field(
         default_factory=lambda: list(WEEKDAYS), description="Days the window starts on (default every day).")
     start: str = Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="Local start time, HH:MM.",
                        examples=["23:00"])
@@ -216,7 +218,8 @@ class DestinationBase(Strict):
 
     @property
     def connector_config(self) -> BaseModel:
-        return getattr(self, self.connector_name)  # type: ignore[no-any-return]
+        config: BaseModel = getattr(self, self.connector_name)
+        return config
 
     @property
     def sends(self) -> str:
