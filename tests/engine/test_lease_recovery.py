@@ -5,10 +5,14 @@ The crashed state is made the way SIGKILL leaves it: a row `in_flight` with anot
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
-from tests.helpers import EngineHarness, adt, file_destination_channel, free_port, send_one, segment, store_execute
+from tests.fakes.fhir_server import FakeFhirServer
+from tests.helpers import (
+    EngineHarness, adt, channel_yaml, file_destination_channel, free_port, send_one, segment, store_execute,
+)
 
 
 async def test_expired_lease_is_taken_over_and_a_live_lease_is_respected(tmp_path: Path, database_url: str) -> None:
@@ -61,18 +65,48 @@ async def test_expired_lease_is_taken_over_and_a_live_lease_is_respected(tmp_pat
         await harness.stop()
 
 
-async def test_a_send_slower_than_the_lease_is_not_taken_over_and_sent_twice(harness, fhir_server) -> None:
-    from tests.helpers import adt, channel_yaml, free_port, send_one
-
-    port = free_port()
+async def test_a_send_slower_than_the_lease_is_renewed_and_not_taken_over_by_another_engine(
+        tmp_path: Path, sqlite_url: str, fhir_server: FakeFhirServer) -> None:
+    """Two engines share one store; the first one's send takes 2.5 leases. Its lease must move
+    forward while it sends, and the second engine, polling the same queue every 50 ms, must never
+    take the delivery over (that would POST the Bundle a second time)."""
     fhir_server.delay(2.5)                         # each answer takes longer than two leases
-    await harness.start({"adt.yaml": channel_yaml("adt", port, f"""\
+    destination = f"""\
         - label: fhir
           fhir_server: {{base_url: "{fhir_server.base_url}", timeout: 10s}}
-        """)}, lease=1.0, poll_interval=0.05)
-    await send_one(port, adt("SLOW-1", patient="MRSLOW"))
-    await harness.wait_for(lambda: harness.sql("SELECT id FROM deliveries WHERE status='delivered'"), timeout=20)
+        """
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = EngineHarness(tmp_path / "a", sqlite_url), EngineHarness(tmp_path / "b", sqlite_url)
+    port = free_port()
+    await first.start({"adt.yaml": channel_yaml("adt", port, destination)}, lease=1.0, engine_id="engine-a")
+    try:
+        # The same channel and destination on another port: the second engine works the same queue.
+        await second.start({"adt.yaml": channel_yaml("adt", free_port(), destination)}, lease=1.0,
+                           engine_id="engine-b")
+        assert segment(await send_one(port, adt("SLOW-1", patient="MRSLOW")), "MSA")[1] == "AA"
+        seen: list[tuple[str, str | None, float | None]] = []
+        deadline = time.monotonic() + 30
+        while True:
+            row = first.sql("SELECT status, lease_owner, lease_until FROM deliveries")
+            if row:
+                seen.append((row[0].status, row[0].lease_owner, row[0].lease_until))
+                if row[0].status == "delivered":
+                    break
+            assert time.monotonic() < deadline, f"not delivered within 30 s: {seen[-3:]}"
+            await asyncio.sleep(0.05)
+    finally:
+        await second.stop()
+        await first.stop()
+
+    in_flight = [(owner, until) for status, owner, until in seen if status == "in_flight"]
+    assert in_flight, "the delivery was never seen in flight"
+    assert {owner for owner, _ in in_flight} == {"engine-a"}, "the second engine took the delivery over"
+    leases = sorted({until for _, until in in_flight})
+    # Claimed with a 1 s lease; a 2.5 s send needs at least two renewals to stay ahead of it.
+    assert len(leases) >= 3, f"the lease did not move forward during the send: {leases}"
+    assert leases[-1] - leases[0] >= 1.0
     posts = [request for request in fhir_server.requests if request.method == "POST"]
     assert len(posts) == 1
-    attempts = harness.sql("SELECT attempt, outcome FROM delivery_attempts")
+    attempts = first.sql("SELECT attempt, outcome FROM delivery_attempts")
     assert [(a.attempt, a.outcome) for a in attempts] == [(1, "delivered")]
