@@ -26,7 +26,10 @@ Features
       400 with one OperationOutcome issue per finding.
 
 Fault injection (for connector tests)
-    `fail_next(n, status=503)`, `reject_next(n, reason)`, `delay(seconds)` (the request is processed,
+    `fail_next(n, status=503)`, `reject_next(n, reason)` (whatever request comes next),
+    `fail_identifier(value, status)` / `reject_identifier(value, reason)` / `clear_identifier(value)`
+    (every request carrying a resource with that identifier value, e.g. one patient's MRN, until
+    cleared; the others are served), `delay(seconds)` (the request is processed,
     then the answer is held back, so a client that times out has still changed the server: the case
     that makes retries need conditional interactions), `stop()` / `start()` (closes the listening
     socket and every open connection, then listens again on the same port).
@@ -698,6 +701,8 @@ class _Faults:
     reject_remaining: int = 0
     reject_reason: str = ""
     delay_seconds: float = 0.0
+    # identifier value -> (status, diagnostics): every request whose resources carry it
+    by_identifier: dict[str, tuple[int, str]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -876,6 +881,22 @@ class FakeFhirServer:
         with self._faults.lock:
             self._faults.reject_remaining, self._faults.reject_reason = n, reason
 
+    def fail_identifier(self, value: str, status: int = 503) -> None:
+        """Answer `status` to every request that carries a resource with an identifier of this
+        value (e.g. one patient's MRN), until `clear_identifier`; other requests are served."""
+        with self._faults.lock:
+            self._faults.by_identifier[value] = (status, f"injected failure for identifier {value}: "
+                                                         f"{status_line(status)}")
+
+    def reject_identifier(self, value: str, reason: str = "rejected by test fault injection") -> None:
+        """Answer 400 with `reason` as diagnostics to every request carrying this identifier value."""
+        with self._faults.lock:
+            self._faults.by_identifier[value] = (400, reason)
+
+    def clear_identifier(self, value: str) -> None:
+        with self._faults.lock:
+            self._faults.by_identifier.pop(value, None)
+
     def delay(self, seconds: float) -> None:
         """Hold every answer back by `seconds` after processing the request (0 turns it off)."""
         self._faults.delay_seconds = seconds
@@ -896,8 +917,14 @@ class FakeFhirServer:
 
     # -- request dispatch (called from handler threads) -------------------------------------------
 
-    def _take_fault(self) -> tuple[int, dict[str, Any]] | None:
+    def _take_fault(self, body: bytes) -> tuple[int, dict[str, Any]] | None:
         with self._faults.lock:
+            if self._faults.by_identifier:
+                carried = _identifier_values(body)
+                for value, (status, diagnostics) in self._faults.by_identifier.items():
+                    if value in carried:
+                        code = "transient" if status >= 500 else "processing"
+                        return status, operation_outcome([OutcomeIssue(code, diagnostics)])
             if self._faults.fail_remaining > 0:
                 self._faults.fail_remaining -= 1
                 status = self._faults.fail_status
@@ -912,7 +939,7 @@ class FakeFhirServer:
 
     def _answer(self, method: str, path: str, query: str, headers: Any,
                 body: bytes) -> tuple[int, dict[str, Any] | None, dict[str, str]]:
-        fault = self._take_fault()
+        fault = self._take_fault(body)
         if fault is not None:
             return fault[0], fault[1], {}
         try:
@@ -970,6 +997,29 @@ class FakeFhirServer:
         if "return=minimal" in (headers.get("Prefer") or ""):
             return status, None, out_headers
         return status, stored, out_headers
+
+
+def _identifier_values(body: bytes) -> set[str]:
+    """Every identifier.value anywhere in a JSON body (a Bundle's entries, or one resource)."""
+    try:
+        document = json.loads(body) if body else None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return set()
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            identifiers = node.get("identifier")
+            for identifier in identifiers if isinstance(identifiers, list) else [identifiers]:
+                if isinstance(identifier, dict) and isinstance(identifier.get("value"), str):
+                    found.add(identifier["value"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+    walk(document)
+    return found
 
 
 def _one_entry_transaction(method: str, url: str, resource: Any,
