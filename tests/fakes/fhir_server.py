@@ -40,8 +40,8 @@ Inspection
 
 Lifecycle
     `with FakeFhirServer() as fhir:` starts a server thread and stops it on exit. The pytest fixture
-    `fhir_server` does the same per test. All public methods are thread-safe, so async tests can use
-    the same object (its blocking calls return in milliseconds).
+    `fhir_server` does the same per test, with `validate=True`. All public methods are thread-safe,
+    so async tests can use the same object (its blocking calls return in milliseconds).
 """
 from __future__ import annotations
 
@@ -1054,7 +1054,8 @@ def _parse_fhir_json(headers: Any, body: bytes) -> Any:
 
 @pytest.fixture
 def fhir_server() -> Iterator[FakeFhirServer]:
-    """A running FakeFhirServer for one test; stopped afterwards."""
-    with FakeFhirServer() as server:
+    """A running FakeFhirServer for one test, validating every written resource against the R4B
+    models (a structurally invalid resource answers 400, as a real server would); stopped afterwards."""
+    with FakeFhirServer(validate=True) as server:
         yield server
 
