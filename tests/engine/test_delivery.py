@@ -38,7 +38,7 @@ async def test_fhir_server_down_then_back_gets_every_bundle_after_retries(harnes
     assert harness.sql("SELECT count(*) AS n FROM dead_letters")[0].n == 0
 
 
-async def test_5xx_is_retried_and_replayed_bundle_creates_no_second_patient(harness, fhir_server):
+async def test_5xx_is_retried_until_accepted_in_order(harness, fhir_server):
     port = free_port()
     fhir_server.fail_next(2, status=503)
     await harness.start({"adt.yaml": fhir_channel(port, fhir_server.base_url)})
@@ -46,9 +46,32 @@ async def test_5xx_is_retried_and_replayed_bundle_creates_no_second_patient(harn
     await send_one(port, adt("FIVE-2", patient="MR5", event="A08"))
     await harness.wait_for(lambda: harness.sql(
         "SELECT count(*) AS n FROM deliveries WHERE status='delivered'")[0].n == 2)
-    attempts = harness.sql("SELECT outcome FROM delivery_attempts ORDER BY id")
-    assert [a.outcome for a in attempts][:2] == ["retry", "retry"]
+    attempts = harness.sql("SELECT m.control_id, a.outcome FROM delivery_attempts a "
+                           "JOIN deliveries d ON d.id = a.delivery_id JOIN messages m ON m.id = d.message_id "
+                           "ORDER BY a.id")
+    assert [(a.control_id, a.outcome) for a in attempts] == [
+        ("FIVE-1", "retry"), ("FIVE-1", "retry"), ("FIVE-1", "delivered"), ("FIVE-2", "delivered")]
     assert len(fhir_server.resources("Patient")) == 1
+
+
+async def test_a_bundle_resent_after_its_answer_was_lost_creates_no_second_patient(harness, fhir_server):
+    """The server applies the Bundle but its answer comes after the client's timeout: the engine
+    retries with the same Bundle, which the server applies again without a second Patient or a
+    new Patient version (conditional update, no-op detection)."""
+    port = free_port()
+    fhir_server.delay(3.0)                                  # longer than the channel's 2 s timeout
+    await harness.start({"adt.yaml": fhir_channel(port, fhir_server.base_url)})
+    await send_one(port, adt("LOST-1", patient="MRLOST"))
+    await harness.wait_for(lambda: [r for r in fhir_server.requests if r.method == "POST"])
+    fhir_server.delay(0)                                    # the retry is answered at once
+    await harness.wait_for(lambda: harness.sql(
+        "SELECT count(*) AS n FROM deliveries WHERE status='delivered'")[0].n == 1, timeout=20)
+    posts = [r for r in fhir_server.requests if r.method == "POST"]
+    assert len(posts) == 2 and posts[0].body == posts[1].body          # the same Bundle, sent twice
+    assert [a.outcome for a in harness.sql("SELECT outcome FROM delivery_attempts ORDER BY id")] == [
+        "retry", "delivered"]
+    [patient] = fhir_server.resources("Patient")
+    assert len(fhir_server.history("Patient", patient["id"])) == 1
 
 
 async def test_400_goes_to_dead_letters_with_the_operation_outcome(harness, fhir_server):

@@ -773,11 +773,12 @@ class _FhirRequestHandler(BaseHTTPRequestHandler):
         except (OSError, ValueError):
             self.close_connection = True
             return
+        delay = fake._faults.delay_seconds     # as set when the request arrived (a test may change it next)
         record = RecordedRequest(self.command, path, query, dict(self.headers.items()), body)
         with fake._requests_lock:
             fake._requests.append(record)
         status, payload, headers = fake._answer(self.command, path, query, self.headers, body)
-        if fake._faults.delay_seconds and fake._stopping.wait(fake._faults.delay_seconds):
+        if delay and fake._stopping.wait(delay):
             self.close_connection = True  # stop() during the delay: the answer is never sent
             return
         data = b"" if payload is None else json.dumps(payload).encode()
