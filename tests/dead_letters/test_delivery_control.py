@@ -111,18 +111,27 @@ def test_downtime_window_in_a_local_time_zone():
 async def test_circuit_opens_after_consecutive_failures_and_a_probe_closes_it(harness, fhir_server, api_factory):
     port = free_port()
     fhir_server.stop()
-    breaker = "circuit_breaker: {failures: 2, open_for: 1500ms}"
+    open_for = 3.0
+    breaker = f"circuit_breaker: {{failures: 2, open_for: {open_for:g}s}}"
     retry = "retry: {max_attempts: 50, initial_delay: 20ms, max_delay: 20ms, jitter: false}"
     engine = await harness.start({"adt.yaml": fhir_channel(port, fhir_server.base_url, retry=retry,
                                                            extra=breaker)}, http=True)
     await send_one(port, adt("CB-1", patient="MRC"))
     await harness.wait_for(lambda: harness.sql("SELECT count(*) AS n FROM delivery_attempts")[0].n >= 2)
-    await asyncio.sleep(0.6)
-    # Open: with 20 ms retries there would be ~30 attempts by now; the circuit holds them back.
-    assert harness.sql("SELECT count(*) AS n FROM delivery_attempts")[0].n == 2
-    assert 'simpul_destination_circuit_state{channel="adt",destination="fhir"} 1.0' in await _metrics(engine.http_port)
+    await _wait_metric(harness, engine.http_port,
+                       'simpul_destination_circuit_state{channel="adt",destination="fhir"} 1.0')
+    # Open: with 20 ms retries there would be an attempt every few polls; the circuit holds them
+    # back for the whole window. Checked against the store's own time of the second failure, so a
+    # slow machine checks less often but never checks past the window.
+    opened_at = harness.sql("SELECT max(finished_at) AS opened FROM delivery_attempts")[0].opened
+    checks = 0
+    while time.time() < opened_at + open_for - 0.5:
+        assert harness.sql("SELECT count(*) AS n FROM delivery_attempts")[0].n == 2
+        checks += 1
+        await asyncio.sleep(0.1)
+    assert checks >= 3, "the machine was too slow to look inside the open window"
     fhir_server.start()
-    await harness.wait_for(lambda: _delivered(harness) == 1, timeout=5)
+    await harness.wait_for(lambda: _delivered(harness) == 1, timeout=15)
     assert harness.sql("SELECT count(*) AS n FROM delivery_attempts")[0].n == 3      # exactly one probe
     await _wait_metric(harness, engine.http_port,
                        'simpul_destination_circuit_state{channel="adt",destination="fhir"} 0.0')
