@@ -307,7 +307,7 @@ DATA_FLOW = (
     Stage("sender", "LIS, RIS, registration", "HL7v2 over MLLP or HTTP POST"),
     Stage("listener", "simpul/mllp/, engine/http_source.py", "frames, size cap, timeouts, TLS"),
     Stage("ingest", "simpul/engine/ingest.py", "read MSH, decode (MSH-18), dedup check, business keys"),
-    Stage("store writer", "simpul/engine/store/", "group commit: one transaction and one fsync, then the ACK"),
+    Stage("store writer", "simpul/store/", "group commit: one transaction and one fsync, then the ACK"),
     Stage("processor", "simpul/engine/processor.py", "route to channels, filter, map in a worker process"),
     Stage("delivery worker", "simpul/engine/delivery.py", "lease, FIFO per key, retry with backoff"),
     Stage("connector", "simpul/connectors/", "FHIR server, LIS over MLLP, files"),

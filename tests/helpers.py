@@ -89,7 +89,8 @@ class EngineHarness:
             "http": {"enabled": settings.pop("http", False), "port": 0},
             "delivery": {"lease": settings.pop("lease", 30.0), "poll_interval": settings.pop("poll_interval", 0.05)},
             "reload_interval": settings.pop("reload_interval", 0),
-            # Mapping in a thread keeps engine start-up instant in tests; test_mapping_pool covers processes.
+            # Mapping in a thread keeps engine start-up instant in tests; tests/engine/test_mapping_stage.py
+            # (test_mapping_runs_in_a_worker_process...) covers the worker process.
             "mapping_workers": settings.pop("mapping_workers", 0),
             "ingest_process": settings.pop("ingest_process", False),
         }

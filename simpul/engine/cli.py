@@ -15,7 +15,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from simpul.errors import ConfigError, SimpulError
+from simpul.errors import ConfigError, SimpulError, StoreError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Simpul: HL7v2/FHIR integration engine.")
@@ -79,6 +79,8 @@ def run(config: ConfigOption = None) -> None:
         asyncio.run(main())
     except ConfigError as exc:
         _fail("simpul: refusing to start:\n" + "\n".join(exc.findings), 2)
+    except StoreError as exc:       # e.g. the store cannot commit durably
+        _fail(f"simpul: refusing to start: {exc}", 2)
     except KeyboardInterrupt:
         pass
     except OSError as exc:

@@ -61,6 +61,7 @@ class _IngestService:
         self.pipe = pipe
         self._notify_scheduled = False
         self._stamp: tuple[Any, ...] = ()
+        self.durable_level: str | None = None
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -76,6 +77,8 @@ class _IngestService:
         writer = StoreWriter(db, max_batch=database.group_commit_max, durable_setting=database.sqlite_synchronous,
                              wal_autocheckpoint=100_000)
         writer.start()
+        # The ACK promises a durable commit: refuse to start if this connection cannot give one.
+        self.durable_level = await writer.check_durability()
         metrics = IngestMetrics()
         metrics_server, _ = start_http_server(0, addr="127.0.0.1", registry=metrics.registry)
 
@@ -101,7 +104,8 @@ class _IngestService:
             return   # the engine process logs the findings; the running listeners stay
         await self.listeners.apply(wanted_listeners([item.channel for item in loaded]),
                                    wait_for_ports=START_PORT_WAIT if first else 0.0)
-        self.pipe.send(("status", {"listeners": self.listeners.ports(), "metrics_port": self.metrics_port}))
+        self.pipe.send(("status", {"listeners": self.listeners.ports(), "metrics_port": self.metrics_port,
+                                   "durable_level": self.durable_level}))
 
     async def _watch(self) -> None:
         while True:
@@ -131,6 +135,7 @@ class IngestProcess:
         self.on_committed = on_committed
         self.listeners: dict[str, int] = {}
         self.metrics_port: int | None = None
+        self.durable_level: str | None = None     # read back from the child's committing connection
         self.restarts = 0
         self._process: Any = None
         self._pipe: Connection | None = None
@@ -174,6 +179,7 @@ class IngestProcess:
                 elif message[0] == "status":
                     self.listeners = message[1]["listeners"]
                     self.metrics_port = message[1]["metrics_port"]
+                    self.durable_level = message[1]["durable_level"]
                     if self._ready is not None and not self._ready.done():
                         self._ready.set_result(None)
                 elif message[0] == "failed" and self._ready is not None and not self._ready.done():

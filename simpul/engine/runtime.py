@@ -96,6 +96,8 @@ class Engine:
         self.writer = StoreWriter(self.db, max_batch=self.settings.database.group_commit_max,
                                   durable_setting=self.settings.database.sqlite_synchronous, job_interval=QUIET_JOB_INTERVAL)
         self.writer.start()
+        # Refuse to start when commits would not wait for the disk (StoreError names the level).
+        await self.writer.check_durability()
         self.processor = Processor(self.writer, self.metrics, self.channels_for, self._wake_workers, self.read,
                                    self._current_mapping_pool)
         if not self.settings.ingest_process:
@@ -266,7 +268,10 @@ class Engine:
     async def health(self) -> dict[str, Any]:
         report: dict[str, Any] = {"status": "ok", "channels": sorted(self.channels),
                                   "listeners": self.listener_ports()}
+        # The durability level read back from each process's committing connection.
+        report["store_durability"] = {"engine": self.writer.durable_level if self.writer else None}
         if self._ingest_process is not None:
+            report["store_durability"]["ingest"] = self._ingest_process.durable_level
             report["ingest_process"] = {"alive": self._ingest_process.alive,
                                         "restarts": self._ingest_process.restarts}
             if not self._ingest_process.alive:

@@ -34,6 +34,8 @@ log = logging.getLogger("simpul.store")
 
 _STOP = object()
 SLOW_TRANSACTION = 0.1
+# What `PRAGMA synchronous` reads back as, per level name.
+_SQLITE_SYNCHRONOUS_CODES = {"OFF": 0, "NORMAL": 1, "FULL": 2, "EXTRA": 3}
 
 
 def insert_rows(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -99,6 +101,10 @@ class StoreWriter:
         # threshold so ACKs do not wait for that; the engine process's commits checkpoint.
         self.wal_autocheckpoint = wal_autocheckpoint
         self._durability: bool | None = None
+        # The level the connection that commits messages reported back after it was set
+        # (SQLite: OFF/NORMAL/FULL/EXTRA; PostgreSQL: synchronous_commit), for /healthz.
+        self.durable_level: str | None = None
+        self._level_checked = False              # PostgreSQL: synchronous_commit read on this connection
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -115,6 +121,14 @@ class StoreWriter:
         self._queue.put(_STOP)
         await asyncio.to_thread(self._thread.join)
         self._thread = None
+
+    async def check_durability(self) -> str:
+        """Commit one empty durable transaction on the writer's own connection and return the
+        durability level it ran with; raises StoreError if that level is not the configured one
+        (an engine whose ACK would not wait for the disk must not start)."""
+        await self.run(lambda connection: None, durable=True)
+        assert self.durable_level is not None
+        return self.durable_level
 
     def insert_message(self, row: dict[str, Any]) -> asyncio.Future[None]:
         """Queue one message row; the future resolves once it is durably committed."""
@@ -203,6 +217,7 @@ class StoreWriter:
             if self._connection is None:
                 self._connection = self.engine.connect()
                 self._durability = None
+                self._level_checked = False
                 if self.wal_autocheckpoint is not None and self._connection.dialect.name == "sqlite":
                     _driver(self._connection).execute(
                         f"PRAGMA wal_autocheckpoint={int(self.wal_autocheckpoint)}")
@@ -215,7 +230,7 @@ class StoreWriter:
         except Exception as exc:  # the commit failed: inserters answer AE/CE, jobs see the error
             log.error("group commit of %d jobs failed: %s", len(jobs), type(exc).__name__)
             self._discard_connection()
-            error = StoreError(f"commit failed: {type(exc).__name__}")
+            error = exc if isinstance(exc, StoreError) else StoreError(f"commit failed: {type(exc).__name__}")
             return [(job.future, None, error) for job in jobs]
         held = time.monotonic() - began
         if held > SLOW_TRANSACTION:
@@ -226,11 +241,34 @@ class StoreWriter:
         return results
 
     def _set_durability(self, connection: Connection, durable: bool) -> None:
-        if connection.dialect.name != "sqlite" or self._durability == durable:
+        if self._durability == durable:
+            return
+        if connection.dialect.name == "postgresql":
+            if durable and not self._level_checked:
+                # A server or database default of `off` would make every commit, ACKed inserts
+                # included, return before the WAL is flushed: refuse to run on it.
+                level = str(connection.exec_driver_sql("SHOW synchronous_commit").scalar())
+                connection.rollback()
+                if level == "off":
+                    raise StoreError("PostgreSQL runs with synchronous_commit=off: an ACKed message "
+                                     "could be lost in a crash; set it to on")
+                self.durable_level, self._level_checked = level, True
+            self._durability = durable
+            return
+        if connection.dialect.name != "sqlite":
             return
         level = self.durable_setting if durable else "NORMAL"
         # On the driver connection: through SQLAlchemy the statement would open a transaction.
-        _driver(connection).execute(f"PRAGMA synchronous={level}")
+        driver = _driver(connection)
+        try:
+            driver.execute(f"PRAGMA synchronous={level}")
+            (code,) = driver.execute("PRAGMA synchronous").fetchone()
+        except Exception as exc:
+            raise StoreError(f"SQLite refused synchronous={level}: {exc}") from exc
+        if code != _SQLITE_SYNCHRONOUS_CODES[level]:
+            raise StoreError(f"SQLite runs with synchronous={code} after synchronous={level} was set")
+        if durable:
+            self.durable_level = level
         self._durability = durable
 
     def _insert_rows(self, connection: Connection, jobs: list[_Job]) -> list[Any]:
