@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from simpul.engine.config.settings import Settings
+from simpul.app import build_engine
 from simpul.engine.runtime import Engine
 from simpul.mllp.sender import open_mllp_connection
 
@@ -88,12 +89,13 @@ class EngineHarness:
             "http": {"enabled": settings.pop("http", False), "port": 0},
             "delivery": {"lease": settings.pop("lease", 30.0), "poll_interval": settings.pop("poll_interval", 0.05)},
             "reload_interval": settings.pop("reload_interval", 0),
-            # Mapping in a thread keeps engine start-up instant in tests; test_mapping_pool covers processes.
+            # Mapping in a thread keeps engine start-up instant in tests; tests/engine/test_mapping_stage.py
+            # (test_mapping_runs_in_a_worker_process...) covers the worker process.
             "mapping_workers": settings.pop("mapping_workers", 0),
             "ingest_process": settings.pop("ingest_process", False),
         }
         config.update(settings)
-        self.engine = Engine(Settings.model_validate({**config, "base_dir": self.tmp_path}))
+        self.engine = build_engine(Settings.model_validate({**config, "base_dir": self.tmp_path}))
         await self.engine.start()
         return self.engine
 

@@ -1,4 +1,4 @@
-"""The shipped example channels and messages work as the README's Quick start says."""
+"""The shipped example channels and messages work as Get started (docs/get-started.md) says."""
 from __future__ import annotations
 
 import asyncio

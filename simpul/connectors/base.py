@@ -1,17 +1,25 @@
-"""The contract every destination connector keeps, and the lazy table of connector names.
+"""The contract every connector keeps, and the declaration each connector module makes.
 
-Lifecycle: `connect()` once before the first send (may be retried by the runtime), `send(payload)`
-for each delivery, `close()` on shutdown or reload. `send` returns a short response text kept on
-the delivery row, or raises `ConnectorUnavailable` (retryable) or `ConnectorRejected` (final):
-the delivery runtime's retry policy reads only those two. A connector module imports its heavy
-third-party libraries inside connect(), so they load only when a channel uses that connector.
+A source connector's lifecycle: `start()` begins reading (binds, subscribes) and returns once it
+is ready; each message it reads goes to `receive(raw)`, the engine's ingest, which commits it and
+returns the ACK (None when MSH-15 asked for none) for the source to give back to its peer;
+`close()` stops reading. `start()` after `close()` starts again; `close()` may be repeated.
+
+A destination connector's lifecycle: `connect()` once before the first send (the runtime may call
+it again after a failure), `send(outgoing)` for each delivery, `close()` on shutdown or reload;
+`close()` may be called more than once, and `connect()` again after it. `send` returns a short
+response text kept on the delivery row, or raises `ConnectorUnavailable` (retryable) or
+`ConnectorRejected` (final): the delivery runtime's retry policy reads only those two. Error text
+names the peer and the failure, never the payload or a credential.
+
+Each module in this package (and each `simpul.connectors` entry point) declares one
+`CONNECTOR = ConnectorSpec(...)`; `simpul.connectors.registry` finds them by name.
 """
 from __future__ import annotations
 
-import difflib
-import importlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel
 
@@ -39,31 +47,45 @@ class Connector(Protocol):
     async def close(self) -> None: ...
 
 
-# name -> "module:ConfigClass:ConnectorClass"; modules import lazily
-CONNECTORS: dict[str, str] = {
-    "fhir_server": "simpul.connectors.fhir_server:FhirServerConfig:FhirServerConnector",
-    "mllp": "simpul.connectors.mllp:MllpDestinationConfig:MllpDestination",
-    "file": "simpul.connectors.file:FileDestinationConfig:FileDestination",
-}
+Receive = Callable[[bytes], Awaitable[bytes | None]]
 
 
-def _resolve(name: str) -> tuple[Any, Any]:
-    try:
-        target = CONNECTORS[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, CONNECTORS, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ConfigError(f"unknown connector '{name}'{hint}") from None
-    module_name, config_name, class_name = target.split(":")
-    module = importlib.import_module(module_name)
-    return getattr(module, config_name), getattr(module, class_name)
+class SourceConnector(Protocol):
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
 
 
-def config_model(name: str) -> type[BaseModel]:
-    config, _ = _resolve(name)
-    return config  # type: ignore[no-any-return]
+@dataclass(frozen=True, slots=True)
+class ConnectorSpec:
+    """What one connector module declares; the channel models and `simpul docs` are built from it.
 
+    `source` + `create_source`: the config model under `source: {<name>: ...}` when the connector
+    can receive, and the factory that turns a validated config and the engine's `Receive` into a
+    `SourceConnector`. The engine serves `http` sources itself (channels share one HTTP server per
+    port), so that built-in declares no factory.
+    `destination` + `create_destination`: the config model under a destination's `<name>:` key and
+    the factory that turns a validated config into a `Connector`.
+    `default_payload`: what a destination sends when the channel does not say (`payload:`).
+    """
 
-def create_connector(name: str, config: BaseModel) -> Connector:
-    _, connector_class = _resolve(name)
-    return connector_class(config)  # type: ignore[no-any-return]
+    name: str
+    source: type[BaseModel] | None = None
+    source_description: str = ""
+    create_source: Callable[[Any, Receive], SourceConnector] | None = None
+    destination: type[BaseModel] | None = None
+    destination_description: str = ""
+    create_destination: Callable[[Any], Connector] | None = None
+    default_payload: Literal["mapped", "raw"] = "mapped"
+
+    def __post_init__(self) -> None:
+        if self.source is None and self.destination is None:
+            raise ConfigError(f"connector '{self.name}' is neither a source nor a destination")
+        if (self.destination is None) != (self.create_destination is None):
+            raise ConfigError(f"connector '{self.name}': a destination needs both a config model "
+                              "and create_destination")
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return tuple(role for role, model in (("source", self.source), ("destination", self.destination))
+                     if model is not None)

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from simpul.connectors.base import Outgoing
-from simpul.engine.config.durations import Duration
+from simpul.config_types import Duration
+from simpul.connectors.base import ConnectorSpec, Outgoing
 from simpul.errors import ConnectorRejected, ConnectorUnavailable
 
 RETRYABLE_STATUS = {408, 425, 429}
@@ -41,11 +42,10 @@ class FhirServerConfig(BaseModel):
 class FhirServerConnector:
     def __init__(self, config: FhirServerConfig) -> None:
         self.config = config
-        self._client: Any = None
+        self._client: httpx.AsyncClient | None = None
 
     async def connect(self) -> None:
-        import httpx
-
+        await self.close()      # a second connect() replaces the client instead of leaking its pool
         headers = {"Accept": "application/fhir+json", **self.config.headers}
         if self.config.bearer_token:
             headers["Authorization"] = f"Bearer {self.config.bearer_token}"
@@ -53,10 +53,9 @@ class FhirServerConnector:
         self._client = httpx.AsyncClient(timeout=self.config.timeout, headers=headers, verify=verify)
 
     async def send(self, outgoing: Outgoing) -> str:
-        import httpx
-
         if self._client is None:
             await self.connect()
+        assert self._client is not None
         try:
             response = await self._client.post(
                 self.config.base_url, content=outgoing.payload,
@@ -79,7 +78,7 @@ class FhirServerConnector:
             self._client = None
 
 
-def _summary(response: Any) -> str:
+def _summary(response: httpx.Response) -> str:
     try:
         body = response.json()
     except ValueError:
@@ -90,7 +89,7 @@ def _summary(response: Any) -> str:
     return str(body.get("resourceType", "")) if isinstance(body, dict) else ""
 
 
-def _outcome_summary(response: Any) -> str:
+def _outcome_summary(response: httpx.Response) -> str:
     """The OperationOutcome's issue codes (not its diagnostics, which may echo patient data)."""
     try:
         body = response.json()
@@ -100,3 +99,8 @@ def _outcome_summary(response: Any) -> str:
         return ""
     codes = [str(issue.get("code", "")) for issue in body.get("issue", []) if isinstance(issue, dict)]
     return f" (OperationOutcome: {', '.join(codes)})" if codes else ""
+
+
+CONNECTOR = ConnectorSpec(
+    name="fhir_server", destination=FhirServerConfig, create_destination=FhirServerConnector,
+    destination_description="POST the mapped Bundle to a FHIR server.")

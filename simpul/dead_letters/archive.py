@@ -97,6 +97,7 @@ def encode_archive(records: Iterable[Mapping[str, Any]], header: Mapping[str, An
     fields: dict[str, Any] = {"format": FORMAT, "version": VERSION, **header, "compression": "gzip",
                               "encryption": None}
     if keys is not None:
+        # cryptography is needed only for encrypted archives.
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         nonce = secrets.token_bytes(NONCE_BYTES)
@@ -136,6 +137,7 @@ def decode_archive(data: bytes, keys: ArchiveKeys | None, *, expected_sha256: st
     header_line, _, body = data.partition(b"\n")
     encryption = header.get("encryption")
     if encryption:
+        # cryptography is needed only for encrypted archives.
         from cryptography.exceptions import InvalidTag
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 

@@ -12,7 +12,9 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, select
 
-from simpul.engine.store.schema import audit_events
+from simpul.store.database import inserted_id
+from simpul.store.rows import audit_event_row
+from simpul.store.schema import audit_events
 
 ACTIONS = ("dead_letter.replay", "dead_letter.edit", "dead_letter.discard", "destination.pause",
            "destination.resume", "retention.archive", "retention.restore")
@@ -21,10 +23,10 @@ ACTIONS = ("dead_letter.replay", "dead_letter.edit", "dead_letter.discard", "des
 def record_audit(connection: Connection, *, actor: str, action: str, target: str, reason: str | None,
                  detail: dict[str, Any]) -> int:
     """Insert one audit event in the caller's transaction (so it commits with the change it records)."""
-    result = connection.execute(audit_events.insert().values(
-        at=time.time(), actor=actor[:120], action=action, target=target[:250], reason=reason,
-        detail=orjson.dumps(detail).decode()))
-    return int(result.inserted_primary_key[0])
+    result = connection.execute(audit_events.insert().values(audit_event_row(
+        at=time.time(), actor=actor, action=action, target=target, reason=reason,
+        detail=orjson.dumps(detail).decode())))
+    return inserted_id(result)
 
 
 def list_audit(connection: Connection, *, action: str | None = None, actor: str | None = None,

@@ -20,6 +20,7 @@ import orjson
 import typer
 
 from simpul.errors import ConfigError, OperationRefused, SimpulError
+from simpul.v2 import split_segments
 
 dead_letters_app = typer.Typer(no_args_is_help=True, help="Find, explain, fix and replay failed messages.")
 destinations_app = typer.Typer(no_args_is_help=True, help="Pause, resume and inspect destinations.")
@@ -64,7 +65,7 @@ class StoreSession:
 
     def __init__(self, config: Path | None) -> None:
         from simpul.engine.cli import _settings
-        from simpul.engine.store.database import open_database
+        from simpul.store.database import open_database
 
         self.settings = _settings(config)
         self.db = open_database(self.settings.database_url(),
@@ -228,7 +229,7 @@ def show_command(dead_letter_id: DeadLetterIdArg,
         typer.echo(f"  replay -> delivery {replay['delivery_id']} ({replay['destination']}): {replay['status']}"
                    f" after {replay['attempts']} attempt(s)")
     typer.echo("  original message:")
-    for line in (entry["raw"] or "").split("\r"):
+    for line in split_segments(entry["raw"] or ""):
         if line:
             typer.echo(f"    {line}")
 

@@ -15,11 +15,10 @@ from typing import Any
 from sqlalchemy import Connection, func, select, update
 
 from simpul.dead_letters.audit import record_audit
-from simpul.engine.store.schema import dead_letters, deliveries, destination_controls, messages
+from simpul.store.rows import DestinationControl, destination_control_row
+from simpul.store.schema import dead_letters, deliveries, destination_controls, messages
+from simpul.store.status import UNFINISHED_DELIVERY, DeadLetterStatus, DeliveryStatus
 from simpul.errors import OperationRefused
-
-QUEUED = ("pending", "in_flight", "held")
-
 
 def _check_known(channel: str, destination: str, known: Iterable[tuple[str, str]] | None) -> None:
     if known is None:
@@ -42,9 +41,9 @@ def pause_destination(connection: Connection, channel: str, destination: str, *,
     if current is not None and current.paused_at is not None:
         raise OperationRefused(f"{channel}/{destination} is already paused")
     if current is None:
-        connection.execute(destination_controls.insert().values(
-            channel=channel, destination=destination, paused_at=now, paused_by=actor[:120], reason=reason,
-            updated_at=now))
+        connection.execute(destination_controls.insert().values(destination_control_row(
+            channel=channel, destination=destination, paused_at=now, paused_by=actor, reason=reason,
+            updated_at=now)))
     else:
         connection.execute(update(destination_controls).where(c.channel == channel, c.destination == destination)
                            .values(paused_at=now, paused_by=actor[:120], reason=reason, updated_at=now))
@@ -72,7 +71,7 @@ def resume_destination(connection: Connection, channel: str, destination: str, *
 def _queued_count(connection: Connection, channel: str, destination: str) -> int:
     d = deliveries.c
     return int(connection.execute(select(func.count()).select_from(deliveries).where(
-        d.channel == channel, d.destination == destination, d.status.in_(QUEUED))).scalar_one())
+        d.channel == channel, d.destination == destination, d.status.in_(UNFINISHED_DELIVERY))).scalar_one())
 
 
 def destination_status(connection: Connection, known: Iterable[tuple[str, str]] = ()) -> list[dict[str, Any]]:
@@ -84,35 +83,36 @@ def destination_status(connection: Connection, known: Iterable[tuple[str, str]] 
     def entry(key: tuple[str, str]) -> dict[str, Any]:
         return rows.setdefault(key, {
             "channel": key[0], "destination": key[1], "paused": False, "paused_at": None, "paused_by": None,
-            "pause_reason": None, "queued": {s: 0 for s in QUEUED}, "oldest_age_seconds": None,
-            "next_attempt_at": None, "last_error": None, "open_dead_letters": 0})
+            "pause_reason": None, "queued": {status.value: 0 for status in UNFINISHED_DELIVERY},
+            "oldest_age_seconds": None, "next_attempt_at": None, "last_error": None, "open_dead_letters": 0})
 
     for key in known:
         entry(key)
     for row in connection.execute(select(d.channel, d.destination, d.status, func.count().label("n"),
                                          func.min(d.created_at).label("oldest"))
-                                  .where(d.status.in_(QUEUED)).group_by(d.channel, d.destination, d.status)):
+                                  .where(d.status.in_(UNFINISHED_DELIVERY))
+                                  .group_by(d.channel, d.destination, d.status)):
         item = entry((row.channel, row.destination))
         item["queued"][row.status] = row.n
         age = now - row.oldest
         item["oldest_age_seconds"] = max(item["oldest_age_seconds"] or 0.0, round(age, 3))
     for row in connection.execute(select(d.channel, d.destination, func.min(d.next_attempt_at).label("next_at"))
-                                  .where(d.status == "pending").group_by(d.channel, d.destination)):
+                                  .where(d.status == DeliveryStatus.PENDING).group_by(d.channel, d.destination)):
         entry((row.channel, row.destination))["next_attempt_at"] = row.next_at
     for key, item in rows.items():
         last = connection.execute(select(d.last_error).where(
-            d.channel == key[0], d.destination == key[1], d.status.in_(QUEUED), d.last_error.is_not(None))
+            d.channel == key[0], d.destination == key[1], d.status.in_(UNFINISHED_DELIVERY), d.last_error.is_not(None))
             .order_by(d.id.desc()).limit(1)).scalar()
         item["last_error"] = last
-    for row in connection.execute(select(destination_controls)):
-        if row.paused_at is None and (row.channel, row.destination) not in rows:
+    for control in map(DestinationControl.from_row, connection.execute(select(destination_controls))):
+        if control.paused_at is None and (control.channel, control.destination) not in rows:
             continue
-        item = entry((row.channel, row.destination))
-        item.update(paused=row.paused_at is not None, paused_at=row.paused_at, paused_by=row.paused_by,
-                    pause_reason=row.reason)
+        item = entry((control.channel, control.destination))
+        item.update(paused=control.paused_at is not None, paused_at=control.paused_at,
+                    paused_by=control.paused_by, pause_reason=control.reason)
     x = dead_letters.c
     for row in connection.execute(select(x.channel, x.destination, func.count().label("n"))
-                                  .where(x.status == "open").group_by(x.channel, x.destination)):
+                                  .where(x.status == DeadLetterStatus.OPEN).group_by(x.channel, x.destination)):
         if (row.channel, row.destination) in rows:
             rows[(row.channel, row.destination)]["open_dead_letters"] = row.n
     return [rows[key] for key in sorted(rows)]
@@ -127,6 +127,6 @@ def queued_deliveries(connection: Connection, channel: str, destination: str, *,
         select(d.id, d.status, d.order_key, d.attempts, d.created_at, d.next_attempt_at, d.last_error,
                d.replay_of, m.control_id, m.message_type, m.patient_id)
         .join(messages, m.id == d.message_id)
-        .where(d.channel == channel, d.destination == destination, d.status.in_(QUEUED))
+        .where(d.channel == channel, d.destination == destination, d.status.in_(UNFINISHED_DELIVERY))
         .order_by(position, d.id).limit(limit).offset(offset))
     return [dict(row._mapping) for row in rows]

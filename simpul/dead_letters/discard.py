@@ -9,7 +9,8 @@ from sqlalchemy import Connection, func, select, update
 
 from simpul.dead_letters.audit import record_audit
 from simpul.dead_letters.query import DeadLetterFilter
-from simpul.engine.store.schema import dead_letters, deliveries
+from simpul.store.schema import dead_letters, deliveries
+from simpul.store.status import DeadLetterStatus, DeliveryStatus
 from simpul.errors import OperationRefused
 
 
@@ -20,7 +21,7 @@ def discard_dead_letters(connection: Connection, query: DeadLetterFilter, *, act
         raise OperationRefused("a reason is required to discard (--reason)")
     if query.is_empty():
         raise OperationRefused("say what to discard: an id or at least one filter")
-    query = DeadLetterFilter(**{**vars(query), "status": "open"})
+    query = DeadLetterFilter(**{**vars(query), "status": DeadLetterStatus.OPEN})
     x = dead_letters.c
     matched = connection.execute(select(func.count()).select_from(dead_letters).where(*query.clauses())).scalar_one()
     if matched == 0:
@@ -31,12 +32,13 @@ def discard_dead_letters(connection: Connection, query: DeadLetterFilter, *, act
     rows = list(connection.execute(select(x.id, x.delivery_id, x.channel, x.destination).where(*query.clauses())))
     now = time.time()
     ids = [row.id for row in rows]
-    connection.execute(update(dead_letters).where(x.id.in_(ids), x.status == "open").values(
-        status="discarded", resolved_at=now, resolved_by=actor[:120], resolution=reason))
+    connection.execute(update(dead_letters).where(x.id.in_(ids), x.status == DeadLetterStatus.OPEN).values(
+        status=DeadLetterStatus.DISCARDED, resolved_at=now, resolved_by=actor[:120], resolution=reason))
     held = [row.delivery_id for row in rows if row.delivery_id is not None]
     if held:
-        connection.execute(update(deliveries).where(deliveries.c.id.in_(held), deliveries.c.status == "held")
-                           .values(status="dead"))
+        connection.execute(update(deliveries)
+                           .where(deliveries.c.id.in_(held), deliveries.c.status == DeliveryStatus.HELD)
+                           .values(status=DeliveryStatus.DEAD))
     record_audit(connection, actor=actor, action="dead_letter.discard",
                  target="dead_letters:" + ",".join(str(i) for i in ids[:20]), reason=reason,
                  detail={"count": len(ids), "ids": ids[:1000]})

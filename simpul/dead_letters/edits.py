@@ -7,7 +7,6 @@ entry afterwards sends the newest edit (see replay.py).
 """
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,17 +16,21 @@ from sqlalchemy import Connection, select
 from simpul.dead_letters.audit import record_audit
 from simpul.dead_letters.replay import remap
 from simpul.engine.channel_runtime import FHIR_JSON, ChannelRuntime
-from simpul.engine.store.schema import dead_letter_edits, dead_letters, messages
 from simpul.errors import MessageError, OperationRefused
-from simpul.mllp.header import read_header
-
-_LINE_BREAK = re.compile(rb"\r\n|\n|\r")
+from simpul.store.database import inserted_id
+from simpul.store.rows import DeadLetter, dead_letter_edit_row
+from simpul.store.schema import dead_letter_edits, dead_letters, messages
+from simpul.store.status import DeadLetterStatus
+from simpul.v2 import read_header, split_messages
 
 
 def normalise_segments(raw: bytes) -> bytes:
-    """Segments end with CR on the wire; editors save LF or CRLF."""
-    lines = [line for line in _LINE_BREAK.split(raw.strip(b"\r\n")) if line]
-    return b"\r".join(lines) + b"\r"
+    """Segments end with CR on the wire; editors save LF or CRLF. One message: OperationRefused
+    when the edited text holds several."""
+    found = split_messages(raw)
+    if len(found) > 1:
+        raise OperationRefused(f"the edited text holds {len(found)} messages; edit one message")
+    return found[0] if found else b""
 
 
 @dataclass
@@ -41,10 +44,11 @@ def edit_dead_letter(connection: Connection, dead_letter_id: int, new_raw: bytes
                      channels: Mapping[str, ChannelRuntime]) -> EditResult:
     if not reason or not reason.strip():
         raise OperationRefused("a reason is required to edit (--reason)")
-    row = connection.execute(select(dead_letters).where(dead_letters.c.id == dead_letter_id)).first()
-    if row is None:
+    found = connection.execute(select(dead_letters).where(dead_letters.c.id == dead_letter_id)).first()
+    if found is None:
         raise OperationRefused(f"no dead letter {dead_letter_id}")
-    if row.status != "open":
+    row = DeadLetter.from_row(found)
+    if row.status != DeadLetterStatus.OPEN:
         raise OperationRefused(f"dead letter {dead_letter_id} is {row.status}; only open entries are edited")
     raw = normalise_segments(new_raw)
     try:
@@ -62,9 +66,9 @@ def edit_dead_letter(connection: Connection, dead_letter_id: int, new_raw: bytes
         payload, problem = remap(runtime, raw, header.charset or charset or "")
         if problem is not None:
             raise OperationRefused(f"the edited message does not map: {problem}")
-    edit_id = int(connection.execute(dead_letter_edits.insert().values(
-        dead_letter_id=dead_letter_id, at=time.time(), actor=actor[:120], reason=reason, raw=raw,
-        payload=payload, content_type=FHIR_JSON if payload is not None else "")).inserted_primary_key[0])
+    edit_id = inserted_id(connection.execute(dead_letter_edits.insert().values(dead_letter_edit_row(
+        dead_letter_id=dead_letter_id, at=time.time(), actor=actor, reason=reason, raw=raw,
+        payload=payload, content_type=FHIR_JSON if payload is not None else ""))))
     audit_id = record_audit(connection, actor=actor, action="dead_letter.edit", target=f"dead_letters:{dead_letter_id}",
                             reason=reason, detail={"count": 1, "edit_id": edit_id, "bytes": len(raw),
                                                    "control_id": header.control_id})

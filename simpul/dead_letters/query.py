@@ -12,12 +12,14 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from simpul.engine.store.schema import (
+from simpul.store.schema import (
     dead_letter_edits, dead_letters, deliveries, delivery_attempts, messages, replays,
 )
+from simpul.store.rows import DeadLetter
+from simpul.store.status import DeadLetterStatus
 from simpul.errors import OperationRefused
 
-STATUSES = ("open", "replayed", "discarded")
+STATUSES = tuple(status.value for status in DeadLetterStatus)
 COUNT_BY = ("channel", "destination", "error_class", "stage", "status", "message_type")
 LIST_COLUMNS = ("id", "created_at", "message_id", "delivery_id", "channel", "destination", "stage",
                 "error_class", "error", "attempts", "status", "message_type", "control_id", "patient_id",
@@ -101,9 +103,10 @@ def as_text(data: bytes | None) -> str | None:
 
 def show_dead_letter(connection: Connection, dead_letter_id: int) -> dict[str, Any]:
     """Everything about one entry: bytes, mapped output, attempts, edits and replays (with their outcome)."""
-    row = connection.execute(select(dead_letters).where(dead_letters.c.id == dead_letter_id)).first()
-    if row is None:
+    found = connection.execute(select(dead_letters).where(dead_letters.c.id == dead_letter_id)).first()
+    if found is None:
         raise OperationRefused(f"no dead letter {dead_letter_id}")
+    row = DeadLetter.from_row(found)
     entry = {name: getattr(row, name) for name in LIST_COLUMNS}
     entry["raw"] = as_text(row.raw)
     entry["raw_base64"] = base64.b64encode(bytes(row.raw)).decode()

@@ -26,10 +26,13 @@ from sqlalchemy import Connection, func, select, update
 from simpul.dead_letters.audit import record_audit
 from simpul.dead_letters.query import DeadLetterFilter
 from simpul.engine.channel_runtime import FHIR_JSON, HL7_V2, ChannelRuntime, order_key
-from simpul.engine.charset import decode_message
 from simpul.engine.processor import message_fields
-from simpul.engine.store.schema import dead_letter_edits, dead_letters, deliveries, messages, replays
 from simpul.errors import OperationRefused
+from simpul.store.database import inserted_id
+from simpul.store.rows import DeadLetter, DeadLetterEdit, Delivery, Message, delivery_row, replay_row
+from simpul.store.schema import dead_letter_edits, dead_letters, deliveries, messages, replays
+from simpul.store.status import DeadLetterStatus, DeliveryStatus
+from simpul.v2 import decode_message
 
 DEFAULT_CAP = 100
 SAMPLE_SIZE = 5
@@ -44,7 +47,7 @@ class ReplayItem:
     patient_id: str
     control_id: str
     message_type: str
-    status: str
+    status: DeadLetterStatus
     payload: bytes | None = None
     content_type: str = ""
     order_key: str = ""
@@ -98,11 +101,11 @@ def plan_replay(connection: Connection, query: DeadLetterFilter, channels: Mappi
     if cap < 1:
         raise OperationRefused("--max must be at least 1")
     if not query.ids and query.status is None:
-        query = DeadLetterFilter(**{**vars(query), "status": "open"})
+        query = DeadLetterFilter(**{**vars(query), "status": DeadLetterStatus.OPEN})
     plan = ReplayPlan(query, cap, to_destination)
     x = dead_letters.c
-    rows = list(connection.execute(select(dead_letters).where(*query.clauses()).order_by(x.id)
-                                   .limit(cap + 1)))
+    rows = [DeadLetter.from_row(row) for row in connection.execute(
+        select(dead_letters).where(*query.clauses()).order_by(x.id).limit(cap + 1))]
     plan.matched = connection.execute(select(func.count()).select_from(dead_letters)
                                       .where(*query.clauses())).scalar_one()
     for row in rows[:cap]:
@@ -110,9 +113,9 @@ def plan_replay(connection: Connection, query: DeadLetterFilter, channels: Mappi
     return plan
 
 
-def _items_for(connection: Connection, row: Any, channels: Mapping[str, ChannelRuntime],
+def _items_for(connection: Connection, row: DeadLetter, channels: Mapping[str, ChannelRuntime],
                to_destination: str | None) -> list[ReplayItem]:
-    base = dict(dead_letter_id=row.id, message_id=row.message_id, channel=row.channel, patient_id=row.patient_id,
+    base: dict[str, Any] = dict(dead_letter_id=row.id, message_id=row.message_id, channel=row.channel, patient_id=row.patient_id,
                 control_id=row.control_id, message_type=row.message_type, status=row.status)
     runtime = channels.get(row.channel)
     if runtime is None:
@@ -125,11 +128,13 @@ def _items_for(connection: Connection, row: Any, channels: Mapping[str, ChannelR
         targets = [row.destination]
     else:                       # a mapping failure: it never reached any destination
         targets = labels
-    edit = connection.execute(select(dead_letter_edits).where(dead_letter_edits.c.dead_letter_id == row.id)
-                              .order_by(dead_letter_edits.c.id.desc()).limit(1)).first()
-    message = connection.execute(select(messages).where(messages.c.id == row.message_id)).one()
-    original = (connection.execute(select(deliveries).where(deliveries.c.id == row.delivery_id)).first()
-                if row.delivery_id is not None else None)
+    newest_edit = connection.execute(select(dead_letter_edits).where(dead_letter_edits.c.dead_letter_id == row.id)
+                                     .order_by(dead_letter_edits.c.id.desc()).limit(1)).first()
+    edit = DeadLetterEdit.from_row(newest_edit) if newest_edit is not None else None
+    message = Message.from_row(connection.execute(select(messages).where(messages.c.id == row.message_id)).one())
+    delivered_as = (connection.execute(select(deliveries).where(deliveries.c.id == row.delivery_id)).first()
+                    if row.delivery_id is not None else None)
+    original = Delivery.from_row(delivered_as) if delivered_as is not None else None
     raw = bytes(edit.raw) if edit is not None else bytes(row.raw)
     mapped: bytes | None = None
     mapping_problem: str | None = None
@@ -159,7 +164,7 @@ def _items_for(connection: Connection, row: Any, channels: Mapping[str, ChannelR
             item.original_delivery_id = original.id
             item.order_key = original.order_key
             item.replay_of = original.replay_of or original.id
-            if original.status == "held":
+            if original.status == DeliveryStatus.HELD:
                 item.ordered_as = original.ordered_as or original.id
                 item.release_held_delivery = original.id
         else:
@@ -212,20 +217,21 @@ def execute_replay(connection: Connection, plan: ReplayPlan, *, actor: str, reas
         if current != item.status and item.dead_letter_id not in closed:
             skipped.append({**item.summary(), "problem": f"changed meanwhile (now {current})"})
             continue
-        new_id = connection.execute(deliveries.insert().values(
+        assert item.payload is not None, "a ready item has its payload"
+        new_id = inserted_id(connection.execute(deliveries.insert().values(delivery_row(
             message_id=item.message_id, channel=item.channel, destination=item.destination,
-            order_key=item.order_key, status="pending", attempts=0, created_at=now, next_attempt_at=now,
-            payload=item.payload, content_type=item.content_type, replay_of=item.replay_of,
-            ordered_as=item.ordered_as)).inserted_primary_key[0]
-        connection.execute(replays.insert().values(
+            order_key=item.order_key, payload=item.payload, content_type=item.content_type, created_at=now,
+            next_attempt_at=now, replay_of=item.replay_of, ordered_as=item.ordered_as))))
+        connection.execute(replays.insert().values(replay_row(
             at=now, audit_event_id=audit_id, dead_letter_id=item.dead_letter_id,
             original_delivery_id=item.original_delivery_id, delivery_id=new_id, edit_id=item.edit_id,
-            destination=item.destination))
+            destination=item.destination)))
         if item.release_held_delivery is not None:
             connection.execute(update(deliveries).where(deliveries.c.id == item.release_held_delivery,
-                                                        deliveries.c.status == "held").values(status="dead"))
+                                                        deliveries.c.status == DeliveryStatus.HELD)
+                               .values(status=DeliveryStatus.DEAD))
         connection.execute(update(dead_letters).where(dead_letters.c.id == item.dead_letter_id).values(
-            status="replayed", resolved_at=now, resolved_by=actor[:120], resolution=reason))
+            status=DeadLetterStatus.REPLAYED, resolved_at=now, resolved_by=actor[:120], resolution=reason))
         closed.add(item.dead_letter_id)
         delivery_ids.append(int(new_id))
         touched.add((item.channel, item.destination))

@@ -28,6 +28,7 @@ of them has no retention block (or is not loaded), the message stays. Otherwise 
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import time
@@ -36,29 +37,36 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection, LargeBinary, Table, and_, delete, func, or_, select, update
 from sqlalchemy.engine import Engine as Database
 
 from simpul.dead_letters.archive import ArchiveKeys, decode_archive, encode_archive, write_archive_file
 from simpul.dead_letters.audit import record_audit
-from simpul.engine.store.schema import (
-    archive_entries, archives, dead_letter_edits, dead_letters, deliveries, delivery_attempts, messages, replays,
-)
+from simpul.engine.channel_runtime import ChannelRuntime
+from simpul.engine.config.channel import RetentionPolicy
+from simpul.engine.listeners import source_key
 from simpul.errors import ConfigError, OperationRefused, StoreError
-
-if TYPE_CHECKING:
-    from simpul.engine.channel_runtime import ChannelRuntime
-    from simpul.engine.config.channel import RetentionPolicy
+from simpul.store.database import inserted_id
+from simpul.store.rows import Archive, archive_entry_row, archive_row
+from simpul.store.schema import (
+    archive_entries,
+    archives,
+    dead_letter_edits,
+    dead_letters,
+    deliveries,
+    delivery_attempts,
+    messages,
+    replays,
+)
+from simpul.store.status import FINISHED_MESSAGE, UNFINISHED_DELIVERY, DeadLetterStatus
 
 log = logging.getLogger("simpul.retention")
 
 RETENTION_INTERVAL = 3600.0      # seconds between the engine's retention runs
 FIRST_RUN_DELAY = 60.0           # after start-up, let recovery and the first deliveries go first
 BATCH = 500                      # messages per archive file and per delete transaction
-FINISHED_MESSAGE = ("routed", "unrouted", "rejected")
-UNFINISHED_DELIVERY = ("pending", "in_flight", "held")
 # Everything a message owns, in the order rows are written back on restore.
 RECORD_TABLES: tuple[tuple[str, Table], ...] = (
     ("deliveries", deliveries), ("attempts", delivery_attempts), ("dead_letters", dead_letters),
@@ -70,8 +78,6 @@ class Governance:
     """Channel policies and sources, as loaded; decides which channel governs a message."""
 
     def __init__(self, channels: Mapping[str, "ChannelRuntime"], base_dir: Path) -> None:
-        from simpul.engine.runtime import source_key
-
         self.base_dir = base_dir
         self.policies: dict[str, RetentionPolicy | None] = {
             name: runtime.channel.retention for name, runtime in channels.items()}
@@ -100,7 +106,7 @@ def _finished() -> Any:
     d, x, m = deliveries.c, dead_letters.c, messages.c
     return and_(m.status.in_(FINISHED_MESSAGE),
                 ~select(d.id).where(d.message_id == m.id, d.status.in_(UNFINISHED_DELIVERY)).exists(),
-                ~select(x.id).where(x.message_id == m.id, x.status == "open").exists())
+                ~select(x.id).where(x.message_id == m.id, x.status == DeadLetterStatus.OPEN).exists())
 
 
 def _message_channels(connection: Connection, ids: Sequence[int]) -> dict[int, set[str]]:
@@ -265,19 +271,20 @@ def _commit_archive(connection: Connection, channel: str, ids: list[int], record
                     outcome: ArchiveOutcome, sha256: str, key_id: str | None, actor: str, now: float) -> int:
     # Write first: on SQLite that takes the write lock before the re-check reads, so no other
     # writer can queue work for these messages between the check and the delete.
-    archive_id = int(connection.execute(archives.insert().values(
-        at=now, actor=actor[:120], channel=channel, path=outcome.path, sha256=sha256, messages=len(ids),
-        received_from=outcome.received_from, received_until=outcome.received_until,
-        encrypted=1 if key_id else 0, key_id=key_id, bytes=outcome.bytes)).inserted_primary_key[0])
+    assert outcome.path is not None, "the archive file is written before its row"
+    archive_id = inserted_id(connection.execute(archives.insert().values(archive_row(
+        at=now, actor=actor, channel=channel, path=outcome.path, sha256=sha256, messages=len(ids),
+        received_from=outcome.received_from, received_until=outcome.received_until, key_id=key_id,
+        size=outcome.bytes))))
     m = messages.c
     still = {row.id for row in connection.execute(
         select(m.id).where(m.id.in_(ids), _finished()).with_for_update())}
     if still != set(ids):
         raise _ChangedMeanwhile()
-    connection.execute(archive_entries.insert(), [
-        {"archive_id": archive_id, "message_id": r["message"]["id"], "channel": channel,
-         "received_at": r["message"]["received_at"], "message_type": r["message"]["message_type"],
-         "control_id": r["message"]["control_id"], "patient_id": r["message"]["patient_id"]} for r in records])
+    connection.execute(archive_entries.insert(), [archive_entry_row(
+        archive_id=archive_id, message_id=r["message"]["id"], channel=channel,
+        received_at=r["message"]["received_at"], message_type=r["message"]["message_type"],
+        control_id=r["message"]["control_id"], patient_id=r["message"]["patient_id"]) for r in records])
     _delete_messages(connection, ids)
     record_audit(connection, actor=actor, action="retention.archive", target=f"archives:{archive_id}",
                  reason=f"retention: finished messages older than the channel's content period ({channel})",
@@ -428,7 +435,8 @@ def restore_archived(db: Database, *, actor: str, reason: str, archive_id: int |
         else:
             ids = sorted({entry["archive_id"] for entry in find_archived(
                 connection, control_id=control_id, patient_id=patient_id, limit=100_000)}, reverse=True)
-        rows = {row.id: row for row in connection.execute(select(archives).where(archives.c.id.in_(ids)))}
+        rows = {archive.id: archive for archive in map(Archive.from_row, connection.execute(
+            select(archives).where(archives.c.id.in_(ids))))}
     if archive_id is not None and archive_id not in rows:
         raise OperationRefused(f"no archive {archive_id}")
     if not rows:
@@ -468,7 +476,7 @@ def restore_archived(db: Database, *, actor: str, reason: str, archive_id: int |
     return RestoreResult(audit_id, restored, present, used)
 
 
-def _read_archive(row: Any, keys: ArchiveKeys | None) -> list[dict[str, Any]]:
+def _read_archive(row: Archive, keys: ArchiveKeys | None) -> list[dict[str, Any]]:
     name = f"archive {row.id}"
     try:
         data = Path(row.path).read_bytes()
@@ -497,7 +505,7 @@ def _insert_record(connection: Connection, record: Mapping[str, Any], now: float
         if not keep_ids:
             values = {key: value for key, value in values.items() if key != "id"}
         result = connection.execute(table.insert().values(**values))
-        return old if keep_ids else int(result.inserted_primary_key[0])
+        return old if keep_ids else inserted_id(result)
 
     def same(kind: str, old: int | None) -> int | None:
         return None if old is None else new[kind].get(old, old)
@@ -537,7 +545,6 @@ async def run_retention_periodically(engine: Any, *, interval: float = RETENTION
 
     Logs counts and channel names only. A failing pass is logged and retried at the next interval.
     """
-    import asyncio
 
     await asyncio.sleep(first_delay)
     while True:

@@ -13,9 +13,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
+import orjson
 import typer
 
-from simpul.errors import ConfigError, SimpulError
+from simpul.engine.channel_runtime import ChannelRuntime, effective_mapping_spec
+from simpul.engine.config.channels import load_channels
+from simpul.engine.diff import stored_messages
+from simpul.errors import ConfigError, SimpulError, StoreError
+from simpul.mappings import conformance as conformance_report
+from simpul.mappings import load_mapping
+from simpul.mappings.diff import diff_messages
+from simpul.mappings.files import folder_messages, map_file
+from simpul.mappings.loader import Mapping
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Simpul: HL7v2/FHIR integration engine.")
@@ -50,18 +59,21 @@ def _fail(message: str, code: int) -> None:
 def run(config: ConfigOption = None) -> None:
     """Run the engine: MLLP listeners, processing, delivery, HTTP (/healthz, /metrics)."""
     from simpul.engine.logs import configure_logging
-    from simpul.engine.runtime import Engine
+    from simpul.app import build_engine
 
     try:
         settings = _settings(config)
     except ConfigError as exc:
         _fail("\n".join(exc.findings), 2)
+    site = settings.docs_site_path()
+    if site is not None and not (site / "index.html").is_file():
+        _fail(f"simpul: refusing to start: http.docs_site: {site} holds no built site (run `mkdocs build` first)", 2)
     configure_logging(settings.log.level, settings.log.format)
 
     async def main() -> None:
         import signal
 
-        engine = Engine(settings)
+        engine = build_engine(settings)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -76,6 +88,8 @@ def run(config: ConfigOption = None) -> None:
         asyncio.run(main())
     except ConfigError as exc:
         _fail("simpul: refusing to start:\n" + "\n".join(exc.findings), 2)
+    except StoreError as exc:       # e.g. the store cannot commit durably
+        _fail(f"simpul: refusing to start: {exc}", 2)
     except KeyboardInterrupt:
         pass
     except OSError as exc:
@@ -116,58 +130,33 @@ def map_command(file: Annotated[Path, typer.Argument(help="An HL7v2 file: one me
                 config: ConfigOption = None) -> None:
     """Map HL7v2 to FHIR: one message prints its Bundle (JSON); several (or a batch) print one
     Bundle per line (NDJSON). A one-line summary of what was not mapped goes to stderr."""
-    import orjson
-
-    from simpul.engine.charset import decode_message
-    from simpul.mappings.batch import split_file
-    from simpul.mappings.report import merge_reports
-    from simpul.mllp.header import read_header
-
     try:
         mapping = _mapping_for(channel, config)
         try:
-            split = split_file(file.read_bytes())
+            data = file.read_bytes()
         except OSError as exc:
             _fail(f"simpul map: {file}: {exc.strerror}", 2)
-        if split.problems:
-            _fail(f"simpul map: {file}: {split.problems[0]}; nothing mapped", 2)
-        if not split.messages:
-            _fail(f"simpul map: {file}: no HL7v2 message found (expected a line starting with MSH)", 2)
-        bundles, reports = [], []
-        for n, raw in enumerate(split.messages, 1):
-            where = f" message {n} of {len(split.messages)}:" if len(split.messages) > 1 else ""
-            try:
-                header = read_header(raw)
-                text, _ = decode_message(raw, header.charset)
-                bundle, report = mapping.map_with_report(text)
-            except SimpulError as exc:
-                _fail(f"simpul map: {file}:{where} {exc}; nothing mapped", 2)
-            bundles.append(bundle)
-            reports.append(report)
+        mapped = map_file(data, mapping)
     except SimpulError as exc:
         _fail(f"simpul map: {file}: {exc}", 2)
+    bundles = mapped.bundles
     if len(bundles) == 1:
         sys.stdout.write(orjson.dumps(bundles[0], option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
         sys.stdout.write("".join(orjson.dumps(b).decode() + "\n" for b in bundles))
-    summary = merge_reports(reports)
     prefix = f"{len(bundles)} messages; " if len(bundles) > 1 else ""
-    typer.echo(prefix + summary.summary(), err=True)
-    if strict and summary.lost:
+    typer.echo(prefix + mapped.report.summary(), err=True)
+    if strict and mapped.report.lost:
         raise typer.Exit(3)
 
 
-def _mapping_for(channel: str | None, config: Path | None) -> Any:
-    """The mapping `simpul map` and `simpul diff` use: the channel's, or the built-in one; either way
-    with the engine's default_timezone from the settings file when there is one."""
-    from simpul.engine.channel_runtime import effective_mapping_spec
-    from simpul.mappings import load_mapping
-
+def _mapping_for(channel: str | None, config: Path | None) -> Mapping:
+    """The mapping `simpul map` uses: the channel's, or the built-in one; either way with the
+    engine's default_timezone from the settings file when there is one."""
     settings = _settings(config)
     mapping_spec: Any = "v2_to_fhir"
     base_dir = Path.cwd()
     if channel:
-        from simpul.engine.config.channels import load_channels
         loaded, findings = load_channels([settings.channels_path()])
         match = [item for item in loaded if item.channel.name == channel]
         if not match:
@@ -189,10 +178,6 @@ def diff(edited: Annotated[Path, typer.Argument(help="The edited channel file (n
     """Show what an edited channel would change in the FHIR output: the channel's last N stored
     messages (or a folder of files) mapped with the running and the edited mapping, compared
     resource by resource and field by field. Exit 0: no change, 1: changes."""
-    from simpul.engine.channel_runtime import ChannelRuntime
-    from simpul.engine.config.channels import load_channels
-    from simpul.engine.diff import diff_messages
-
     try:
         settings = _settings(config)
     except ConfigError as exc:
@@ -211,55 +196,17 @@ def diff(edited: Annotated[Path, typer.Argument(help="The edited channel file (n
                                  default_timezone=settings.default_timezone)
     except ConfigError as exc:
         _fail(f"simpul diff: {exc}", 2)
-    messages = _diff_inputs_from_folder(folder) if folder else _diff_inputs_from_store(settings, running, last)
+    if folder:
+        messages, refused = folder_messages(folder)
+        for line in refused:
+            typer.echo(f"simpul diff: {line}", err=True)
+    else:
+        messages = stored_messages(settings, running, last)
     if not messages:
         _fail("simpul diff: no messages to compare" + ("" if folder else f" (none stored for channel '{name}')"), 2)
     report = diff_messages(running.mapping.map, changed.mapping.map, messages)
     sys.stdout.write(str(report) + "\n")
     raise typer.Exit(1 if report.changed else 0)
-
-
-def _diff_inputs_from_folder(folder: Path) -> list[tuple[str, str]]:
-    from simpul.engine.charset import decode_message
-    from simpul.mappings.batch import split_file
-    from simpul.mllp.header import read_header
-
-    out = []
-    for path in sorted(folder.glob("*.hl7")):
-        messages = split_file(path.read_bytes()).messages
-        for n, raw in enumerate(messages, 1):
-            label = path.name if len(messages) == 1 else f"{path.name} message {n}"
-            try:
-                text = decode_message(raw, read_header(raw).charset)[0]
-            except SimpulError:
-                text = raw.decode("utf-8", errors="replace")
-            out.append((label, text))
-    return out
-
-
-def _diff_inputs_from_store(settings: Any, runtime: Any, last: int) -> list[tuple[str, str]]:
-    """The channel's latest `last` stored messages (those its filter takes), oldest first."""
-    from sqlalchemy import select
-
-    from simpul.engine.processor import MESSAGE_COLUMNS, message_fields
-    from simpul.engine.store.database import open_database
-    from simpul.engine.store.schema import messages
-
-    engine = open_database(settings.database_url(), sqlite_synchronous=settings.database.sqlite_synchronous)
-    out: list[tuple[str, str]] = []
-    try:
-        with engine.connect() as connection:
-            query = select(*MESSAGE_COLUMNS).where(messages.c.status.in_(("routed", "unrouted", "received"))) \
-                .order_by(messages.c.id.desc()).execution_options(yield_per=500)
-            for row in connection.execute(query):
-                if runtime.accepts(message_fields(row)):
-                    text = row.raw.decode(row.charset or "utf-8", errors="replace").lstrip("\ufeff")
-                    out.append((f"message {row.id} {row.message_type} {row.control_id}", text))
-                    if len(out) >= last:
-                        break
-    finally:
-        engine.dispose()
-    return out[::-1]
 
 
 @app.command()
@@ -286,7 +233,7 @@ def _when(value: str | None) -> float | None:
     """ISO 8601 (2026-11-26T08:00, naive = UTC) or a duration back from now (30m, 2h, 7d)."""
     if value is None:
         return None
-    from simpul.engine.config.durations import parse_duration
+    from simpul.config_types import parse_duration
     try:
         return time.time() - parse_duration(value)
     except ValueError:
@@ -319,7 +266,7 @@ def messages_search(
     from rich.table import Table
 
     from simpul.engine.search import MessageQuery, search_messages
-    from simpul.engine.store.database import open_database
+    from simpul.store.database import open_database
 
     try:
         settings = _settings(config)
@@ -352,7 +299,7 @@ def messages_search(
 @app.command()
 def migrate(config: ConfigOption = None) -> None:
     """Create or upgrade the store's schema (simpul run does this too)."""
-    from simpul.engine.store.database import open_database
+    from simpul.store.database import open_database
 
     settings = _settings(config)
     open_database(settings.database_url()).dispose()
@@ -370,19 +317,7 @@ def docs() -> None:
 @app.command()
 def conformance(corpus: Annotated[Path, typer.Argument(help="Folder of .hl7 files with reference outputs.")]) -> None:
     """Map every message of a corpus and compare with the reference FHIR outputs."""
-    from simpul.engine.charset import decode_message
-    from simpul.mappings import conformance as report
-    from simpul.mllp.header import read_header
-
-    def decode(raw: bytes) -> str:
-        # As on the wire: MSH-18 decides; a file whose bytes do not fit it is read as UTF-8 with
-        # replacement characters, so the report still says what the map makes of it.
-        try:
-            return decode_message(raw, read_header(raw).charset)[0]
-        except SimpulError:
-            return raw.decode("utf-8", errors="replace")
-
-    raise typer.Exit(report.main([str(corpus)], decode=decode) or 0)
+    raise typer.Exit(conformance_report.main([str(corpus)]) or 0)
 
 
 def main() -> None:

@@ -26,24 +26,24 @@ from types import SimpleNamespace
 from typing import Any
 
 import tenacity
-from sqlalchemy import Connection, and_, bindparam, exists, func, or_, select, update
+from sqlalchemy import BindParameter, Connection, and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.orm import aliased
 
 from simpul.connectors.base import Connector, Outgoing
-from simpul.dead_letters.delivery_control import DeliveryControl
+from simpul.engine.delivery_gate import DeliveryControl
 from simpul.engine.config.channel import RetryPolicy
 from simpul.engine.metrics import Metrics
-from simpul.engine.store.schema import (
+from simpul.store.schema import (
     dead_letters, deliveries, delivery_attempts, destination_controls, messages,
 )
-from simpul.engine.store.writer import StoreWriter
+from simpul.store.rows import Message, dead_letter_row, delivery_attempt_row
+from simpul.store.status import UNFINISHED_DELIVERY, AttemptOutcome, DeliveryStatus
+from simpul.store.writer import StoreWriter
 from simpul.errors import ConnectorError, ConnectorRejected, ConnectorUnavailable
 
 log = logging.getLogger("simpul.delivery")
 
 MAX_KEPT_TEXT = 8000
-# Statuses that keep later deliveries of the same key waiting (FIFO per key).
-ACTIVE_STATUSES = ("pending", "in_flight", "held")
 
 
 def backoff_seconds(policy: RetryPolicy, attempt: int) -> float:
@@ -71,7 +71,8 @@ class Claimed:
 def _claim_statements() -> tuple[Any, Any, Any]:
     """The claim's three queries, built once (SQLAlchemy then reuses their compiled SQL)."""
     d = deliveries
-    channel, label = bindparam("channel"), bindparam("label")
+    channel: BindParameter[str] = bindparam("channel")
+    label: BindParameter[str] = bindparam("label")
     earlier = aliased(deliveries)
     position = func.coalesce(d.c.ordered_as, d.c.id)
     earlier_position = func.coalesce(earlier.c.ordered_as, earlier.c.id)
@@ -80,7 +81,7 @@ def _claim_statements() -> tuple[Any, Any, Any]:
     # few unfinished rows of one key however long the history is.
     blocked = exists().where(and_(
         earlier.c.channel == d.c.channel, earlier.c.destination == d.c.destination,
-        earlier.c.order_key == d.c.order_key, earlier.c.status.in_(ACTIVE_STATUSES),
+        earlier.c.order_key == d.c.order_key, earlier.c.status.in_(UNFINISHED_DELIVERY),
         or_(earlier_position < position, and_(earlier_position == position, earlier.c.id < d.c.id))))
     columns = (d.c.id, d.c.message_id, d.c.payload, d.c.content_type, d.c.attempts, d.c.created_at,
                messages.c.control_id, messages.c.message_type, func.coalesce(d.c.replay_of, d.c.id))
@@ -90,11 +91,11 @@ def _claim_statements() -> tuple[Any, Any, Any]:
     # keys is only fairness; order within a key is the `blocked` check. A worker never takes
     # over what it is sending itself (`sending`), however slow.
     orphaned = (select(*columns).join(messages, messages.c.id == d.c.message_id)
-                .where(*mine, d.c.status == "in_flight", d.c.lease_until < bindparam("now"),
+                .where(*mine, d.c.status == DeliveryStatus.IN_FLIGHT, d.c.lease_until < bindparam("now"),
                        d.c.id.notin_(bindparam("sending", expanding=True)), ~blocked)
                 .order_by(d.c.id).limit(bindparam("limit")))
     due = (select(*columns).join(messages, messages.c.id == d.c.message_id)
-           .where(*mine, d.c.status == "pending", d.c.next_attempt_at <= bindparam("now"), ~blocked)
+           .where(*mine, d.c.status == DeliveryStatus.PENDING, d.c.next_attempt_at <= bindparam("now"), ~blocked)
            .order_by(d.c.id).limit(bindparam("limit")))
     c = destination_controls.c
     paused = select(c.paused_at).where(c.channel == channel, c.destination == label)
@@ -177,7 +178,7 @@ class DestinationWorker:
         ids, owner, until = list(self._sending), self.owner, time.time() + self.lease
         await self.writer.run(lambda connection: connection.execute(
             update(deliveries).where(deliveries.c.id.in_(ids), deliveries.c.lease_owner == owner,
-                                     deliveries.c.status == "in_flight").values(lease_until=until)))
+                                     deliveries.c.status == DeliveryStatus.IN_FLIGHT).values(lease_until=until)))
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
@@ -208,7 +209,7 @@ class DestinationWorker:
                     _DUE, {**params, "now": now, "limit": limit - len(rows)}))
             if rows:
                 connection.execute(update(deliveries).where(deliveries.c.id.in_([r.id for r in rows]))
-                                   .values(status="in_flight", lease_until=now + lease, lease_owner=owner))
+                                   .values(status=DeliveryStatus.IN_FLIGHT, lease_until=now + lease, lease_owner=owner))
             return rows, False
         return claim
 
@@ -249,29 +250,29 @@ class DestinationWorker:
         self._latency.observe(finished - started)
         attempt = item.attempts + 1
         if error is None:
-            outcome = "delivered"
+            outcome = AttemptOutcome.DELIVERED
             self._delivered.inc()
         elif isinstance(error, ConnectorRejected):
-            outcome = "failed"
+            outcome = AttemptOutcome.FAILED
         else:
             exhausted = attempt >= self.policy.max_attempts or (
                 self.policy.max_age is not None and finished - item.created_at >= self.policy.max_age)
-            outcome = "failed" if exhausted else "retry"
+            outcome = AttemptOutcome.FAILED if exhausted else AttemptOutcome.RETRY
         # The circuit counts only endpoint trouble: a rejection proves the receiver is up.
         self.control.record(not isinstance(error, ConnectorUnavailable))
-        if outcome == "retry":
+        if outcome == AttemptOutcome.RETRY:
             self._retried.inc()
-        if outcome == "failed":
+        if outcome == AttemptOutcome.FAILED:
             self._dead.inc()
         if error is not None:
             log.warning("delivery attempt failed", extra={
                 "channel": self.channel, "stage": self.label, "control_id": item.control_id,
                 "attempt": attempt, "outcome": outcome, "error_class": type(error).__name__, "error": str(error)})
-        next_at = finished + backoff_seconds(self.policy, attempt) if outcome == "retry" else None
+        next_at = finished + backoff_seconds(self.policy, attempt) if outcome == AttemptOutcome.RETRY else None
         release_slot()
         await self._recorder.record(_Result(item, attempt, outcome, error, response, started, finished, next_at,
                                             hold=self.control.on_failure == "block"))
-        if outcome == "retry":
+        if outcome == AttemptOutcome.RETRY:
             self.wake.set()
 
 
@@ -279,7 +280,7 @@ class DestinationWorker:
 class _Result:
     item: Claimed
     attempt: int
-    outcome: str                 # delivered | retry | failed
+    outcome: AttemptOutcome
     error: ConnectorError | None
     response: str
     started: float
@@ -321,42 +322,38 @@ _UPDATE_DELIVERY = (update(deliveries).where(deliveries.c.id == bindparam("b_id"
 
 
 def _record_batch(connection: Connection, batch: list[_Result], channel: str, label: str) -> None:
-    attempts, updates, failed = [], [], []
+    attempts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    failed: list[tuple[_Result, str]] = []
     for result in batch:
         error = result.error
         error_text = str(error)[:MAX_KEPT_TEXT] if error is not None else None
         response = _as_text(error.response if error is not None else result.response)
-        attempts.append({"delivery_id": result.item.id, "attempt": result.attempt, "started_at": result.started,
-                         "finished_at": result.finished, "outcome": result.outcome,
-                         "error_class": type(error).__name__ if error is not None else None,
-                         "error": error_text, "response": response})
-        if result.outcome == "delivered":
-            status = "delivered"
-        elif result.outcome == "retry":
-            status = "pending"
+        attempts.append(delivery_attempt_row(
+            delivery_id=result.item.id, attempt=result.attempt, started_at=result.started,
+            finished_at=result.finished, outcome=result.outcome,
+            error_class=type(error).__name__ if error is not None else None, error=error_text, response=response))
+        if result.outcome == AttemptOutcome.DELIVERED:
+            status = DeliveryStatus.DELIVERED
+        elif result.outcome == AttemptOutcome.RETRY:
+            status = DeliveryStatus.PENDING
         else:
             # held: dead-lettered, but its key waits for the on-call decision (replay or discard)
-            status = "held" if result.hold else "dead"
+            status = DeliveryStatus.HELD if result.hold else DeliveryStatus.DEAD
             failed.append((result, error_text or ""))
         updates.append({"b_id": result.item.id, "b_attempts": result.attempt, "b_error": error_text,
                         "b_response": response, "b_status": status, "b_next_at": result.next_at,
-                        "b_delivered_at": result.finished if status == "delivered" else None})
+                        "b_delivered_at": result.finished if status == DeliveryStatus.DELIVERED else None})
     connection.execute(delivery_attempts.insert(), attempts)
     connection.execute(_UPDATE_DELIVERY, updates)
     if failed:
         ids = [result.item.message_id for result, _ in failed]
-        originals = {row.id: row for row in connection.execute(select(messages).where(messages.c.id.in_(ids)))}
-        connection.execute(dead_letters.insert(), [{
-            "created_at": result.finished, "message_id": result.item.message_id, "delivery_id": result.item.id,
-            "channel": channel, "destination": label, "stage": label,
-            "error_class": type(result.error).__name__, "error": error_text, "attempts": result.attempt,
-            "status": "open", "raw": originals[result.item.message_id].raw, "payload": result.item.payload,
-            "message_type": originals[result.item.message_id].message_type,
-            "control_id": originals[result.item.message_id].control_id,
-            "patient_id": originals[result.item.message_id].patient_id,
-            "visit_number": originals[result.item.message_id].visit_number,
-            "accession_number": originals[result.item.message_id].accession_number,
-        } for result, error_text in failed])
+        originals = {message.id: message for message in map(Message.from_row, connection.execute(
+            select(messages).where(messages.c.id.in_(ids))))}
+        connection.execute(dead_letters.insert(), [dead_letter_row(
+            originals[result.item.message_id], created_at=result.finished, channel=channel, destination=label,
+            stage=label, error_class=type(result.error).__name__, error=error_text, attempts=result.attempt,
+            delivery_id=result.item.id, payload=result.item.payload) for result, error_text in failed])
 
 
 def _as_text(value: str | bytes | None) -> str | None:

@@ -3,7 +3,7 @@
 For each file that has settled (same size and modification time for `settle_time`; names starting
 with '.' or ending in .tmp/.part are never taken, since producers write those and rename them):
 
-1. read it and split it (one message, several, or an FHS/BHS batch; mappings/batch.py);
+1. read it and split it (one message, several, or an FHS/BHS batch; simpul.v2.split_file);
 2. hand every message to the same Ingest as MLLP and HTTP: decode, dedup, commit (fsync-durable);
 3. only then move the file to `done/` - or to `error/`, with a `.reason.txt` beside it, when a
    message was rejected (AR, undecodable) or the batch counts do not add up.
@@ -21,9 +21,9 @@ import os
 import time
 from pathlib import Path
 
-from simpul.engine.config.channel import FileSource
+from simpul.connectors.file import FileSourceConfig
 from simpul.engine.ingest import Ingest
-from simpul.mappings.batch import split_file
+from simpul.v2 import split_file
 
 log = logging.getLogger("simpul.file_source")
 
@@ -33,7 +33,7 @@ _NOT_YET = (".tmp", ".part", ".partial", ".filepart")
 class FilePoller:
     """Polls one folder for one source key; `start()` runs it as a task, `close()` stops it."""
 
-    def __init__(self, key: str, settings: FileSource, ingest: Ingest) -> None:
+    def __init__(self, key: str, settings: FileSourceConfig, ingest: Ingest) -> None:
         self.key = key
         self.settings = settings
         self.ingest = ingest

@@ -8,9 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from simpul.engine.config.reference import channel_json_schema
 from simpul.engine.search import MessageQuery, search_messages
 
 if TYPE_CHECKING:
@@ -37,6 +40,26 @@ def create_app(engine: "Engine") -> FastAPI:
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
         return problem(500, "Internal error", type(exc).__name__)
 
+    def openapi() -> dict[str, Any]:
+        # The channel file's schema (every registered connector's config) joins the components.
+        if app.openapi_schema is None:
+            document = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            channel = channel_json_schema("#/components/schemas/{model}")
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            schemas.update(channel.pop("$defs", {}))
+            schemas["Channel"] = channel
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+    @app.get("/api/channels/schema", response_class=JSONResponse, responses={200: {
+        "description": "JSON Schema of a channel file (components/schemas/Channel)",
+        "content": {"application/schema+json": {"schema": {"type": "object"}}}}})
+    async def channel_schema() -> JSONResponse:
+        """The channel YAML schema, generated from the connector registry (for editors and tools)."""
+        return JSONResponse(channel_json_schema(), media_type="application/schema+json")
+
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
         report = await engine.health()
@@ -60,4 +83,9 @@ def create_app(engine: "Engine") -> FastAPI:
 
     from simpul.dead_letters.http_api import install as install_dead_letters  # dead letters, replay, destinations
     install_dead_letters(app, engine)
+
+    # The docs site (mkdocs build output) for people who reach the engine but not the internet.
+    site = engine.settings.docs_site_path() if engine is not None else None
+    if site is not None:   # `simpul run` checked that it holds a built site
+        app.mount("/docs-site", StaticFiles(directory=site, html=True, check_dir=False), name="docs-site")
     return app

@@ -15,7 +15,12 @@ import errno
 import logging
 from typing import Any
 
+import orjson
+import uvicorn
+
 from simpul.engine.ingest import Ingest
+from simpul.errors import AckUnreadable
+from simpul.mllp.ack import read_ack
 
 log = logging.getLogger("simpul.http_source")
 
@@ -35,8 +40,6 @@ class HttpSourceServer:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        import uvicorn
-
         config = uvicorn.Config(self._app, host=self.host, port=self.requested_port, log_config=None,
                                 access_log=False, lifespan="off", interface="asgi3")
         self._server = uvicorn.Server(config)
@@ -90,15 +93,13 @@ class HttpSourceServer:
 
 
 def _msa_code(ack: bytes) -> str:
-    for line in ack.split(b"\r"):
-        if line.startswith(b"MSA"):
-            return line[4:6].decode("latin-1")
-    return ""
+    try:
+        return read_ack(ack)[0]
+    except AckUnreadable:
+        return ""
 
 
 async def _problem(send: Any, status: int, title: str, **headers: str) -> None:
-    import orjson
-
     body = orjson.dumps({"type": "about:blank", "title": title, "status": status})
     await _respond(send, status, body, "application/problem+json", headers)
 

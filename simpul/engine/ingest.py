@@ -4,8 +4,8 @@ One `Ingest` per source (listener). `handle(raw)` is the listener's handler: it 
 ACK payload, or None when the sender asked for no accept ACK (enhanced mode, MSH-15 NE/ER).
 
 Why not python-hl7 or hl7apy here: parsing a 15-segment ADT costs them milliseconds, the
-whole budget of an ACK at 10,000 msg/s. The hot path reads only MSH (simpul.mllp.header) and
-a few fields of PID/PV1/ORC/OBR (business_keys); full parsing happens behind the ACK, when
+whole budget of an ACK at 10,000 msg/s. The hot path reads only MSH (simpul.v2.read_header) and
+a few fields of PID/PV1/ORC/OBR (simpul.v2.business_keys); full parsing happens behind the ACK, when
 the channel maps the message.
 """
 from __future__ import annotations
@@ -22,15 +22,14 @@ from typing import Any
 
 from sqlalchemy import update
 
-from simpul.engine.business_keys import BusinessKeys, extract_business_keys
-from simpul.engine.charset import decode_message
 from simpul.engine.metrics import IngestMetrics
-from simpul.engine.segment_check import check_no_binary, split_segments
-from simpul.engine.store.schema import messages
-from simpul.engine.store.writer import StoreWriter
 from simpul.errors import CharsetError, HeaderError, MessageError, StoreError
 from simpul.mllp.ack import build_ack
-from simpul.mllp.header import MessageHeader, is_enhanced_mode, read_header
+from simpul.store.rows import message_row
+from simpul.store.schema import messages
+from simpul.store.status import MessageStatus
+from simpul.store.writer import StoreWriter
+from simpul.v2 import MessageHeader, extract_business_keys, is_enhanced_mode, read_body, read_header
 
 log = logging.getLogger("simpul.ingest")
 
@@ -117,26 +116,6 @@ def _commit_failed_ack(header: MessageHeader) -> bytes:
                      ack_control_id=next_ack_control_id())
 
 
-def message_row(source: str, status: str, now: float, raw: bytes, header: MessageHeader | None, ack: bytes,
-                ack_code: str, *, charset: str, content_hash: str, keys: BusinessKeys | None = None,
-                error: str | None = None) -> dict[str, Any]:
-    """One `messages` row; lengths are cut to the columns' sizes (a sender's field may be longer)."""
-    h = header
-    k = keys or BusinessKeys()
-    return {
-        "received_at": now, "source": source, "status": status,
-        "sending_application": h.sending_application[:180] if h else "",
-        "sending_facility": h.sending_facility[:180] if h else "",
-        "receiving_application": h.receiving_application[:180] if h else "",
-        "receiving_facility": h.receiving_facility[:180] if h else "",
-        "message_type": h.message_type[:32] if h else "", "control_id": h.control_id[:199] if h else "",
-        "version_id": h.version_id[:16] if h else "", "charset": charset[:32], "content_hash": content_hash,
-        "patient_id": k.patient_id, "visit_number": k.visit_number, "placer_number": k.placer_number,
-        "filler_number": k.filler_number, "accession_number": k.accession_number,
-        "raw": raw, "ack": ack, "ack_code": ack_code, "error": error, "duplicates": 0,
-    }
-
-
 class Ingest:
     def __init__(self, source: str, writer: StoreWriter, dedup: DedupIndex, metrics: IngestMetrics, *,
                  default_charset: str = "utf-8", fallback_charset: str | None = None,
@@ -167,10 +146,8 @@ class Ingest:
         except HeaderError as error:
             return await self._reject(raw, None, error, now, started)
         try:
-            text, codec = decode_message(raw, header.charset, default=self.default_charset,
-                                         fallback=self.fallback_charset)
-            lines = split_segments(text)
-            check_no_binary(text, lines)
+            body = read_body(raw, header, default_charset=self.default_charset,
+                             fallback_charset=self.fallback_charset)
         except MessageError as error:      # undecodable bytes (AE) or binary data (AR)
             return await self._reject(raw, header, error, now, started)
 
@@ -186,11 +163,11 @@ class Ingest:
 
         enhanced = is_enhanced_mode(header)
         ack = build_ack(header, "CA" if enhanced else "AA", ack_control_id=next_ack_control_id())
-        keys = extract_business_keys(lines, header.field_separator, header.component_separator,
+        keys = extract_business_keys(body.lines, header.field_separator, header.component_separator,
                                      header.repetition_separator)
         committed = self.writer.insert_message(message_row(
-            self.source, "received", now, raw, header, ack, "CA" if enhanced else "AA",
-            charset=codec, content_hash=content_hash, keys=keys))
+            self.source, MessageStatus.RECEIVED, now, raw, ack, "CA" if enhanced else "AA",
+            charset=body.codec, content_hash=content_hash, header=header, keys=keys))
         entry = _Seen(content_hash, ack, now, committed)
         self.dedup.put(key, entry)
         try:
@@ -254,7 +231,7 @@ class Ingest:
                                                "error": str(error)})
         try:
             await self.writer.insert_message(message_row(
-                self.source, "rejected", now, raw, header, ack, negative,
+                self.source, MessageStatus.REJECTED, now, raw, ack, negative, header=header,
                 charset=header.charset if header else "",
                 content_hash=hashlib.blake2b(raw, digest_size=16).hexdigest(), error=str(error)))
         except StoreError:

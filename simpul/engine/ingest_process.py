@@ -21,8 +21,18 @@ import signal
 from multiprocessing.connection import Connection
 from typing import Any
 
-from simpul.engine.config.channels import channel_files_stamp
+import httpx
+from prometheus_client import start_http_server
+
+from simpul.engine.config.channels import channel_files_stamp, load_channels
+from simpul.engine.config.settings import Settings
+from simpul.engine.listeners import ListenerSet, wanted_listeners
+from simpul.engine.logs import configure_logging
+from simpul.engine.metrics import IngestMetrics
 from simpul.engine.process_guard import die_with_parent
+from simpul.errors import ConfigError
+from simpul.store.database import open_database, read_in_thread
+from simpul.store.writer import StoreWriter
 
 log = logging.getLogger("simpul.ingest_process")
 
@@ -34,8 +44,6 @@ START_PORT_WAIT = 10.0        # a crashed predecessor may still hold the port fo
 def ingest_process_main(settings_data: dict[str, Any], base_dir: str, pipe: Connection) -> None:
     """Entry point of the child process."""
     die_with_parent()
-    from simpul.engine.config.settings import Settings
-    from simpul.engine.logs import configure_logging
 
     settings = Settings.model_validate({**settings_data, "base_dir": base_dir})
     configure_logging(settings.log.level, settings.log.format)
@@ -53,15 +61,9 @@ class _IngestService:
         self.pipe = pipe
         self._notify_scheduled = False
         self._stamp: tuple[Any, ...] = ()
+        self.durable_level: str | None = None
 
     async def run(self) -> None:
-        from prometheus_client import start_http_server
-
-        from simpul.engine.listeners import ListenerSet
-        from simpul.engine.metrics import IngestMetrics
-        from simpul.engine.store.database import open_database, read_in_thread
-        from simpul.engine.store.writer import StoreWriter
-
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -75,6 +77,8 @@ class _IngestService:
         writer = StoreWriter(db, max_batch=database.group_commit_max, durable_setting=database.sqlite_synchronous,
                              wal_autocheckpoint=100_000)
         writer.start()
+        # The ACK promises a durable commit: refuse to start if this connection cannot give one.
+        self.durable_level = await writer.check_durability()
         metrics = IngestMetrics()
         metrics_server, _ = start_http_server(0, addr="127.0.0.1", registry=metrics.registry)
 
@@ -91,9 +95,6 @@ class _IngestService:
         db.dispose()
 
     async def _apply(self, first: bool = False) -> None:
-        from simpul.engine.config.channels import load_channels
-        from simpul.engine.listeners import wanted_listeners
-
         path = self.settings.channels_path()
         self._stamp = channel_files_stamp(path)
         loaded, findings = load_channels([path], relative_to=self.settings.base_dir)
@@ -103,7 +104,8 @@ class _IngestService:
             return   # the engine process logs the findings; the running listeners stay
         await self.listeners.apply(wanted_listeners([item.channel for item in loaded]),
                                    wait_for_ports=START_PORT_WAIT if first else 0.0)
-        self.pipe.send(("status", {"listeners": self.listeners.ports(), "metrics_port": self.metrics_port}))
+        self.pipe.send(("status", {"listeners": self.listeners.ports(), "metrics_port": self.metrics_port,
+                                   "durable_level": self.durable_level}))
 
     async def _watch(self) -> None:
         while True:
@@ -133,6 +135,7 @@ class IngestProcess:
         self.on_committed = on_committed
         self.listeners: dict[str, int] = {}
         self.metrics_port: int | None = None
+        self.durable_level: str | None = None     # read back from the child's committing connection
         self.restarts = 0
         self._process: Any = None
         self._pipe: Connection | None = None
@@ -149,8 +152,6 @@ class IngestProcess:
         self._supervisor = asyncio.create_task(self._supervise(), name="ingest-supervisor")
 
     async def _spawn(self) -> None:
-        from simpul.errors import ConfigError
-
         loop = asyncio.get_running_loop()
         context = multiprocessing.get_context("spawn")
         receive, send = context.Pipe(duplex=False)
@@ -178,10 +179,10 @@ class IngestProcess:
                 elif message[0] == "status":
                     self.listeners = message[1]["listeners"]
                     self.metrics_port = message[1]["metrics_port"]
+                    self.durable_level = message[1]["durable_level"]
                     if self._ready is not None and not self._ready.done():
                         self._ready.set_result(None)
                 elif message[0] == "failed" and self._ready is not None and not self._ready.done():
-                    from simpul.errors import ConfigError
                     self._ready.set_exception(ConfigError(f"the ingest process failed: {message[1]}"))
         except (EOFError, OSError):
             self._closed_pipe()
@@ -193,7 +194,6 @@ class IngestProcess:
             self._pipe.close()
             self._pipe = None
         if self._ready is not None and not self._ready.done():
-            from simpul.errors import ConfigError
             self._ready.set_exception(ConfigError("the ingest process exited during start-up"))
 
     async def _supervise(self) -> None:
@@ -226,7 +226,6 @@ class IngestProcess:
     async def metrics_text(self) -> str:
         if self.metrics_port is None:
             return ""
-        import httpx
         try:
             async with httpx.AsyncClient(timeout=2.0) as client:
                 response = await client.get(f"http://127.0.0.1:{self.metrics_port}/metrics")

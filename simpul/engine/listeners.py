@@ -1,8 +1,10 @@
-"""The MLLP listeners of the engine, one per source, each with its own Ingest and dedup index.
+"""The listeners of the engine, one per source, each with its own Ingest and dedup index.
 
-Channels that name the same host:port share one listener. `ListenerSet.apply` starts what is
-new, stops what went away, restarts a listener only when its settings changed, and leaves the
-others (and their open connections) alone: that is what makes hot reload safe for senders.
+MLLP: channels that name the same host:port share one listener. HTTP: one server per host:port,
+one route per path. File: one folder poller per folder (engine/file_source.py). Any other source connector from the registry: one per channel, built by its
+`create_source`. `ListenerSet.apply` starts what is new, stops what went away, restarts a
+listener only when its settings changed, and leaves the others (and their open connections)
+alone: that is what makes hot reload safe for senders.
 Used by the engine process itself, or by the separate ingest process (engine/ingest_process.py).
 """
 from __future__ import annotations
@@ -15,17 +17,25 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import Connection, select
 
-from simpul.engine.config.channel import Channel, FileSource, HttpSource, MllpSource
+from simpul.config_types import IngestOptions
+from simpul.connectors import registry
+from simpul.connectors.base import SourceConnector
+from simpul.connectors.file import FileSourceConfig
+from simpul.connectors.http import HttpSource
+from simpul.connectors.mllp import MllpSource, MllpSourceConnector
+from simpul.engine.config.channel import Channel
 from simpul.engine.file_source import FilePoller
 from simpul.engine.http_source import HttpSourceServer
 from simpul.engine.ingest import DedupIndex, Ingest, _Seen
 from simpul.engine.metrics import IngestMetrics
-from simpul.engine.store.schema import messages
-from simpul.engine.store.writer import StoreWriter
-from simpul.mllp.listener import ListenerEvents, ListenerSettings, MllpServer, start_mllp_server
-from simpul.mllp.tls import server_ssl_context
+from simpul.errors import ConfigError
+from simpul.mllp.listener import ListenerEvents
+from simpul.store.schema import messages
+from simpul.store.status import MessageStatus
+from simpul.store.writer import StoreWriter
 
 log = logging.getLogger("simpul.listeners")
 
@@ -34,18 +44,22 @@ Read = Callable[[Callable[[Connection], Any]], Awaitable[Any]]
 
 def source_key(channel: Channel) -> str:
     # Port 0 (tests) means "any free port": such a listener is the channel's own.
-    folder = channel.source.file
-    if folder is not None:
+    folder = channel.source.settings
+    if isinstance(folder, FileSourceConfig):
         return f"file:{folder.directory}"
-    http = channel.source.http
-    if http is not None:
+    http = channel.source.settings
+    if isinstance(http, HttpSource):
         return f"http:{http.host}:{http.port}{http.path}" if http.port else f"http:{channel.name}{http.path}"
-    mllp = channel.source.mllp
-    assert mllp is not None
+    mllp = channel.source.settings
+    if not isinstance(mllp, MllpSource):
+        kind = channel.source.kind
+        if registry.spec(kind).create_source is None:
+            raise ConfigError(f"channel {channel.name}: the engine has no listener for a '{kind}' source yet")
+        return f"{kind}:{channel.name}"
     return f"mllp:{mllp.host}:{mllp.port}" if mllp.port else f"mllp:{channel.name}"
 
 
-def wanted_listeners(channels: list[Channel]) -> dict[str, MllpSource | HttpSource | FileSource]:
+def wanted_listeners(channels: list[Channel]) -> dict[str, BaseModel]:
     return {source_key(channel): channel.source.settings for channel in channels if channel.enabled}
 
 
@@ -77,12 +91,9 @@ class _CountingEvents(ListenerEvents):
 
 @dataclass
 class Listener:
-    settings: MllpSource
-    server: MllpServer
+    settings: BaseModel          # MllpSource, or a plug-in source's config
+    source: SourceConnector
     ingest: Ingest
-
-
-_LISTENER_FIELDS = set(ListenerSettings.model_fields)
 
 
 class ListenerSet:
@@ -99,12 +110,12 @@ class ListenerSet:
         self.file_sources: dict[str, FilePoller] = {}
 
     def ports(self) -> dict[str, int]:
-        ports = {key: listener.server.port for key, listener in self.listeners.items()}
+        ports = {key: port for key, listener in self.listeners.items()
+                 if isinstance(port := getattr(listener.source, "port", None), int)}
         ports.update({key: self.http_servers[server].port for key, (_, server) in self.http_sources.items()})
         return ports
 
-    async def apply(self, wanted: dict[str, MllpSource | HttpSource | FileSource], *,
-                    wait_for_ports: float = 0.0) -> None:
+    async def apply(self, wanted: dict[str, BaseModel], *, wait_for_ports: float = 0.0) -> None:
         """Start, stop or restart listeners to match `wanted`.
 
         `wait_for_ports`: at start-up after a crash, the dying process may hold a port for a
@@ -119,19 +130,21 @@ class ListenerSet:
                     raise
                 await asyncio.sleep(0.2)
 
-    async def _apply(self, wanted: dict[str, MllpSource | HttpSource | FileSource]) -> None:
-        mllp = {key: settings for key, settings in wanted.items() if isinstance(settings, MllpSource)}
+    async def _apply(self, wanted: dict[str, BaseModel]) -> None:
+        # http and file sources are served by the engine itself (below); the rest are connectors.
+        own = {key: settings for key, settings in wanted.items()
+               if not isinstance(settings, (HttpSource, FileSourceConfig))}
         http = {key: settings for key, settings in wanted.items() if isinstance(settings, HttpSource)}
         for key in list(self.listeners):
-            if key not in mllp or self.listeners[key].settings != mllp[key]:
-                await self.listeners.pop(key).server.close()
-        for key, settings in mllp.items():
+            if key not in own or self.listeners[key].settings != own[key]:
+                await self.listeners.pop(key).source.close()
+        for key, settings in own.items():
             if key not in self.listeners:
                 self.listeners[key] = await self._start(key, settings)
         await self._apply_http(http)
-        await self._apply_files({key: s for key, s in wanted.items() if isinstance(s, FileSource)})
+        await self._apply_files({key: s for key, s in wanted.items() if isinstance(s, FileSourceConfig)})
 
-    async def _apply_files(self, wanted: dict[str, FileSource]) -> None:
+    async def _apply_files(self, wanted: dict[str, FileSourceConfig]) -> None:
         for key in list(self.file_sources):
             if key not in wanted or self.file_sources[key].settings != wanted[key]:
                 await self.file_sources.pop(key).close()
@@ -174,7 +187,7 @@ class ListenerSet:
 
     async def close(self) -> None:
         for listener in self.listeners.values():
-            await listener.server.close()
+            await listener.source.close()
         self.listeners.clear()
         for server in self.http_servers.values():
             await server.close()
@@ -184,18 +197,25 @@ class ListenerSet:
             await poller.close()
         self.file_sources.clear()
 
-    async def _start(self, key: str, settings: MllpSource) -> Listener:
-        dedup = DedupIndex(settings.dedup_window)
+    async def _start(self, key: str, settings: BaseModel) -> Listener:
+        # A plug-in source's config need not carry the ingest options: the defaults apply then.
+        options = settings if isinstance(settings, IngestOptions) else IngestOptions.model_validate({})
+        dedup = DedupIndex(options.dedup_window)
         await self._refill_dedup(key, dedup)
-        ingest = Ingest(key, self.writer, dedup, self.metrics, default_charset=settings.default_charset,
-                        fallback_charset=settings.fallback_charset, on_committed=self.on_committed)
-        ssl_context = server_ssl_context(settings.tls) if settings.tls else None
-        server = await start_mllp_server(
-            ingest.handle, host=settings.host, port=settings.port,
-            settings=ListenerSettings(**settings.model_dump(include=_LISTENER_FIELDS)), ssl=ssl_context,
-            events=_CountingEvents(self.metrics, key))
-        log.info("listening", extra={"source": key, "port": server.port, "tls": bool(ssl_context)})
-        return Listener(settings, server, ingest)
+        ingest = Ingest(key, self.writer, dedup, self.metrics, default_charset=options.default_charset,
+                        fallback_charset=options.fallback_charset, on_committed=self.on_committed)
+        source: SourceConnector
+        if isinstance(settings, MllpSource):
+            source = MllpSourceConnector(settings, ingest.handle, events=_CountingEvents(self.metrics, key))
+            await source.start()
+            log.info("listening", extra={"source": key, "port": source.port, "tls": bool(settings.tls)})
+        else:
+            factory = registry.spec(key.split(":", 1)[0]).create_source
+            assert factory is not None      # source_key refuses a source without one
+            source = factory(settings, ingest.handle)
+            await source.start()
+            log.info("source started", extra={"source": key})
+        return Listener(settings, source, ingest)
 
     async def _refill_dedup(self, source: str, dedup: DedupIndex) -> None:
         """Resends after a restart still get their original ACK: refill from the store."""
@@ -206,7 +226,7 @@ class ListenerSet:
             return list(connection.execute(
                 select(m.sending_application, m.sending_facility, m.control_id, m.content_hash, m.ack,
                        m.received_at)
-                .where(m.source == source, m.received_at >= horizon, m.status != "rejected")
+                .where(m.source == source, m.received_at >= horizon, m.status != MessageStatus.REJECTED)
                 .order_by(m.id).limit(dedup.max_entries)))
 
         for row in await self.read(recent):

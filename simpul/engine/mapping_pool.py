@@ -20,6 +20,10 @@ from typing import Any
 
 import orjson
 
+from simpul.engine.process_guard import die_with_parent
+from simpul.mappings import load_mapping
+from simpul.v2 import decode_message
+
 # One job: (channel name, raw bytes, codec). One result: (payload, error class, error text, counts),
 # counts being what the message held that no map used ({"OBX-18": 3}) and message-level events
 # ({"unmatched_patient": 1}), for /metrics.
@@ -31,14 +35,11 @@ _mappings: dict[str, Any] = {}
 
 
 def _build(specs: Specs) -> dict[str, Any]:
-    from simpul.mappings import load_mapping
-
     return {name: load_mapping(spec, base_dir=Path(base_dir)) for name, (spec, base_dir) in specs.items()}
 
 
 def _load(specs: Specs) -> None:
     """Worker-process initializer."""
-    from simpul.engine.process_guard import die_with_parent
 
     die_with_parent()
     _mappings.clear()
@@ -49,9 +50,8 @@ def _map_with(mappings: dict[str, Any], jobs: Sequence[Job]) -> list[Result]:
     results: list[Result] = []
     for channel, raw, codec in jobs:
         try:
-            text = raw.decode(codec or "utf-8")
-            if text.startswith("\ufeff"):
-                text = text[1:]
+            # The codec ingest decoded these bytes with (stored with the message).
+            text, _ = decode_message(raw, "", default=codec or "utf-8")
             bundle, report = mappings[channel].map_with_report(text)
             counts = {"not_mapped": dict(report.not_mapped), "events": dict(report.counts)}
             results.append((orjson.dumps(bundle), None, None, counts))

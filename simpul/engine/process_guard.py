@@ -5,6 +5,7 @@ an orphaned ingest process would keep the MLLP port, an orphaned mapping worker 
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import threading
@@ -19,7 +20,6 @@ def die_with_parent() -> None:
     parent that died before the call (or a platform without prctl)."""
     parent = os.getppid()
     try:
-        import ctypes
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):

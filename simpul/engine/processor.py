@@ -20,8 +20,10 @@ from sqlalchemy import Connection, select, update
 from simpul.engine.channel_runtime import ChannelRuntime
 from simpul.engine.mapping_pool import MappingPool
 from simpul.engine.metrics import Metrics
-from simpul.engine.store.schema import dead_letters, deliveries, messages
-from simpul.engine.store.writer import StoreWriter, insert_rows
+from simpul.store.rows import dead_letter_row, delivery_row
+from simpul.store.schema import dead_letters, deliveries, messages
+from simpul.store.status import MessageStatus
+from simpul.store.writer import StoreWriter, insert_rows
 
 log = logging.getLogger("simpul.processor")
 
@@ -36,7 +38,7 @@ MESSAGE_COLUMNS = _COLUMNS = (messages.c.id, messages.c.source, messages.c.raw, 
 @dataclass
 class _Outcome:
     message_id: int
-    status: str
+    status: MessageStatus
     delivery_rows: list[dict[str, Any]] = field(default_factory=list)
     dead_letter_rows: list[dict[str, Any]] = field(default_factory=list)
     routed_channels: list[str] = field(default_factory=list)
@@ -103,7 +105,7 @@ class Processor:
                 self.metrics.queued.labels(row["channel"], row["destination"]).inc()
             for channel in outcome.routed_channels:
                 self.metrics.routed.labels(channel).inc()
-            if outcome.status == "unrouted":
+            if outcome.status == MessageStatus.UNROUTED:
                 self.metrics.unrouted.labels(outcome.source).inc()
         if touched:
             self.on_queued(touched)
@@ -113,11 +115,11 @@ class Processor:
         plans: list[tuple[Any, _Outcome, dict[str, str], list[ChannelRuntime]]] = []
         jobs: list[tuple[str, bytes, str]] = []
         for row in rows:
-            outcome = _Outcome(row.id, "unrouted", source=row.source)
+            outcome = _Outcome(row.id, MessageStatus.UNROUTED, source=row.source)
             fields = message_fields(row)
             accepted = [channel for channel in self.channels_for(row.source) if channel.accepts(fields)]
             if accepted:
-                outcome.status = "routed"
+                outcome.status = MessageStatus.ROUTED
             plans.append((row, outcome, fields, accepted))
             jobs.extend((channel.name, row.raw, row.charset) for channel in accepted if channel.needs_mapping)
         results = iter(await self.pool_for().map_batch(jobs))
@@ -133,13 +135,10 @@ class Processor:
                     if mapped is None:
                         self._mapping_failed(row, outcome, channel.name, error_class or "", error_text or "", now)
                 for delivery in channel.deliveries_for(row.raw, mapped, fields, row.id):
-                    outcome.delivery_rows.append({
-                        "message_id": row.id, "channel": channel.name, "destination": delivery.destination.label,
-                        "order_key": delivery.order_key[:250], "status": "pending", "attempts": 0,
-                        "created_at": row.received_at, "next_attempt_at": now, "lease_until": None,
-                        "lease_owner": None, "delivered_at": None, "last_error": None, "last_response": None,
-                        "payload": delivery.payload, "content_type": delivery.content_type,
-                    })
+                    outcome.delivery_rows.append(delivery_row(
+                        message_id=row.id, channel=channel.name, destination=delivery.destination.label,
+                        order_key=delivery.order_key, payload=delivery.payload,
+                        content_type=delivery.content_type, created_at=row.received_at, next_attempt_at=now))
         return [outcome for _, outcome, _, _ in plans]
 
     def _mapping_failed(self, row: Any, outcome: _Outcome, channel: str, error_class: str, error: str,
@@ -147,17 +146,13 @@ class Processor:
         self.metrics.mapping_failed.labels(channel).inc()
         log.warning("mapping failed", extra={"channel": channel, "stage": "mapping", "control_id": row.control_id,
                                              "error_class": error_class})
-        outcome.dead_letter_rows.append({
-            "created_at": now, "message_id": row.id, "delivery_id": None, "channel": channel,
-            "destination": "", "stage": "mapping", "error_class": error_class, "error": error,
-            "attempts": 1, "status": "open", "raw": row.raw, "payload": None,
-            "message_type": row.message_type, "control_id": row.control_id, "patient_id": row.patient_id,
-            "visit_number": row.visit_number, "accession_number": row.accession_number,
-        })
+        outcome.dead_letter_rows.append(dead_letter_row(
+            row, created_at=now, channel=channel, stage="mapping", error_class=error_class, error=error,
+            attempts=1))
 
 
 def _fetch_received(connection: Connection) -> list[Any]:
-    query = select(*_COLUMNS).where(messages.c.status == "received").order_by(messages.c.id).limit(BATCH)
+    query = select(*_COLUMNS).where(messages.c.status == MessageStatus.RECEIVED).order_by(messages.c.id).limit(BATCH)
     return list(connection.execute(query))
 
 
@@ -168,10 +163,10 @@ def _write_outcomes(connection: Connection, outcomes: list[_Outcome]) -> None:
     nobody changes these rows between the check and the update."""
     ids = [outcome.message_id for outcome in outcomes]
     still_received = set(connection.execute(
-        select(messages.c.id).where(messages.c.id.in_(ids), messages.c.status == "received").with_for_update()
-    ).scalars())
+        select(messages.c.id).where(messages.c.id.in_(ids), messages.c.status == MessageStatus.RECEIVED)
+        .with_for_update()).scalars())
     taken = [outcome for outcome in outcomes if outcome.message_id in still_received]
-    for status in ("routed", "unrouted"):
+    for status in (MessageStatus.ROUTED, MessageStatus.UNROUTED):
         chosen = [outcome.message_id for outcome in taken if outcome.status == status]
         if chosen:
             connection.execute(update(messages).where(messages.c.id.in_(chosen)).values(status=status))

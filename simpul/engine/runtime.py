@@ -16,31 +16,40 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import uvicorn
+from prometheus_client import generate_latest
 from sqlalchemy import Connection, func, select
 
-from simpul.connectors.base import create_connector
+from simpul.connectors.registry import create_destination
 from simpul.engine.channel_runtime import ChannelRuntime
 from simpul.engine.config.channels import channel_files_stamp, load_channels
 from simpul.engine.config.settings import Settings
-from simpul.dead_letters.delivery_control import DeliveryControl
-from simpul.dead_letters.queue_metrics import refresh_queue_gauges
-from simpul.dead_letters.retention import run_retention_periodically
 from simpul.engine.delivery import DestinationWorker
+from simpul.engine.delivery_gate import DeliveryControl
 from simpul.engine.ingest_process import IngestProcess
 from simpul.engine.listeners import ListenerSet, source_key, wanted_listeners
 from simpul.engine.mapping_pool import MappingPool, specs_of
 from simpul.engine.metrics import IngestMetrics, Metrics
 from simpul.engine.processor import Processor
-from simpul.engine.store.database import open_database, read_in_thread
-from simpul.engine.store.writer import StoreWriter
+from simpul.engine.queue_metrics import refresh_queue_gauges
 from simpul.errors import ConfigError
+from simpul.store.database import open_database, read_in_thread
+from simpul.store.schema import messages
+from simpul.store.status import MessageStatus
+from simpul.store.writer import StoreWriter
 
 log = logging.getLogger("simpul.engine")
+
+# Work that layers above the engine run inside it (retention, the HTTP app). The engine only
+# knows these shapes, so it never imports the operations or API layers; the composition root
+# (simpul/app.py) passes them in.
+BackgroundJob = Callable[["Engine"], Coroutine[Any, Any, None]]
+HttpAppFactory = Callable[["Engine"], Any]
 
 # How long this process's writer gathers bookkeeping jobs (routing results, claims, outcomes)
 # before it commits them. While the ingest process is busy, every commit of ours makes its
@@ -53,8 +62,11 @@ BUSY_FOR = 0.25
 
 
 class Engine:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, background_jobs: Mapping[str, BackgroundJob] | None = None,
+                 http_app: HttpAppFactory | None = None) -> None:
         self.settings = settings
+        self._background_jobs = dict(background_jobs or {})
+        self._http_app = http_app
         self.metrics = Metrics()
         self.ingest_metrics = IngestMetrics()
         self.owner = settings.engine_id or f"{socket.gethostname()}:{os.getpid()}"
@@ -84,8 +96,10 @@ class Engine:
         self.writer = StoreWriter(self.db, max_batch=self.settings.database.group_commit_max,
                                   durable_setting=self.settings.database.sqlite_synchronous, job_interval=QUIET_JOB_INTERVAL)
         self.writer.start()
+        # Refuse to start when commits would not wait for the disk (StoreError names the level).
+        await self.writer.check_durability()
         self.processor = Processor(self.writer, self.metrics, self.channels_for, self._wake_workers, self.read,
-                                   lambda: self._mapping_pool)
+                                   self._current_mapping_pool)
         if not self.settings.ingest_process:
             self._listener_set = ListenerSet(self.writer, self.ingest_metrics, self.read, self._message_committed)
         await self._apply(loaded)
@@ -96,8 +110,8 @@ class Engine:
         self._tasks.append(asyncio.create_task(self.processor.run(), name="processor"))
         self._tasks.append(asyncio.create_task(refresh_queue_gauges(
             self, interval=min(5.0, self.settings.delivery.poll_interval * 20)), name="queue-gauges"))
-        # Archive-then-remove of finished messages for channels with `retention:` (dead_letters/retention.py).
-        self._tasks.append(asyncio.create_task(run_retention_periodically(self), name="retention"))
+        for name, job in self._background_jobs.items():
+            self._tasks.append(asyncio.create_task(job(self), name=name))
         if self.settings.http.enabled:
             await self._start_http()
         if self.settings.reload_interval > 0:
@@ -213,7 +227,7 @@ class Engine:
             if key in self.workers:
                 continue
             worker = DestinationWorker(
-                key[0], key[1], create_connector(destination.connector_name, destination.connector_config),
+                key[0], key[1], create_destination(destination.connector_name, destination.connector_config),
                 destination.retry, writer=self.writer, metrics=self.metrics,
                 max_in_flight=destination.max_in_flight, lease=self.settings.delivery.lease,
                 poll_interval=self.settings.delivery.poll_interval, owner=self.owner,
@@ -229,6 +243,11 @@ class Engine:
         if self._ingest_process is not None and self.writer is not None:
             self._ingest_busy_at = time.monotonic()
             self.writer.job_interval = BUSY_JOB_INTERVAL
+
+    def _current_mapping_pool(self) -> MappingPool:
+        if self._mapping_pool is None:
+            raise RuntimeError("the mapping pool is not running (engine not started or stopping)")
+        return self._mapping_pool
 
     async def _relax_writer_when_ingest_is_quiet(self) -> None:
         while True:
@@ -250,7 +269,10 @@ class Engine:
     async def health(self) -> dict[str, Any]:
         report: dict[str, Any] = {"status": "ok", "channels": sorted(self.channels),
                                   "listeners": self.listener_ports()}
+        # The durability level read back from each process's committing connection.
+        report["store_durability"] = {"engine": self.writer.durable_level if self.writer else None}
         if self._ingest_process is not None:
+            report["store_durability"]["ingest"] = self._ingest_process.durable_level
             report["ingest_process"] = {"alive": self._ingest_process.alive,
                                         "restarts": self._ingest_process.restarts}
             if not self._ingest_process.alive:
@@ -272,7 +294,6 @@ class Engine:
 
     async def metrics_text(self) -> bytes:
         """Both registries in one Prometheus exposition (the ingest half may live in the child)."""
-        from prometheus_client import generate_latest
 
         own = generate_latest(self.metrics.registry)
         if self._ingest_process is not None:
@@ -280,14 +301,12 @@ class Engine:
         return own + generate_latest(self.ingest_metrics.registry)
 
     async def _start_http(self) -> None:
-        import uvicorn
-
-        from simpul.engine.http_api import create_app
-
-        config = uvicorn.Config(create_app(self), host=self.settings.http.host, port=self.settings.http.port,
+        if self._http_app is None:
+            raise ConfigError("http.enabled is set but this engine was built without an HTTP app")
+        config = uvicorn.Config(self._http_app(self), host=self.settings.http.host, port=self.settings.http.port,
                                 log_config=None, access_log=False, lifespan="off")
         self._http = uvicorn.Server(config)
-        self._http.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._http.install_signal_handlers = lambda: None
         self._tasks.append(asyncio.create_task(self._http.serve(), name="http"))
         for _ in range(200):
             if self._http.started:
@@ -298,7 +317,5 @@ class Engine:
 
 
 def _unprocessed_count(connection: Connection) -> int:
-    from simpul.engine.store.schema import messages
-
     return int(connection.execute(select(func.count()).select_from(messages)
-                                  .where(messages.c.status == "received")).scalar_one())
+                                  .where(messages.c.status == MessageStatus.RECEIVED)).scalar_one())

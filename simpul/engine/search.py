@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from simpul.engine.store.schema import deliveries, messages
+from simpul.store.schema import deliveries, messages
 
 
 @dataclass
@@ -49,7 +49,7 @@ def search_messages(connection: Connection, query: MessageQuery) -> list[dict[st
     # str(): SQLAlchemy names columns with a str subclass, which orjson refuses as a dict key.
     found = [{str(key): value for key, value in row._mapping.items()} for row in connection.execute(statement)]
     if found:
-        ids = [row["id"] for row in found]
+        ids = [item["id"] for item in found]
         summary = connection.execute(
             select(deliveries.c.message_id, deliveries.c.channel, deliveries.c.destination, deliveries.c.status,
                    deliveries.c.attempts)
@@ -59,6 +59,6 @@ def search_messages(connection: Connection, query: MessageQuery) -> list[dict[st
             by_message.setdefault(row.message_id, []).append(
                 {"channel": row.channel, "destination": row.destination, "status": row.status,
                  "attempts": row.attempts})
-        for row in found:
-            row["deliveries"] = by_message.get(row["id"], [])
+        for item in found:
+            item["deliveries"] = by_message.get(item["id"], [])
     return found

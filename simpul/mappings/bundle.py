@@ -1,6 +1,6 @@
 """One FHIR R4 transaction Bundle per message, with deterministic ids and conditional requests.
 
-Rules (see README.md, "Output rules"):
+Rules (see docs/mappings/index.md, "Output rules"):
 - every entry's fullUrl is `urn:uuid:<uuid5(namespace, "<Type>/<key>")>`; the key is built from
   business identifiers where there are any, else from the message control id and the segment's
   position, so mapping the same message twice gives the same bytes;

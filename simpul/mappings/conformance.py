@@ -3,9 +3,12 @@ compare it element by element with the reference outputs that exist.
 
     python -m simpul.mappings.conformance tests/corpus
 
-Per message type: mapped / failed / unsupported; over the corpus: refusals with their reason,
-FHIR invariant failures (must be 0) and the fields the maps left unused most often. Batch files
-and files with several messages are split (mappings/batch.py) and each message counted. Per resource type: top-level elements of the
+Each file is read as `simpul map` and the listener read a message (simpul.v2: batch envelopes,
+MSH, MSH-18 charset, no binary data); a file may hold several messages. Per message type: mapped /
+refused (by the reader, with the reason the listener's ACK would give) / failed (mapping or
+validation) / unsupported; over the corpus: FHIR invariant failures (must be 0) and the fields the
+maps left unused most often. A batch whose BTS-1/FTS-1 count does not match what it holds is a
+failure of its own. Per resource type: top-level elements of the
 reference resources that we produce with an equal value (matching), do not produce (missing), or
 produce with another value (differing). Values are compared after dropping ids, references, meta
 and narrative, which differ by design (references are urn:uuid fullUrls here). The references
@@ -18,14 +21,13 @@ import pathlib
 import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
-from simpul.errors import MappingError, NothingToMap, UnsupportedMessageType
-from simpul.mappings.batch import split_file
-from simpul.mappings.invariants import bundle_findings
+from simpul.errors import MappingError, MessageError, NothingToMap, UnsupportedMessageType
 from simpul.mappings.loader import load_mapping
+from simpul.mappings.invariants import bundle_findings
 from simpul.mappings.validation import validate_structure
-from simpul.mappings.v2.message import split_lines
+from simpul.v2 import MessageHeader, read_header, read_message, split_file
 
 REFERENCE_SUFFIXES = (".expected.json", ".reportstream.fhir.json", ".ig-sample.json")
 _IGNORED = {"id", "reference", "fullUrl", "meta", "text", "div"}
@@ -45,6 +47,7 @@ class Report:
     corpus: str
     mapped: Counter[str] = field(default_factory=Counter)       # message type -> count
     failed: Counter[str] = field(default_factory=Counter)       # mapping or validation failed
+    refused: Counter[str] = field(default_factory=Counter)      # the v2 reader refused the bytes
     unsupported: Counter[str] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)           # "file: reason" (no patient data)
     fields: dict[str, FieldCounts] = field(default_factory=lambda: defaultdict(FieldCounts))
@@ -60,12 +63,13 @@ class Report:
 
     def __str__(self) -> str:
         lines = [f"Conformance report for {self.corpus}", "", "Per message type:",
-                 f"  {'type':<12} {'mapped':>7} {'failed':>7} {'unsupported':>12}"]
-        types = sorted(set(self.mapped) | set(self.failed) | set(self.unsupported))
+                 f"  {'type':<12} {'mapped':>7} {'refused':>8} {'failed':>7} {'unsupported':>12}"]
+        types = sorted(set(self.mapped) | set(self.refused) | set(self.failed) | set(self.unsupported))
         for t in types:
-            lines.append(f"  {t:<12} {self.mapped[t]:>7} {self.failed[t]:>7} {self.unsupported[t]:>12}")
-        lines.append(f"  {'total':<12} {sum(self.mapped.values()):>7} {sum(self.failed.values()):>7} "
-                     f"{sum(self.unsupported.values()):>12}")
+            lines.append(f"  {t:<12} {self.mapped[t]:>7} {self.refused[t]:>8} {self.failed[t]:>7} "
+                         f"{self.unsupported[t]:>12}")
+        lines.append(f"  {'total':<12} {sum(self.mapped.values()):>7} {sum(self.refused.values()):>8} "
+                     f"{sum(self.failed.values()):>7} {sum(self.unsupported.values()):>12}")
         lines += ["", f"Per resource type, against {self.compared_files} reference outputs "
                       "(top-level elements of the reference resources):",
                   f"  {'resource':<22} {'matching':>9} {'missing':>8} {'differing':>10}"]
@@ -73,10 +77,10 @@ class Report:
             c = self.fields[rtype]
             lines.append(f"  {rtype:<22} {c.matching:>9} {c.missing:>8} {c.differing:>10}")
         if self.failures:
-            lines += ["", "Failures and unsupported types:"] + [f"  {f}" for f in self.failures]
+            lines += ["", "Refusals, failures and unsupported types:"] + [f"  {f}" for f in self.failures]
         lines += ["", f"Messages: {self.messages}; mapped {sum(self.mapped.values())}, refused "
-                      f"{sum(self.unsupported.values())} (with reason, below), failed {sum(self.failed.values())}; "
-                      f"FHIR invariant failures: {len(self.invariant_failures)}"]
+                      f"{sum(self.refused.values()) + sum(self.unsupported.values())} (with reason, above), "
+                      f"failed {sum(self.failed.values())}; FHIR invariant failures: {len(self.invariant_failures)}"]
         lines += [f"  {f}" for f in self.invariant_failures[:20]]
         if self.unmapped_fields:
             lines += ["", "Fields and segments the maps did not use, most frequent (SEG-n: times):"]
@@ -87,13 +91,12 @@ class Report:
         return "\n".join(lines)
 
 
-def _message_type(text: str) -> str:
-    lines = split_lines(text)
-    if not lines or not lines[0].startswith("MSH") or len(lines[0]) < 4:
+def _message_type(raw: bytes) -> str:
+    try:
+        header: MessageHeader = read_header(raw)
+    except MessageError:
         return "unreadable"
-    msh = lines[0].split(lines[0][3])
-    parts = msh[8].split("^") if len(msh) > 8 else [""]
-    return "^".join(p for p in parts[:2] if p) or "unknown"
+    return header.message_type
 
 
 def _normalize(value: Any) -> Any:
@@ -132,73 +135,66 @@ def compare(ours: dict[str, Any], reference: dict[str, Any], report: Report) -> 
                     counts.differing += 1
 
 
-def run(corpus_dir: str | pathlib.Path, *, validate: bool = True,
-        decode: Callable[[bytes], str] | None = None) -> Report:
-    """Map and check every message of every `*.hl7` file in `corpus_dir`; never raises for a bad message.
-    `decode` turns a message's bytes into text (default: UTF-8, else Latin-1)."""
+def run(corpus_dir: str | pathlib.Path, *, validate: bool = True) -> Report:
+    """Map and check every `*.hl7` file in `corpus_dir`; never raises for a bad message."""
     corpus = pathlib.Path(corpus_dir)
     mapping = load_mapping("v2_to_fhir", base_dir=corpus)
     report = Report(str(corpus))
-    for path, text in _messages(corpus, report, decode or _decode):
-        mtype = _message_type(text)
-        try:
-            bundle = mapping.map(text)
-            if validate:
-                findings = bundle_findings(bundle)
-                report.invariant_failures += [f"{path.name}: {f}" for f in findings]
-                validate_structure(bundle)
-        except NothingToMap as exc:
-            report.unsupported[mtype] += 1
-            report.failures.append(f"{path.name}: {exc.reason}")
-            continue
-        except UnsupportedMessageType:
-            report.unsupported[mtype] += 1
-            report.failures.append(f"{path.name}: unsupported message type {mtype}")
-            continue
-        except MappingError as exc:
-            report.failed[mtype] += 1
-            report.failures.append(f"{path.name}: {exc}")
-            continue
-        report.mapped[mtype] += 1
-        stem = path.name[:-len(".hl7")]
-        for suffix in REFERENCE_SUFFIXES:
-            ref_path = corpus / (stem + suffix)
-            if ref_path.exists():
-                report.compared_files += 1
-                compare(bundle, json.loads(ref_path.read_text(encoding="utf-8")), report)
+    for path in sorted(corpus.glob("*.hl7")):
+        # No message in the file: the reader refuses the empty text with the listener's reason.
+        split = split_file(path.read_bytes())
+        for problem in split.problems:
+            report.failed["file"] += 1
+            report.failures.append(f"{path.name}: {problem}")
+        found = split.messages or [b""]
+        for number, raw in enumerate(found, start=1):
+            name = path.name if len(found) == 1 else f"{path.name}#{number}"
+            mtype = _message_type(raw)
+            report.messages += 1
+            try:
+                text = read_message(raw).text
+            except MessageError as exc:
+                report.refused[mtype] += 1
+                report.failures.append(f"{name}: refused: {exc}")
+                continue
+            try:
+                bundle = mapping.map(text)
+                if validate:
+                    report.invariant_failures += [f"{name}: {f}" for f in bundle_findings(bundle)]
+                    validate_structure(bundle)
+            except NothingToMap as exc:
+                report.unsupported[mtype] += 1
+                report.failures.append(f"{name}: {exc.reason}")
+                continue
+            except UnsupportedMessageType:
+                report.unsupported[mtype] += 1
+                report.failures.append(f"{name}: unsupported message type {mtype}")
+                continue
+            except MappingError as exc:
+                report.failed[mtype] += 1
+                report.failures.append(f"{name}: {exc}")
+                continue
+            report.mapped[mtype] += 1
+            if len(found) > 1:
+                continue  # reference outputs are per file, for files of one message
+            stem = path.name[:-len(".hl7")]
+            for suffix in REFERENCE_SUFFIXES:
+                ref_path = corpus / (stem + suffix)
+                if ref_path.exists():
+                    report.compared_files += 1
+                    compare(bundle, json.loads(ref_path.read_text(encoding="utf-8")), report)
     report.unmapped_codes = mapping.unmapped_codes
     report.unmapped_fields = mapping.unmapped_fields
     return report
 
 
-def _messages(corpus: pathlib.Path, report: Report,
-              decode: Callable[[bytes], str]) -> Iterator[tuple[pathlib.Path, str]]:
-    """Every message of every `*.hl7` file; a file whose batch counts do not add up is a failure."""
-    for path in sorted(corpus.glob("*.hl7")):
-        split = split_file(path.read_bytes())
-        for problem in split.problems:
-            report.failed["file"] += 1
-            report.failures.append(f"{path.name}: {problem}")
-        for raw in split.messages:
-            report.messages += 1
-            yield path, decode(raw)
-
-
-def _decode(raw: bytes) -> str:
-    """UTF-8, else Latin-1 (the corpus holds Latin-1 files; `simpul conformance` decodes by MSH-18)."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
-
-
-def main(argv: list[str] | None = None, *, decode: Callable[[bytes], str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     corpus = args[0] if args else str(pathlib.Path(__file__).resolve().parents[1] / "tests" / "corpus")
     if not pathlib.Path(corpus).is_dir():
         print(f"conformance: {corpus} is not a directory", file=sys.stderr)
         return 2
-    report = run(corpus, decode=decode)
+    report = run(corpus)
     print(report)
     return 1 if report.in_scope_failures else 0
 

@@ -8,7 +8,7 @@ from collections import Counter
 from types import ModuleType
 from typing import Any, Callable
 
-from simpul.errors import ConfigError, MappingError, NothingToMap, UnsupportedMessageType
+from simpul.errors import ConfigError, MappingError, MessageError, NothingToMap, UnsupportedMessageType
 from simpul.mappings import datatypes as dt
 from simpul.mappings import vocabulary as vocab
 from simpul.mappings.context import MapContext
@@ -16,8 +16,8 @@ from simpul.mappings.messages import message_map
 from simpul.mappings.options import MappingSpec
 from simpul.mappings.report import MapReport, account
 from simpul.mappings.segments.provenance import map_provenance
-from simpul.mappings.validation import validate_bundle
 from simpul.mappings.v2 import Message, parse_message
+from simpul.mappings.validation import validate_bundle
 
 BUILTINS = ("v2_to_fhir",)
 
@@ -40,7 +40,12 @@ class Mapping:
         self.last_report = MapReport()
 
     def parse(self, text: str) -> Message:
-        return parse_message(text)
+        """Read a decoded message with simpul.v2's rules (the listener's); MappingError when they
+        refuse it, with the same segment, field and reason the listener's ACK gives."""
+        try:
+            return parse_message(text)
+        except MessageError as exc:
+            raise MappingError(exc.reason, segment=exc.segment, field=exc.field) from exc
 
     def map(self, text: str) -> dict[str, Any]:
         """Map one decoded HL7v2 message to a FHIR R4 transaction Bundle.
@@ -48,11 +53,11 @@ class Mapping:
         Raises UnsupportedMessageType for a type with no map and MappingError (segment, field,
         reason; never patient data) for a message that cannot be mapped.
         """
-        return self.map_message(parse_message(text))
+        return self.map_message(self.parse(text))
 
     def map_with_report(self, text: str) -> tuple[dict[str, Any], MapReport]:
         """`map`, plus what the message held that is in no output (report.py)."""
-        return self._map(parse_message(text))
+        return self._map(self.parse(text))
 
     def map_message(self, msg: Message) -> dict[str, Any]:
         return self._map(msg)[0]
@@ -64,7 +69,7 @@ class Mapping:
         if self._drop:
             kept = [s for s in msg.segments if s.name not in self._drop or s.name == "MSH"]
             dropped = [s.name for s in msg.segments if s.name in self._drop and s.name != "MSH"]
-            msg = Message(kept, msg.enc)
+            msg = Message(kept, msg.enc, msg.header)
         code, event = msg.message_code, msg.trigger_event
         fn = message_map(code, event)
         if fn is None:
@@ -135,4 +140,4 @@ def _load_transform(module: str, base_dir: pathlib.Path) -> Transform:
     fn = getattr(mod, "transform", None)
     if not callable(fn):
         raise ConfigError(f"mapping.module: {module} defines no transform(message, bundle) function")
-    return fn  # type: ignore[no-any-return]
+    return fn

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
 from simpul.errors import MappingError
 from simpul.mappings.invariants import check_invariants
 
@@ -21,8 +23,8 @@ def validate_bundle(bundle: dict[str, Any]) -> None:
 
 def validate_structure(bundle: dict[str, Any]) -> None:
     """The fhir.resources R4B models only (types, cardinality, required elements)."""
+    # fhir.resources builds its models on import (about a second); only validating channels pay it.
     from fhir.resources.R4B.bundle import Bundle
-    from pydantic import ValidationError
 
     try:
         Bundle.model_validate(bundle)

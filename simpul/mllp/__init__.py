@@ -1,7 +1,6 @@
-"""MLLP transport for HL7 v2: framing, the MSH reader, ACKs, the listener and the sender.
+"""MLLP transport for HL7 v2: framing, ACKs, the listener and the sender (ER7 syntax: simpul.v2).
 
     framing.py   bytes <-> MLLP frames (no I/O)
-    header.py    read_header(): the MSH fields, on bytes
     ack.py       build_ack() / read_ack()
     listener.py  start_mllp_server(handler) -> MllpServer
     sender.py    open_mllp_connection() -> MllpConnection.send()
@@ -9,7 +8,6 @@
 """
 from .ack import build_ack, read_ack
 from .framing import END_BLOCK, START_BLOCK, FrameDecoder, frame
-from .header import MessageHeader, is_enhanced_mode, read_header
 from .listener import ListenerEvents, ListenerSettings, MllpServer, start_mllp_server
 from .sender import MllpConnection, open_mllp_connection
 from .tls import TlsSettings, client_ssl_context, server_ssl_context
@@ -19,9 +17,6 @@ __all__ = [
     "END_BLOCK",
     "frame",
     "FrameDecoder",
-    "MessageHeader",
-    "read_header",
-    "is_enhanced_mode",
     "build_ack",
     "read_ack",
     "ListenerSettings",

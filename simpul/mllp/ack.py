@@ -1,9 +1,10 @@
 """Building and reading HL7 v2 acknowledgements (ACK messages), on bytes.
 
-``build_ack`` answers a message using only its MSH (see :mod:`simpul.mllp.header`), so even a message
-whose body cannot be parsed gets a proper AR/AE. The ACK reuses the original's field separator and
-encoding characters, which lets the original's MSH-3..6 be echoed verbatim (already encoded with the
-same delimiters). Text we add (MSA-3, ERR-8) is escaped with HL7 escape sequences.
+``build_ack`` answers a message using only its MSH (see :func:`simpul.v2.read_header`), so even a
+message whose body cannot be parsed gets a proper AR/AE. The ACK reuses the original's field separator
+and encoding characters, which lets the original's MSH-3..6 be echoed verbatim (already encoded with
+the same delimiters). Text we add (MSA-3, ERR-8) is escaped by :func:`simpul.v2.escape`, line breaks
+written as spaces.
 
 ``read_ack`` is the sender's side: it pulls MSA-1, MSA-2 and a human-readable text out of an answer.
 """
@@ -12,11 +13,10 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 
-from simpul.errors import AckUnreadable, MessageError
+from simpul.errors import AckUnreadable, HeaderError, MessageError
+from simpul.v2 import DEFAULT, Delimiters, MessageHeader, escape, read_msh_delimiters, split_segments, unescape
 
-from .header import MessageHeader
-
-__all__ = ["ACK_CODES", "HL7_ERROR_TEXTS", "build_ack", "read_ack", "escape_text", "unescape_text"]
+__all__ = ["ACK_CODES", "HL7_ERROR_TEXTS", "build_ack", "read_ack"]
 
 # HL7 table 0008 acknowledgement codes (original mode A*, enhanced-mode commit C*).
 ACK_CODES = frozenset({"AA", "AE", "AR", "CA", "CE", "CR"})
@@ -34,51 +34,6 @@ HL7_ERROR_TEXTS = {
     "203": "Unsupported version id",
     "207": "Application internal error",
 }
-
-_DEFAULT_FIELD_SEPARATOR = "|"
-_DEFAULT_ENCODING = "^~\\&"
-
-
-def escape_text(text: str, field_separator: str = "|", encoding_characters: str = "^~\\&") -> str:
-    """Escape delimiters in free text with HL7 escape sequences (\\F\\ \\S\\ \\R\\ \\E\\ \\T\\).
-
-    Line breaks become spaces: a CR inside a field would end the segment.
-    """
-    if text.isalnum():  # the usual control id or code: nothing to escape
-        return text
-    component, repetition, escape, subcomponent = encoding_characters[:4]
-    # The escape character itself first, so the sequences added below are not escaped again.
-    out = text.replace(escape, f"{escape}E{escape}")
-    for char, code in ((field_separator, "F"), (component, "S"), (repetition, "R"),
-                       (subcomponent, "T")):
-        out = out.replace(char, f"{escape}{code}{escape}")
-    if len(encoding_characters) > 4:  # v2.7+ truncation character
-        out = out.replace(encoding_characters[4], f"{escape}P{escape}")
-    return out.replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
-
-
-def unescape_text(text: str, field_separator: str = "|", encoding_characters: str = "^~\\&") -> str:
-    """Undo the delimiter escape sequences written by :func:`escape_text` (others are kept)."""
-    escape = encoding_characters[2]
-    if escape not in text:
-        return text
-    table = {"F": field_separator, "S": encoding_characters[0], "R": encoding_characters[1],
-             "E": escape, "T": encoding_characters[3]}
-    if len(encoding_characters) > 4:
-        table["P"] = encoding_characters[4]
-    parts = text.split(escape)
-    # Odd items sit between two escape characters: they are escape sequence bodies.
-    out = [parts[0]]
-    for i in range(1, len(parts)):
-        if i % 2:
-            if i == len(parts) - 1:  # unmatched trailing escape character: keep it literally
-                out.append(escape + parts[i])
-            else:
-                out.append(table.get(parts[i], f"{escape}{parts[i]}{escape}"))
-        else:
-            out.append(parts[i])
-    return "".join(out)
-
 
 _clock_cache: tuple[int, str] = (-1, "")
 
@@ -117,11 +72,11 @@ def build_ack(
     if ack_code not in ACK_CODES:
         raise ValueError(f"unknown acknowledgement code {ack_code!r}")
     if header is not None:
-        sep = header.field_separator
-        enc = header.encoding_characters
+        delimiters = header.delimiters
+        sep, enc = header.field_separator, header.encoding_characters
         # Sending application/facility of the ACK is the receiver named by the original.
-        our_app = header.receiving_application or escape_text(receiving_application, sep, enc)
-        our_facility = header.receiving_facility or escape_text(receiving_facility, sep, enc)
+        our_app = header.receiving_application or _text(receiving_application, delimiters)
+        our_facility = header.receiving_facility or _text(receiving_facility, delimiters)
         their_app = header.sending_application
         their_facility = header.sending_facility
         event = header.trigger_event
@@ -130,9 +85,10 @@ def build_ack(
         version_id = header.version_id or "2.5.1"
         charset = header.charset
     else:
-        sep, enc = _DEFAULT_FIELD_SEPARATOR, _DEFAULT_ENCODING
-        our_app = escape_text(receiving_application, sep, enc)
-        our_facility = escape_text(receiving_facility, sep, enc)
+        delimiters = DEFAULT
+        sep, enc = DEFAULT.field, DEFAULT.encoding_characters
+        our_app = _text(receiving_application, delimiters)
+        our_facility = _text(receiving_facility, delimiters)
         their_app = their_facility = event = acked_control_id = charset = ""
         processing_id, version_id = "P", "2.5.1"
     comp = enc[0]
@@ -140,7 +96,7 @@ def build_ack(
 
     msh = [
         "MSH", enc, our_app, our_facility, their_app, their_facility, _timestamp(now), "",
-        message_type, escape_text(ack_control_id, sep, enc), processing_id, version_id,
+        message_type, _text(ack_control_id, delimiters), processing_id, version_id,
     ]
     if charset:
         # MSH-13..17 empty, MSH-18 echoes the character set the echoed fields are written in.
@@ -148,7 +104,7 @@ def build_ack(
     # MSA-2 echoes MSH-10 of the message being acknowledged.
     msa = ["MSA", ack_code, acked_control_id]
     if text:
-        msa.append(escape_text(text, sep, enc))  # MSA-3 text message (kept for older receivers)
+        msa.append(_text(text, delimiters))  # MSA-3 text message (kept for older receivers)
     segments = [sep.join(msh), sep.join(msa)]
 
     if error is not None:
@@ -162,7 +118,7 @@ def build_ack(
         # ERR-1 (deprecated) empty, ERR-2 location, ERR-3 condition, ERR-4 severity,
         # ERR-5..7 empty, ERR-8 user message.
         segments.append(sep.join(("ERR", "", location, condition, "E", "", "", "",
-                                  escape_text(error.reason, sep, enc))))
+                                  _text(error.reason, delimiters))))
     segments.append("")
     return "\r".join(segments).encode("latin-1", errors="replace")
 
@@ -173,35 +129,40 @@ def read_ack(payload: bytes) -> tuple[str, str, str]:
     The text is MSA-3 when valued, else ERR-8 of the first ERR segment, else "". Raises
     :class:`AckUnreadable` when there is no MSA segment or MSA-1 is empty.
     """
-    sep, enc = _DEFAULT_FIELD_SEPARATOR, _DEFAULT_ENCODING
+    delimiters = DEFAULT
     msa: list[str] | None = None
     err_text = ""
-    lines = payload.replace(b"\r\n", b"\r").replace(b"\n", b"\r").split(b"\r")
-    for raw_line in lines:
-        line = raw_line.lstrip(b"\xef\xbb\xbf \t")
-        if line[:3] == b"MSH" and len(line) > 8:
-            sep = chr(line[3])
-            candidate = line[4:].split(line[3:4], 1)[0].decode("latin-1")
-            if 4 <= len(candidate) <= 5:
-                enc = candidate
-        elif line[:3] == b"MSA" and msa is None:
-            msa = _decode(line).split(sep)
-        elif line[:3] == b"ERR" and not err_text:
-            fields = _decode(line).split(sep)
+    for raw_line in split_segments(_decode(payload)):
+        line = raw_line.lstrip("\ufeff \t")
+        if line[:3] == "MSH" and len(line) > 8:
+            try:
+                delimiters = read_msh_delimiters(line)
+            except HeaderError:
+                pass  # an ACK with odd MSH-2: read it with the default delimiters
+        elif line[:3] == "MSA" and msa is None:
+            msa = line.split(delimiters.field)
+        elif line[:3] == "ERR" and not err_text:
+            fields = line.split(delimiters.field)
             if len(fields) > 8:
                 err_text = fields[8]
     if msa is None:
         raise AckUnreadable("the answer has no MSA segment")
     msa += ["", "", ""]
-    code = msa[1].split(enc[0], 1)[0].strip()
+    code = msa[1].split(delimiters.component, 1)[0].strip()
     if not code:
         raise AckUnreadable("MSA-1 acknowledgement code is empty")
     text = msa[3] or err_text
-    return code, msa[2].strip(), unescape_text(text, sep, enc)
+    # Only the delimiter escapes are resolved: the text is shown to a person as the peer wrote it.
+    return code, msa[2].strip(), unescape(text, delimiters, formatting=False)
 
 
-def _decode(line: bytes) -> str:
+def _text(text: str, delimiters: Delimiters) -> str:
+    """Free text we add to an ACK: escaped, line breaks as spaces (read in terminals and logs)."""
+    return escape(text, delimiters, line_breaks="space")
+
+
+def _decode(payload: bytes) -> str:
     try:
-        return line.decode("utf-8")
+        return payload.decode("utf-8")
     except UnicodeDecodeError:
-        return line.decode("latin-1")
+        return payload.decode("latin-1")

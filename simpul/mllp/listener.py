@@ -29,10 +29,10 @@ from typing import Awaitable, Callable
 from pydantic import BaseModel, ConfigDict, Field
 
 from simpul.errors import FrameTooLarge, HeaderError, MessageError
+from simpul.v2 import read_header
 
 from .ack import build_ack
 from .framing import DEFAULT_MAX_FRAME_BYTES, END_BLOCK, START_BLOCK, FrameDecoder
-from .header import read_header
 
 __all__ = ["Handler", "ListenerSettings", "ListenerEvents", "MllpServer", "start_mllp_server"]
 
@@ -126,13 +126,13 @@ class _MllpProtocol(asyncio.Protocol):
     # -- transport callbacks -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
         server = self._server
         if server._closing or len(server._connections) >= server.settings.max_connections:
             self._lost = True
             transport.abort()
             server.events.connection_refused()
             return
-        assert isinstance(transport, asyncio.Transport)
         self._transport = transport
         self._registered = True
         peer = transport.get_extra_info("peername")

@@ -31,10 +31,10 @@ from simpul.errors import (
     MllpTimeout,
     NegativeAck,
 )
+from simpul.v2 import read_header
 
 from .ack import read_ack
 from .framing import DEFAULT_MAX_FRAME_BYTES, FrameDecoder, frame
-from .header import read_header
 
 __all__ = ["MllpConnection", "open_mllp_connection"]
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from simpul.dead_letters.delivery_control import in_window
+from simpul.engine.delivery_gate import in_window
 from simpul.engine.config.channel import DowntimeWindow
 from tests.dead_letters.support import FAST_RETRY, fhir_channel, hh_mm, posted_mrns
 from tests.helpers import adt, free_port, send_one
@@ -111,18 +111,27 @@ def test_downtime_window_in_a_local_time_zone():
 async def test_circuit_opens_after_consecutive_failures_and_a_probe_closes_it(harness, fhir_server, api_factory):
     port = free_port()
     fhir_server.stop()
-    breaker = "circuit_breaker: {failures: 2, open_for: 1500ms}"
+    open_for = 3.0
+    breaker = f"circuit_breaker: {{failures: 2, open_for: {open_for:g}s}}"
     retry = "retry: {max_attempts: 50, initial_delay: 20ms, max_delay: 20ms, jitter: false}"
     engine = await harness.start({"adt.yaml": fhir_channel(port, fhir_server.base_url, retry=retry,
                                                            extra=breaker)}, http=True)
     await send_one(port, adt("CB-1", patient="MRC"))
     await harness.wait_for(lambda: harness.sql("SELECT count(*) AS n FROM delivery_attempts")[0].n >= 2)
-    await asyncio.sleep(0.6)
-    # Open: with 20 ms retries there would be ~30 attempts by now; the circuit holds them back.
-    assert harness.sql("SELECT count(*) AS n FROM delivery_attempts")[0].n == 2
-    assert 'simpul_destination_circuit_state{channel="adt",destination="fhir"} 1.0' in await _metrics(engine.http_port)
+    await _wait_metric(harness, engine.http_port,
+                       'simpul_destination_circuit_state{channel="adt",destination="fhir"} 1.0')
+    # Open: with 20 ms retries there would be an attempt every few polls; the circuit holds them
+    # back for the whole window. Checked against the store's own time of the second failure, so a
+    # slow machine checks less often but never checks past the window.
+    opened_at = harness.sql("SELECT max(finished_at) AS opened FROM delivery_attempts")[0].opened
+    checks = 0
+    while time.time() < opened_at + open_for - 0.5:
+        assert harness.sql("SELECT count(*) AS n FROM delivery_attempts")[0].n == 2
+        checks += 1
+        await asyncio.sleep(0.1)
+    assert checks >= 3, "the machine was too slow to look inside the open window"
     fhir_server.start()
-    await harness.wait_for(lambda: _delivered(harness) == 1, timeout=5)
+    await harness.wait_for(lambda: _delivered(harness) == 1, timeout=15)
     assert harness.sql("SELECT count(*) AS n FROM delivery_attempts")[0].n == 3      # exactly one probe
     await _wait_metric(harness, engine.http_port,
                        'simpul_destination_circuit_state{channel="adt",destination="fhir"} 0.0')
@@ -145,21 +154,35 @@ async def test_rate_limit_spreads_sends(harness, tmp_path):
     assert times[-1] - times[0] >= 0.8          # 6 sends at 5/s with a burst of 1: at least 5 gaps of 0.2 s
 
 
+def _statuses(harness) -> dict[str, str]:
+    return {r.control_id: r.status for r in harness.sql(
+        "SELECT m.control_id, d.status FROM deliveries d JOIN messages m ON m.id = d.message_id")}
+
+
 async def test_block_policy_holds_only_the_failed_key_until_replay_then_keeps_order(harness, fhir_server,
                                                                                    api_factory):
+    """MRA fails (503) while MRB is served, at the same time: MRB flows while MRA's head is retried,
+    then held; MRA's second message waits until the replay, then both go in order."""
     port = free_port()
-    fhir_server.reject_next(1)
-    engine = await harness.start({"adt.yaml": fhir_channel(port, fhir_server.base_url, extra="on_failure: block")},
-                                 http=True)
+    fhir_server.fail_identifier("MRA", status=503)
+    slow_retry = "retry: {max_attempts: 3, initial_delay: 300ms, max_delay: 300ms, jitter: false}"
+    engine = await harness.start({"adt.yaml": fhir_channel(port, fhir_server.base_url, retry=slow_retry,
+                                                           extra="on_failure: block")}, http=True)
     await send_one(port, adt("BL-1", patient="MRA"))
-    await harness.wait_for(lambda: harness.sql("SELECT id FROM dead_letters"))
-    await send_one(port, adt("BL-2", patient="MRA", event="A08"))
     await send_one(port, adt("BL-3", patient="MRB"))
-    await harness.wait_for(lambda: _delivered(harness) == 1)                 # MRB flows
+    await send_one(port, adt("BL-2", patient="MRA", event="A08"))
+    def head() -> tuple[str, int]:
+        row = harness.sql("SELECT d.status, d.attempts FROM deliveries d JOIN messages m ON m.id = d.message_id "
+                          "WHERE m.control_id = 'BL-1'")
+        return (row[0].status, row[0].attempts) if row else ("", 0)
+
+    # MRB flows while MRA has failed at least once and is not yet dead-lettered (3 tries, 0.3 s apart).
+    await harness.wait_for(lambda: _delivered(harness) == 1 and head()[1] >= 1)
+    assert head()[0] in ("pending", "in_flight")
+    await harness.wait_for(lambda: harness.sql("SELECT id FROM dead_letters"))
+    fhir_server.clear_identifier("MRA")
     await asyncio.sleep(0.3)
-    statuses = {r.control_id: r.status for r in harness.sql(
-        "SELECT m.control_id, d.status FROM deliveries d JOIN messages m ON m.id = d.message_id")}
-    assert statuses == {"BL-1": "held", "BL-2": "pending", "BL-3": "delivered"}
+    assert _statuses(harness) == {"BL-1": "held", "BL-2": "pending", "BL-3": "delivered"}
     api = api_factory(engine.http_port)
     queue = await api.get("/api/destinations/adt/fhir/queue")
     assert [row["control_id"] for row in queue] == ["BL-1", "BL-2"]
@@ -172,14 +195,19 @@ async def test_block_policy_holds_only_the_failed_key_until_replay_then_keeps_or
 
 
 async def test_skip_policy_poison_message_does_not_hold_up_its_own_or_other_keys(harness, fhir_server):
+    """MRA's message is rejected while MRB's is accepted at the same time; after the dead letter
+    MRA's next message is delivered (skip: the key moves on)."""
     port = free_port()
-    fhir_server.reject_next(1)
+    fhir_server.reject_identifier("MRA", "poison for MRA")
     await harness.start({"adt.yaml": fhir_channel(port, fhir_server.base_url)})
     await send_one(port, adt("SK-1", patient="MRA"))
-    await harness.wait_for(lambda: harness.sql("SELECT id FROM dead_letters"))
-    await send_one(port, adt("SK-2", patient="MRA", event="A08"))
     await send_one(port, adt("SK-3", patient="MRB"))
+    await harness.wait_for(lambda: harness.sql("SELECT id FROM dead_letters"))
+    await harness.wait_for(lambda: _delivered(harness) == 1)
+    fhir_server.clear_identifier("MRA")
+    await send_one(port, adt("SK-2", patient="MRA", event="A08"))
     await harness.wait_for(lambda: _delivered(harness) == 2)
+    assert _statuses(harness) == {"SK-1": "dead", "SK-2": "delivered", "SK-3": "delivered"}
 
 
 async def test_discarding_a_held_dead_letter_releases_its_key(harness, fhir_server, api_factory):

@@ -38,7 +38,7 @@ async def test_fhir_server_down_then_back_gets_every_bundle_after_retries(harnes
     assert harness.sql("SELECT count(*) AS n FROM dead_letters")[0].n == 0
 
 
-async def test_5xx_is_retried_and_replayed_bundle_creates_no_second_patient(harness, fhir_server):
+async def test_5xx_is_retried_until_accepted_in_order(harness, fhir_server):
     port = free_port()
     fhir_server.fail_next(2, status=503)
     await harness.start({"adt.yaml": fhir_channel(port, fhir_server.base_url)})
@@ -46,9 +46,32 @@ async def test_5xx_is_retried_and_replayed_bundle_creates_no_second_patient(harn
     await send_one(port, adt("FIVE-2", patient="MR5", event="A08"))
     await harness.wait_for(lambda: harness.sql(
         "SELECT count(*) AS n FROM deliveries WHERE status='delivered'")[0].n == 2)
-    attempts = harness.sql("SELECT outcome FROM delivery_attempts ORDER BY id")
-    assert [a.outcome for a in attempts][:2] == ["retry", "retry"]
+    attempts = harness.sql("SELECT m.control_id, a.outcome FROM delivery_attempts a "
+                           "JOIN deliveries d ON d.id = a.delivery_id JOIN messages m ON m.id = d.message_id "
+                           "ORDER BY a.id")
+    assert [(a.control_id, a.outcome) for a in attempts] == [
+        ("FIVE-1", "retry"), ("FIVE-1", "retry"), ("FIVE-1", "delivered"), ("FIVE-2", "delivered")]
     assert len(fhir_server.resources("Patient")) == 1
+
+
+async def test_a_bundle_resent_after_its_answer_was_lost_creates_no_second_patient(harness, fhir_server):
+    """The server applies the Bundle but its answer comes after the client's timeout: the engine
+    retries with the same Bundle, which the server applies again without a second Patient or a
+    new Patient version (conditional update, no-op detection)."""
+    port = free_port()
+    fhir_server.delay(3.0)                                  # longer than the channel's 2 s timeout
+    await harness.start({"adt.yaml": fhir_channel(port, fhir_server.base_url)})
+    await send_one(port, adt("LOST-1", patient="MRLOST"))
+    await harness.wait_for(lambda: [r for r in fhir_server.requests if r.method == "POST"])
+    fhir_server.delay(0)                                    # the retry is answered at once
+    await harness.wait_for(lambda: harness.sql(
+        "SELECT count(*) AS n FROM deliveries WHERE status='delivered'")[0].n == 1, timeout=20)
+    posts = [r for r in fhir_server.requests if r.method == "POST"]
+    assert len(posts) == 2 and posts[0].body == posts[1].body          # the same Bundle, sent twice
+    assert [a.outcome for a in harness.sql("SELECT outcome FROM delivery_attempts ORDER BY id")] == [
+        "retry", "delivered"]
+    [patient] = fhir_server.resources("Patient")
+    assert len(fhir_server.history("Patient", patient["id"])) == 1
 
 
 async def test_400_goes_to_dead_letters_with_the_operation_outcome(harness, fhir_server):
@@ -67,40 +90,55 @@ async def test_400_goes_to_dead_letters_with_the_operation_outcome(harness, fhir
     assert json.loads(delivery.last_response)["resourceType"] == "OperationOutcome"
 
 
+def _deliveries(harness) -> dict[str, tuple[str, int]]:
+    return {r.control_id: (r.status, r.attempts) for r in harness.sql(
+        "SELECT m.control_id, d.status, d.attempts FROM deliveries d JOIN messages m ON m.id = d.message_id")}
+
+
 async def test_a_failing_patient_blocks_only_its_own_messages(harness, fhir_server):
+    """MRA's Bundles fail (503) while MRB's are accepted, at the same time: MRB's messages are
+    delivered while MRA's head is still being retried and MRA's second message waits, unsent."""
     port = free_port()
-    fhir_server.stop()
+    fhir_server.fail_identifier("MRA", status=503)
     await harness.start({"adt.yaml": fhir_channel(port, fhir_server.base_url)})
     await send_one(port, adt("ORD-1", patient="MRA"))
-    await harness.wait_for(lambda: harness.sql(
-        "SELECT count(*) AS n FROM delivery_attempts WHERE outcome='retry'")[0].n >= 1)
-    fhir_server.start()
-    fhir_server.stop()
-    # While MRA's first message keeps failing, its second waits behind it; nothing is sent out of order.
+    await send_one(port, adt("B-1", patient="MRB"))
     await send_one(port, adt("ORD-2", patient="MRA", event="A08"))
+    await send_one(port, adt("B-2", patient="MRB", event="A08"))
+    await harness.wait_for(lambda: _deliveries(harness).get("B-2", ("",))[0] == "delivered")
+    # Read at once, while MRA is still failing (its retry policy allows 50 attempts).
+    states = _deliveries(harness)
+    assert states["B-1"][0] == "delivered"
+    assert states["ORD-1"][0] in ("pending", "in_flight") and states["ORD-1"][1] > 0
+    assert states["ORD-2"] == ("pending", 0)            # never sent ahead of its patient's head
+    assert harness.sql("SELECT count(*) AS n FROM dead_letters")[0].n == 0
+    fhir_server.clear_identifier("MRA")
     await harness.wait_for(lambda: harness.sql(
-        "SELECT count(*) AS n FROM delivery_attempts WHERE outcome='retry'")[0].n >= 3)
-    statuses = {r.control_id: (r.status, r.attempts) for r in harness.sql(
-        "SELECT m.control_id, d.status, d.attempts FROM deliveries d JOIN messages m ON m.id = d.message_id")}
-    assert statuses["ORD-2"] == ("pending", 0)
-    fhir_server.start()
-    await harness.wait_for(lambda: harness.sql(
-        "SELECT count(*) AS n FROM deliveries WHERE status='delivered'")[0].n == 2)
+        "SELECT count(*) AS n FROM deliveries WHERE status='delivered'")[0].n == 4)
     order = [r.control_id for r in harness.sql(
-        "SELECT m.control_id FROM deliveries d JOIN messages m ON m.id = d.message_id ORDER BY d.delivered_at")]
+        "SELECT m.control_id FROM deliveries d JOIN messages m ON m.id = d.message_id "
+        "WHERE m.patient_id = 'MRA' ORDER BY d.delivered_at")]
     assert order == ["ORD-1", "ORD-2"]
 
 
 async def test_other_patients_flow_while_one_patient_is_dead_lettered_then_the_key_moves_on(harness, fhir_server):
+    """Every MRX Bundle is rejected (400, final) while MRY's are accepted: MRY flows, and each MRX
+    message becomes its own dead letter in turn (skip policy: the key moves on)."""
     port = free_port()
-    fhir_server.reject_next(1)
+    fhir_server.reject_identifier("MRX", "MRX rejected by the receiver")
     await harness.start({"adt.yaml": fhir_channel(port, fhir_server.base_url)})
     await send_one(port, adt("K-1", patient="MRX"))
-    await harness.wait_for(lambda: harness.sql("SELECT id FROM dead_letters"))
-    await send_one(port, adt("K-2", patient="MRX", event="A08"))
     await send_one(port, adt("K-3", patient="MRY"))
+    await send_one(port, adt("K-2", patient="MRX", event="A08"))
+    await send_one(port, adt("K-4", patient="MRY", event="A08"))
+    await harness.wait_for(lambda: harness.sql("SELECT count(*) AS n FROM dead_letters")[0].n == 2)
     await harness.wait_for(lambda: harness.sql(
         "SELECT count(*) AS n FROM deliveries WHERE status='delivered'")[0].n == 2)
+    states = _deliveries(harness)
+    assert states == {"K-1": ("dead", 1), "K-2": ("dead", 1), "K-3": ("delivered", 1), "K-4": ("delivered", 1)}
+    dead = [r.control_id for r in harness.sql("SELECT control_id FROM dead_letters ORDER BY id")]
+    assert dead == ["K-1", "K-2"]                         # in the patient's order
+    assert sorted(p["identifier"][0]["value"] for p in fhir_server.resources("Patient")) == ["MRY"]
 
 
 async def test_retry_policy_exhaustion_dead_letters_with_every_attempt_recorded(harness, fhir_server):

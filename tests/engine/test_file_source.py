@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from simpul.engine.config.channel import FileSource
+from simpul.connectors.file import FileSourceConfig as FileSource
 from simpul.engine.file_source import FilePoller
 from tests.helpers import EngineHarness
 

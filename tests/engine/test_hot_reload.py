@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from simpul.errors import ConfigError
 from simpul.mllp.sender import open_mllp_connection
@@ -31,14 +32,31 @@ async def test_edited_filter_applies_without_dropping_the_open_connection(harnes
     assert "R-2" in files[0].name
 
 
-async def test_invalid_edit_keeps_the_running_channels(harness, tmp_path):
+async def test_invalid_edit_keeps_the_running_channels(harness, tmp_path, caplog):
+    """The watcher sees the edit and refuses it (logged with the finding); the channel keeps running,
+    on the connection opened before the edit too, and a later valid edit still applies."""
+    caplog.set_level(logging.INFO, logger="simpul.engine")
     port = free_port()
     await harness.start({"lab.yaml": channel_yaml("lab", port, out(tmp_path, "a"))}, reload_interval=0.1)
-    harness.write_channel("lab.yaml", "name: lab\nsource: {mllp: {port: nope}}\n")
-    await asyncio.sleep(0.5)
-    assert "lab" in harness.engine.channels
-    ack = await asyncio.wait_for(_send(port, adt("STILL-1")), 5)
-    assert segment(ack, "MSA")[1] == "AA"
+    connection = await open_mllp_connection("127.0.0.1", port, connect_timeout=2)
+    try:
+        harness.write_channel("lab.yaml", "name: lab\nsource: {mllp: {port: nope}}\n")
+
+        def refused() -> list[logging.LogRecord]:
+            return [r for r in caplog.records if r.getMessage().startswith("channel reload refused")]
+        await harness.wait_for(refused)
+        findings = refused()[0].findings
+        assert any(f.startswith("channels/lab.yaml:") and "source.mllp.port" in f for f in findings), findings
+        assert "lab" in harness.engine.channels
+        assert segment(await asyncio.wait_for(connection.send(adt("STILL-1")), 5), "MSA")[1] == "AA"
+        assert segment(await asyncio.wait_for(_send(port, adt("STILL-2")), 5), "MSA")[1] == "AA"
+    finally:
+        await connection.close()
+    # The watcher still runs: fixing the file applies it (a second destination folder).
+    harness.write_channel("lab.yaml", channel_yaml("lab", port, out(tmp_path, "b")))
+    await harness.wait_for(lambda: [r for r in caplog.records if r.getMessage() == "channels reloaded"])
+    assert segment(await asyncio.wait_for(_send(port, adt("FIXED-1")), 5), "MSA")[1] == "AA"
+    await harness.wait_for(lambda: list((tmp_path / "b").glob("*FIXED-1*")))
 
 
 async def test_new_channel_file_starts_a_listener_and_removed_one_stops_it(harness, tmp_path):

@@ -27,12 +27,43 @@ def store_harness(tmp_path, database_url):
     return EngineHarness(tmp_path, database_url)
 
 
+class _WriteLock:
+    """Another client holding the store's write lock on `messages`, so the engine's commit waits."""
+
+    def __init__(self, database_url: str) -> None:
+        if database_url.startswith("sqlite"):
+            self.connection = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None,
+                                              check_same_thread=False)
+            self.connection.execute("BEGIN IMMEDIATE")
+        else:
+            import psycopg      # only the PostgreSQL run needs the driver directly
+
+            self.connection = psycopg.connect(database_url.replace("postgresql+psycopg", "postgresql"))
+            # EXCLUSIVE blocks INSERT and leaves reads free.
+            self.connection.execute("LOCK TABLE messages IN EXCLUSIVE MODE")
+
+    def release(self) -> None:
+        self.connection.rollback()
+        self.connection.close()
+
+
 async def test_message_is_stored_byte_exact_with_business_keys_before_aa(store_harness, tmp_path):
+    """While the commit cannot happen (another writer holds the lock), no ACK is written; once it
+    can, the AA comes and the row is there, byte-exact with its business keys."""
     port = free_port()
     await store_harness.start({"adt.yaml": file_channel(tmp_path, port)})
     try:
         raw = adt("CTRL-1", patient="MR777", visit="V42")
-        ack = await send_one(port, raw)
+        lock = await asyncio.to_thread(_WriteLock, store_harness.database_url)
+        try:
+            sending = asyncio.create_task(send_one(port, raw, timeout=30))
+            # Long enough for an ACK that did not wait for the commit to arrive many times over.
+            done, _ = await asyncio.wait({sending}, timeout=1.0)
+            assert not done, f"an ACK was written before the message was committed: {sending.result()!r}"
+            assert store_harness.sql("SELECT id FROM messages") == []
+        finally:
+            await asyncio.to_thread(lock.release)
+        ack = await sending
         msa = segment(ack, "MSA")
         assert msa[1] == "AA" and msa[2] == "CTRL-1"
         rows = store_harness.sql("SELECT raw, status, patient_id, visit_number, message_type, control_id,"

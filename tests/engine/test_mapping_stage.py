@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
+
+import pytest
 
 from tests.helpers import adt, channel_yaml, free_port, segment, send_one
 
@@ -20,15 +23,44 @@ def two_destinations(tmp_path) -> str:
         """
 
 
-async def test_mapping_runs_in_a_worker_process_and_output_reaches_the_destination(harness, tmp_path):
+# An analyst module (runs after the built-in map, wherever the mapping runs) that stamps the
+# Bundle with the id of the process that mapped it.
+PID_STAMP = """\
+import os
+
+
+def transform(message, bundle):
+    bundle.setdefault("meta", {})["tag"] = [{"system": "urn:test:mapped-by-pid", "code": str(os.getpid())}]
+    return bundle
+"""
+
+
+def _mapped_by(bundle: dict) -> int:
+    return int(bundle["meta"]["tag"][0]["code"])
+
+
+@pytest.mark.parametrize("mapping_workers", [1, 0])
+async def test_mapping_runs_in_a_worker_process_and_output_reaches_the_destination(harness, tmp_path,
+                                                                                   mapping_workers):
     port = free_port()
-    await harness.start({"adt.yaml": channel_yaml("adt", port, two_destinations(tmp_path))}, mapping_workers=1)
-    assert segment(await send_one(port, adt("PROC-1", patient="MR321")), "MSA")[1] == "AA"
-    files = await harness.wait_for(lambda: list((tmp_path / "fhir").glob("*.json")), timeout=30)
-    bundle = json.loads(files[0].read_text())
-    assert bundle["resourceType"] == "Bundle" and bundle["type"] == "transaction"
-    types = {entry["resource"]["resourceType"] for entry in bundle["entry"]}
-    assert {"Patient", "Encounter"} <= types
+    harness.write_channel("pid_stamp.py", PID_STAMP)
+    await harness.start({"adt.yaml": channel_yaml("adt", port, two_destinations(tmp_path),
+                                                  mapping="{module: pid_stamp.py}")},
+                        mapping_workers=mapping_workers)
+    for n in range(2):
+        assert segment(await send_one(port, adt(f"PROC-{n}", patient=f"MR32{n}")), "MSA")[1] == "AA"
+    files = await harness.wait_for(lambda: len(list((tmp_path / "fhir").glob("*.json"))) == 2 and
+                                   sorted((tmp_path / "fhir").glob("*.json")), timeout=30)
+    bundles = [json.loads(path.read_text()) for path in files]
+    for bundle in bundles:
+        assert bundle["resourceType"] == "Bundle" and bundle["type"] == "transaction"
+        assert {"Patient", "Encounter"} <= {entry["resource"]["resourceType"] for entry in bundle["entry"]}
+    mapped_by = {_mapped_by(bundle) for bundle in bundles}
+    if mapping_workers:
+        # Another process than the engine's (this test's) mapped both: the pool's one worker.
+        assert len(mapped_by) == 1 and os.getpid() not in mapped_by
+    else:
+        assert mapped_by == {os.getpid()}      # mapping_workers: 0 maps in a thread of the engine
 
 
 async def test_unmappable_message_is_acked_dead_lettered_at_the_mapping_stage_and_raw_still_flows(harness, tmp_path):

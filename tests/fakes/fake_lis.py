@@ -22,6 +22,9 @@ Knobs (``every`` counts messages 1-based across all connections; 0 = never):
 * ``wrong_control_id_every``: answer with an MSA-2 that does not echo MSH-10.
 * ``no_answer_every``: never answer every n-th message (the connection stays open).
 * ``ssl``: an ``ssl.SSLContext`` to serve MLLP over TLS.
+
+Inspection: ``received`` (every payload, in arrival order, answered or not), ``received_on`` (the
+1-based connection number of each), ``answered``, ``connections_accepted``, ``open_connections``.
 """
 from __future__ import annotations
 
@@ -83,6 +86,7 @@ class FakeLis:
         self.host = host
         self.ssl = ssl
         self.received: list[bytes] = []  # payloads in arrival order
+        self.received_on: list[int] = []  # for each payload, the 1-based number of its connection
         self.answered: list[str] = []  # the MSA-1 code of every answer actually sent
         self.connections_accepted = 0
         self._server: asyncio.Server | None = None
@@ -111,6 +115,11 @@ class FakeLis:
         if self._server is not None:
             await self._server.wait_closed()
 
+    @property
+    def open_connections(self) -> int:
+        """Connections whose handler still runs (a peer that died is counted until its EOF is read)."""
+        return len(self._writers)
+
     async def __aenter__(self) -> FakeLis:
         return await self.start()
 
@@ -132,6 +141,7 @@ class FakeLis:
         self._tasks.add(task)
         self._writers.add(writer)
         self.connections_accepted += 1
+        connection_number = self.connections_accepted
         try:
             while True:
                 block = await reader.readuntil(END_BLOCK)
@@ -140,6 +150,7 @@ class FakeLis:
                     continue  # junk without a start block
                 payload = block[start + 1:-len(END_BLOCK)]
                 self.received.append(payload)
+                self.received_on.append(connection_number)
                 index = len(self.received)
                 if _every(self.reset_before_ack_every, index):
                     writer.transport.abort()

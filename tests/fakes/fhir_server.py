@@ -26,7 +26,10 @@ Features
       400 with one OperationOutcome issue per finding.
 
 Fault injection (for connector tests)
-    `fail_next(n, status=503)`, `reject_next(n, reason)`, `delay(seconds)` (the request is processed,
+    `fail_next(n, status=503)`, `reject_next(n, reason)` (whatever request comes next),
+    `fail_identifier(value, status)` / `reject_identifier(value, reason)` / `clear_identifier(value)`
+    (every request carrying a resource with that identifier value, e.g. one patient's MRN, until
+    cleared; the others are served), `delay(seconds)` (the request is processed,
     then the answer is held back, so a client that times out has still changed the server: the case
     that makes retries need conditional interactions), `stop()` / `start()` (closes the listening
     socket and every open connection, then listens again on the same port).
@@ -37,8 +40,8 @@ Inspection
 
 Lifecycle
     `with FakeFhirServer() as fhir:` starts a server thread and stops it on exit. The pytest fixture
-    `fhir_server` does the same per test. All public methods are thread-safe, so async tests can use
-    the same object (its blocking calls return in milliseconds).
+    `fhir_server` does the same per test, with `validate=True`. All public methods are thread-safe,
+    so async tests can use the same object (its blocking calls return in milliseconds).
 """
 from __future__ import annotations
 
@@ -698,6 +701,8 @@ class _Faults:
     reject_remaining: int = 0
     reject_reason: str = ""
     delay_seconds: float = 0.0
+    # identifier value -> (status, diagnostics): every request whose resources carry it
+    by_identifier: dict[str, tuple[int, str]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -768,11 +773,12 @@ class _FhirRequestHandler(BaseHTTPRequestHandler):
         except (OSError, ValueError):
             self.close_connection = True
             return
+        delay = fake._faults.delay_seconds     # as set when the request arrived (a test may change it next)
         record = RecordedRequest(self.command, path, query, dict(self.headers.items()), body)
         with fake._requests_lock:
             fake._requests.append(record)
         status, payload, headers = fake._answer(self.command, path, query, self.headers, body)
-        if fake._faults.delay_seconds and fake._stopping.wait(fake._faults.delay_seconds):
+        if delay and fake._stopping.wait(delay):
             self.close_connection = True  # stop() during the delay: the answer is never sent
             return
         data = b"" if payload is None else json.dumps(payload).encode()
@@ -876,6 +882,22 @@ class FakeFhirServer:
         with self._faults.lock:
             self._faults.reject_remaining, self._faults.reject_reason = n, reason
 
+    def fail_identifier(self, value: str, status: int = 503) -> None:
+        """Answer `status` to every request that carries a resource with an identifier of this
+        value (e.g. one patient's MRN), until `clear_identifier`; other requests are served."""
+        with self._faults.lock:
+            self._faults.by_identifier[value] = (status, f"injected failure for identifier {value}: "
+                                                         f"{status_line(status)}")
+
+    def reject_identifier(self, value: str, reason: str = "rejected by test fault injection") -> None:
+        """Answer 400 with `reason` as diagnostics to every request carrying this identifier value."""
+        with self._faults.lock:
+            self._faults.by_identifier[value] = (400, reason)
+
+    def clear_identifier(self, value: str) -> None:
+        with self._faults.lock:
+            self._faults.by_identifier.pop(value, None)
+
     def delay(self, seconds: float) -> None:
         """Hold every answer back by `seconds` after processing the request (0 turns it off)."""
         self._faults.delay_seconds = seconds
@@ -896,8 +918,14 @@ class FakeFhirServer:
 
     # -- request dispatch (called from handler threads) -------------------------------------------
 
-    def _take_fault(self) -> tuple[int, dict[str, Any]] | None:
+    def _take_fault(self, body: bytes) -> tuple[int, dict[str, Any]] | None:
         with self._faults.lock:
+            if self._faults.by_identifier:
+                carried = _identifier_values(body)
+                for value, (status, diagnostics) in self._faults.by_identifier.items():
+                    if value in carried:
+                        code = "transient" if status >= 500 else "processing"
+                        return status, operation_outcome([OutcomeIssue(code, diagnostics)])
             if self._faults.fail_remaining > 0:
                 self._faults.fail_remaining -= 1
                 status = self._faults.fail_status
@@ -912,7 +940,7 @@ class FakeFhirServer:
 
     def _answer(self, method: str, path: str, query: str, headers: Any,
                 body: bytes) -> tuple[int, dict[str, Any] | None, dict[str, str]]:
-        fault = self._take_fault()
+        fault = self._take_fault(body)
         if fault is not None:
             return fault[0], fault[1], {}
         try:
@@ -972,6 +1000,29 @@ class FakeFhirServer:
         return status, stored, out_headers
 
 
+def _identifier_values(body: bytes) -> set[str]:
+    """Every identifier.value anywhere in a JSON body (a Bundle's entries, or one resource)."""
+    try:
+        document = json.loads(body) if body else None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return set()
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            identifiers = node.get("identifier")
+            for identifier in identifiers if isinstance(identifiers, list) else [identifiers]:
+                if isinstance(identifier, dict) and isinstance(identifier.get("value"), str):
+                    found.add(identifier["value"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+    walk(document)
+    return found
+
+
 def _one_entry_transaction(method: str, url: str, resource: Any,
                            extra: dict[str, str]) -> dict[str, Any]:
     entry: dict[str, Any] = {"request": {"method": method, "url": url, **extra}}
@@ -1004,7 +1055,8 @@ def _parse_fhir_json(headers: Any, body: bytes) -> Any:
 
 @pytest.fixture
 def fhir_server() -> Iterator[FakeFhirServer]:
-    """A running FakeFhirServer for one test; stopped afterwards."""
-    with FakeFhirServer() as server:
+    """A running FakeFhirServer for one test, validating every written resource against the R4B
+    models (a structurally invalid resource answers 400, as a real server would); stopped afterwards."""
+    with FakeFhirServer(validate=True) as server:
         yield server
 

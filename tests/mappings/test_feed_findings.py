@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import base64
 
-from simpul.engine.charset import decode_message
+from simpul.v2 import decode_message
 from tests.mappings.conftest import check_bundle, entry_of, make_mapping, msg, resources, seg
 
 

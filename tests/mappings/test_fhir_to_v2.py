@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import datetime
 from typing import Any
 
 import pytest
@@ -14,8 +13,7 @@ from simpul.mappings.fhir_to_v2 import MessageHeader, build_oml_o21, build_orm_o
 
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 HEADER = MessageHeader(sending_application="HIS", receiving_application="LIS", control_id="CTRL-1",
-                       timestamp=datetime.datetime(2024, 5, 1, 10, 0,
-                                                   tzinfo=datetime.timezone(datetime.timedelta(hours=7))))
+                       message_datetime="20240501100000+0700")
 
 
 def typed(code: str, system: str, value: str) -> dict[str, Any]:

@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 
+from simpul.mappings import load_mapping
 from simpul.mappings.fhir_to_v2 import MessageHeader, build_oml_o21, build_orm_o01
+from simpul.mappings.messages import message_map
 
 ORDER_SEGMENTS = [
     "PID|1||3174012345^^^NIK~RM-0042^^^RS&1.2.360.9&ISO^MR||Santoso^Budi^Adi||19800203|M",
@@ -21,14 +23,9 @@ OML = "\r".join(["MSH|^~\\&|HIS|RS|LIS|LAB|20240501100000+0700||OML^O21^OML_O21|
 
 
 def inbound_map():  # type: ignore[no-untyped-def]
-    """The v2 -> FHIR mapping, or a skip when it (or its ORM/OML maps) is not there yet."""
-    try:
-        from simpul.mappings import load_mapping
-        from simpul.mappings.messages import message_map
-    except ImportError as exc:
-        pytest.skip(f"the v2_to_fhir mapping is not importable yet: {exc}")
-    if message_map("ORM", "O01") is None or message_map("OML", "O21") is None:
-        pytest.skip("the v2_to_fhir ORM^O01 / OML^O21 maps are not available yet")
+    """The v2 -> FHIR mapping; a missing ORM/OML map is a failure, not a skip (both are shipped)."""
+    assert message_map("ORM", "O01") is not None and message_map("OML", "O21") is not None, \
+        "the v2_to_fhir ORM^O01 / OML^O21 maps are missing"
     return load_mapping("v2_to_fhir", base_dir=pathlib.Path(__file__).parent)
 
 

@@ -180,7 +180,7 @@ def test_mapping_twice_is_byte_identical() -> None:
 def test_replay_against_fhir_server_creates_nothing_new() -> None:
     """The Bundle goes to a FHIR endpoint with transaction semantics; a replay changes nothing."""
     m = make_mapping()
-    with FakeFhirServer() as fhir:
+    with FakeFhirServer(validate=True) as fhir:
         with httpx.Client(base_url=fhir.base_url, timeout=10) as client:
             for _ in range(2):
                 for text in (lab_oru(), msg(MSH.format(type="ADT^A01"), PID, "PV1|1|I|W3^301^A")):

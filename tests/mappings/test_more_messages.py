@@ -54,7 +54,7 @@ def test_a47_against_a_fhir_server_keeps_the_patient_id_and_its_references() -> 
     admit = msg(MSH.format(type="ADT^A01"), "EVN|A01|20240115083000+0700", PID, "PV1|1|I|W3^301^A||||||||||||||||V-1^^^RSUD^VN")
     change = msg(MSH.format(type="ADT^A47"), "EVN|A47|20240115090000+0700",
                  seg("PID", f1="1", f3="RM-NEW^^^RSUD^MR", f5="Santoso^Budi"), "MRG|RM-7^^^RSUD^MR")
-    with FakeFhirServer() as fhir, httpx.Client(base_url=fhir.base_url, timeout=10) as client:
+    with FakeFhirServer(validate=True) as fhir, httpx.Client(base_url=fhir.base_url, timeout=10) as client:
         for text in (admit, change, change):  # the A47 replayed once
             r = client.post("", content=orjson.dumps(m.map(text)), headers={"Content-Type": "application/fhir+json"})
             assert r.status_code == 200, r.text

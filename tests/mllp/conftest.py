@@ -12,8 +12,8 @@ import trustme
 
 from simpul.mllp.ack import build_ack
 from simpul.mllp.framing import END_BLOCK, START_BLOCK
-from simpul.mllp.header import read_header
 from simpul.mllp.listener import ListenerEvents
+from simpul.v2 import read_header
 
 
 def hl7(control_id: str, body: str = "PID|1||123^^^RS^MR||DOE^JANE") -> bytes:

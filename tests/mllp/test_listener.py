@@ -116,8 +116,10 @@ async def test_idle_timeout_closes(start: Start, clients: list[RawClient],
     await client.read_frame()
     loop = asyncio.get_running_loop()
     began = loop.time()
-    assert await client.read_eof(timeout=3) == b""
-    assert 0.2 <= loop.time() - began < 2.0
+    # No upper bound on a loaded machine: the close must come (the event names the idle timer as
+    # its cause) and never before the idle timeout.
+    assert await client.read_eof(timeout=30) == b""
+    assert loop.time() - began >= 0.25
     assert events.counts["timeout_idle"] == 1
 
 
@@ -345,8 +347,10 @@ async def test_pipelining_peer_that_reads_late_gets_every_ack_in_order(
 
 async def test_close_cancels_a_handler_stuck_past_the_grace_period(start: Start) -> None:
     cancelled = asyncio.Event()
+    running = asyncio.Event()
 
     async def stuck(payload: bytes) -> bytes | None:
+        running.set()
         try:
             await asyncio.sleep(30)
         except asyncio.CancelledError:
@@ -358,11 +362,12 @@ async def test_close_cancels_a_handler_stuck_past_the_grace_period(start: Start)
     client = await RawClient.connect(server.port)
     try:
         await client.send(frame(hl7("STUCK2")))
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(running.wait(), 10)
         loop = asyncio.get_running_loop()
         began = loop.time()
         await server.close(grace=0.2)
-        assert loop.time() - began < 2.0
+        # Far below the handler's 30 s: close cancelled it instead of waiting (generous for load).
+        assert loop.time() - began < 15
         assert cancelled.is_set()
         assert await client.read_eof() == b""
     finally:

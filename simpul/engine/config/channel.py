@@ -6,96 +6,66 @@ A channel file reads top to bottom the way data flows. Unknown keys are errors (
 from __future__ import annotations
 
 import re
-from typing import Literal
+import zoneinfo
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, create_model, field_validator, model_validator
 
-from simpul.connectors.base import CONNECTORS
-from simpul.connectors.file import FileDestinationConfig
-from simpul.connectors.fhir_server import FhirServerConfig
-from simpul.connectors.mllp import MllpDestinationConfig
-from simpul.engine.config.durations import Duration
+from simpul.config_types import Duration, StrictModel
+from simpul.connectors import registry
+from simpul.connectors.base import ConnectorSpec
 from simpul.engine.filter_expression import compile_expression
+from simpul.errors import ConfigError
 from simpul.mappings.options import MappingSpec
-from simpul.mllp.listener import ListenerSettings
-from simpul.mllp.tls import TlsSettings
 
 LABEL = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+Strict = StrictModel
 
 
-class IngestOptions(Strict):
-    """How a source reads and dedups what arrives, whatever the transport."""
-
-    default_charset: str = Field("utf-8", description="Charset when MSH-18 is empty.")
-    fallback_charset: str | None = Field(
-        None, description="Charset to try when the bytes do not decode in the declared one "
-                          "(e.g. windows-1252 for senders that mislabel Latin-1 text). "
-                          "Without it such a message is answered AE.")
-    dedup_window: Duration = Field(86400.0, description="A resent message (same MSH-3, MSH-4, MSH-10 and "
-                                                         "content) within this window gets its original ACK back.")
-
-    @field_validator("default_charset", "fallback_charset")
-    @classmethod
-    def _known_codec(cls, value: str | None) -> str | None:
-        import codecs
-        if value is not None:
-            try:
-                codecs.lookup(value)
-            except LookupError:
-                raise ValueError(f"unknown charset '{value}'") from None
-        return value
+def _one_of(names: list[str]) -> str:
+    return " or ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + " or " + names[-1]
 
 
-class MllpSource(ListenerSettings, IngestOptions):
-    host: str = Field("127.0.0.1", description="Address to listen on; 0.0.0.0 for every interface.")
-    port: int = Field(ge=0, le=65535, description="TCP port (0 picks a free one, for tests).")
-    tls: TlsSettings | None = Field(None, description="Serve MLLP over TLS 1.2+ (1.3 preferred).")
+def _connector_fields(role: Literal["source", "destination"], base: type[BaseModel]) -> dict[str, Any]:
+    """One optional key per registered connector that can play `role`, described by its spec."""
+    fields: dict[str, Any] = {}
+    for spec in registry.specs():
+        model = spec.source if role == "source" else spec.destination
+        description = spec.source_description if role == "source" else spec.destination_description
+        if model is None:
+            continue
+        if spec.name in base.model_fields:
+            # a connector called e.g. "retry" would silently replace the destination's own key
+            raise ConfigError(f"connector '{spec.name}' has the name of a {role} key; rename it")
+        fields[spec.name] = (model | None, Field(None, description=description))
+    return fields
 
 
-class HttpSource(IngestOptions):
-    """HL7v2 over HTTP: POST one message as the request body; the ACK is the response body."""
-
-    host: str = Field("127.0.0.1", description="Address to listen on; 0.0.0.0 for every interface.")
-    port: int = Field(ge=0, le=65535, description="TCP port; channels may share one (each with its own path).")
-    path: str = Field("/hl7", pattern=r"^/[A-Za-z0-9/_.-]*$", description="URL path that takes the POSTs.")
-    max_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest accepted request body (413 above).")
+SOURCE_CONNECTORS = [spec.name for spec in registry.sources()]
+DESTINATION_CONNECTORS = [spec.name for spec in registry.destinations()]
+RAW_BY_DEFAULT = [spec.name for spec in registry.destinations() if spec.default_payload == "raw"]
 
 
-class FileSource(IngestOptions):
-    """HL7v2 files dropped in a folder: each file (one message, several, or an FHS/BHS batch) is split,
-    every message stored (commit), and only then the file moved to `done` (or `error`)."""
-
-    directory: str = Field(description="Folder to poll (relative paths are relative to the engine's working "
-                                       "folder).", examples=["/var/lib/simpul/inbox/lab"])
-    pattern: str = Field("*.hl7", description="Which files to take (glob). Names starting with '.' and ending "
-                                              "in .tmp or .part are never taken: producers write those first.")
-    poll_interval: Duration = Field(1.0, description="How often the folder is looked at.")
-    settle_time: Duration = Field(2.0, description="A file is read only after its size and time stayed the same "
-                                                   "this long, so a file still being written is never read.")
-    done_directory: str | None = Field(None, description="Where stored files go (default: <directory>/done).")
-    error_directory: str | None = Field(None, description="Where files with a rejected message or a broken batch "
-                                                          "go, with a .reason.txt beside them (default: "
-                                                          "<directory>/error).")
-
-
-class Source(Strict):
-    mllp: MllpSource | None = Field(None, description="Receive HL7v2 over MLLP.")
-    http: HttpSource | None = Field(None, description="Receive HL7v2 over HTTP POST (the ACK is the response).")
-    file: FileSource | None = Field(None, description="Read HL7v2 files (and batch files) from a folder.")
+class SourceBase(Strict):
+    """Where a channel's messages come from: exactly one source connector (generated below)."""
 
     @model_validator(mode="after")
-    def _one_transport(self) -> "Source":
-        if sum(x is not None for x in (self.mllp, self.http, self.file)) != 1:
-            raise ValueError("a source needs exactly one of mllp, http or file")
+    def _one_transport(self) -> "SourceBase":
+        chosen = [name for name in SOURCE_CONNECTORS if getattr(self, name, None) is not None]
+        if len(chosen) != 1:
+            raise ValueError(f"a source needs exactly one of {_one_of(SOURCE_CONNECTORS)}")
         return self
 
     @property
-    def settings(self) -> MllpSource | HttpSource | FileSource:
-        return self.mllp or self.http or self.file  # type: ignore[return-value]
+    def kind(self) -> str:
+        """The source connector's name (its key in the YAML)."""
+        return next(name for name in SOURCE_CONNECTORS if getattr(self, name, None) is not None)
+
+    @property
+    def settings(self) -> BaseModel:
+        settings: BaseModel = getattr(self, self.kind)
+        return settings
 
 
 class Filter(Strict):
@@ -137,7 +107,8 @@ class RetryPolicy(Strict):
         return self
 
 
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 class DowntimeWindow(Strict):
@@ -147,7 +118,7 @@ class DowntimeWindow(Strict):
     and no backoff grows, and the destination reports `in_downtime` so alerts can stay quiet.
     """
 
-    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
+    days: list[Weekday] = Field(
         default_factory=lambda: list(WEEKDAYS), description="Days the window starts on (default every day).")
     start: str = Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="Local start time, HH:MM.",
                        examples=["23:00"])
@@ -159,7 +130,6 @@ class DowntimeWindow(Strict):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        import zoneinfo
         try:
             zoneinfo.ZoneInfo(value)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -184,7 +154,7 @@ class RateLimit(Strict):
 
 
 class ArchiveSettings(Strict):
-    """Where expired messages go before they leave the hot store (see README.md ("On call"))."""
+    """Where expired messages go before they leave the hot store (docs/operate/retention.md)."""
 
     directory: str = Field(description="Folder for archive files (relative paths: from the settings base "
                                        "folder). Copy it off-site; the store keeps only the file index.",
@@ -210,13 +180,15 @@ class RetentionPolicy(Strict):
         return self
 
 
-class Destination(Strict):
+class DestinationBase(Strict):
+    """One labelled delivery stage; exactly one destination connector key (generated below)."""
+
     label: str = Field(pattern=LABEL, description="Names this stage in logs, metrics and dead letters.")
     order_by: Literal["patient", "visit", "accession", "placer", "filler", "control_id", "none"] = Field(
         "patient", description="FIFO per this key; a failing message blocks only its own key.")
     payload: Literal["mapped", "raw"] | None = Field(
         None, description="What to send: the mapping's output or the original message "
-                          "(default: raw for mllp, mapped otherwise).")
+                          f"(default: raw for {_one_of(RAW_BY_DEFAULT)}, mapped otherwise).")
     max_in_flight: int = Field(8, ge=1, le=256, description="Deliveries in flight at once (always one per key).")
     retry: RetryPolicy = Field(default_factory=RetryPolicy, description="Attempts and backoff before a dead "
                                                                         "letter (retryable errors only).")
@@ -228,29 +200,41 @@ class Destination(Strict):
     circuit_breaker: CircuitBreaker | None = Field(
         None, description="Stop sending after N consecutive failures; probe with one send after open_for.")
     rate_limit: RateLimit | None = Field(None, description="Most sends per second to this destination.")
-    fhir_server: FhirServerConfig | None = Field(None, description="POST the mapped Bundle to a FHIR server.")
-    mllp: MllpDestinationConfig | None = Field(None, description="Send HL7v2 over MLLP and check the ACK.")
-    file: FileDestinationConfig | None = Field(None, description="Write each payload to a file in a folder.")
-
     @model_validator(mode="after")
-    def _one_connector(self) -> "Destination":
-        chosen = [name for name in CONNECTORS if getattr(self, name, None) is not None]
+    def _one_connector(self) -> "DestinationBase":
+        chosen = [name for name in DESTINATION_CONNECTORS if getattr(self, name, None) is not None]
         if len(chosen) != 1:
-            raise ValueError(f"a destination needs exactly one connector ({', '.join(CONNECTORS)}); "
+            raise ValueError(f"a destination needs exactly one connector ({', '.join(DESTINATION_CONNECTORS)}); "
                              f"found {len(chosen) or 'none'}")
         return self
 
     @property
     def connector_name(self) -> str:
-        return next(name for name in CONNECTORS if getattr(self, name, None) is not None)
+        return next(name for name in DESTINATION_CONNECTORS if getattr(self, name, None) is not None)
+
+    @property
+    def connector(self) -> ConnectorSpec:
+        return registry.spec(self.connector_name)
 
     @property
     def connector_config(self) -> BaseModel:
-        return getattr(self, self.connector_name)  # type: ignore[no-any-return]
+        config: BaseModel = getattr(self, self.connector_name)
+        return config
 
     @property
     def sends(self) -> str:
-        return self.payload or ("raw" if self.connector_name == "mllp" else "mapped")
+        return self.payload or self.connector.default_payload
+
+
+# The connector keys are fields generated from the registry; type checkers see the base classes,
+# which carry every rule and property the rest of the code uses.
+if TYPE_CHECKING:
+    Source = SourceBase
+    Destination = DestinationBase
+else:
+    Source = create_model("Source", __base__=SourceBase, **_connector_fields("source", SourceBase))
+    Destination = create_model("Destination", __base__=DestinationBase,
+                               **_connector_fields("destination", DestinationBase))
 
 
 class Channel(Strict):

@@ -70,30 +70,29 @@ def _cross_file_findings(loaded: list[LoadedChannel]) -> list[Finding]:
             findings.append(item.document.finding(("name",), f"channel name '{name}' is also used in "
                                                               f"{names[name].document.file}"))
         names.setdefault(name, item)
-        if item.channel.source.file is not None:
-            continue  # a folder, no port (channels may share one folder: their filters split it)
-        kind = "mllp" if item.channel.source.mllp is not None else "http"
+        kind = item.channel.source.kind
         source = item.channel.source.settings
-        if source.port == 0:
+        port = getattr(source, "port", 0)
+        if port == 0:   # no port (a source that does not listen) or 0 (any free port, tests)
             continue
-        other = ports.get(source.port)
+        other = ports.get(port)
         if other is None:
-            ports[source.port] = item
+            ports[port] = item
             continue
-        other_kind = "mllp" if other.channel.source.mllp is not None else "http"
+        other_kind = other.channel.source.kind
         if other_kind != kind:
-            findings.append(item.document.finding(("source", kind), f"port {source.port} is also an "
+            findings.append(item.document.finding(("source", kind), f"port {port} is also an "
                                                   f"{other_kind} source in {other.document.file}"))
         elif kind == "mllp" and other.channel.source.settings.model_dump(exclude={"port"}) != \
                 source.model_dump(exclude={"port"}):
             # Channels may share one listener, but then they must agree on how it listens.
-            findings.append(item.document.finding(("source", "mllp"), f"port {source.port} is shared with "
+            findings.append(item.document.finding(("source", "mllp"), f"port {port} is shared with "
                                                   f"{other.document.file} but its listener settings differ"))
         elif kind == "http" and other.channel.source.settings.model_dump(exclude={"port"}) != \
-                source.model_dump(exclude={"port"}) and getattr(other.channel.source.http, "path", None) == \
+                source.model_dump(exclude={"port"}) and getattr(other.channel.source.settings, "path", None) == \
                 getattr(source, "path", None):
             # Channels may share one URL (each filters what it takes) if they read it the same way.
-            findings.append(item.document.finding(("source", "http"), f"port {source.port} path "
+            findings.append(item.document.finding(("source", "http"), f"port {port} path "
                                                   f"{getattr(source, 'path', '')} is shared with "
                                                   f"{other.document.file} but its settings differ"))
     return findings

@@ -1,28 +1,4 @@
-"""Durations written the way analysts write them: 500ms, 30s, 5m, 2h, 7d (or plain seconds)."""
-from __future__ import annotations
+"""Kept so existing imports keep working; the types live in simpul.config_types (below connectors)."""
+from simpul.config_types import Duration, parse_duration
 
-import re
-from typing import Annotated, Any
-
-from pydantic import BeforeValidator
-
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-
-
-def parse_duration(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError("must be a duration such as 500ms, 30s, 5m, 2h or 7d")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        match = _DURATION.match(str(value))
-        if not match:
-            raise ValueError("must be a duration such as 500ms, 30s, 5m, 2h or 7d")
-        seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
-    if seconds < 0:
-        raise ValueError("must not be negative")
-    return seconds
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+__all__ = ["Duration", "parse_duration"]

@@ -1,16 +1,25 @@
 """Generate the channel YAML reference from the pydantic models (`simpul docs`).
 
-The field descriptions in the models are the single source: the README's reference section is
-this output, and a test fails when the two drift apart.
+The field descriptions in the models are the single source: the docs site's channel and connector
+reference pages are built from this output (docs/hooks.py), so they cannot drift apart.
 """
 from __future__ import annotations
 
+import importlib
+import inspect
 import types
 import typing
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
+
+from simpul.connectors import registry
+from simpul.engine.config.channel import Channel
+
+# Module paths stripped from type names; each connector module's own comes from the registry.
+_MODULES = ("simpul.engine.config.channel.", "simpul.config_types.", "simpul.mllp.tls.",
+            "simpul.mllp.listener.", "simpul.mappings.options.", "pathlib.")
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:
@@ -25,8 +34,7 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
 
 def _type_name(annotation: Any) -> str:
     text = str(annotation).replace("typing.", "").replace("NoneType", "null")
-    for prefix in ("simpul.engine.config.channel.", "simpul.connectors.fhir_server.", "simpul.connectors.mllp.",
-                   "simpul.connectors.file.", "simpul.mllp.tls.", "simpul.mappings.options.", "pathlib."):
+    for prefix in (*_MODULES, *(f"{registry.module_path(name)}." for name in registry.names())):
         text = text.replace(prefix, "")
     if text.startswith("<class '"):
         text = text[8:-2].rsplit(".", 1)[-1]
@@ -68,7 +76,23 @@ def reference(model: type[BaseModel], path: str = "", seen: set[type] | None = N
     return lines
 
 
-def channel_reference() -> str:
-    from simpul.engine.config.channel import Channel
+def channel_json_schema(ref_template: str = "#/$defs/{model}") -> dict[str, Any]:
+    """JSON Schema of a channel file (editors, the OpenAPI document); connector keys from the registry."""
+    return Channel.model_json_schema(ref_template=ref_template)
 
-    return "\n".join(reference(Channel)).rstrip() + "\n"
+
+def connectors_reference() -> list[str]:
+    """One entry per registered connector: its roles and its module docstring."""
+    lines = ["#### Connectors", ""]
+    for spec in registry.specs():
+        doc = inspect.cleandoc(importlib.import_module(registry.module_path(spec.name)).__doc__ or "")
+        summary, _, details = doc.partition("\n")
+        lines += [f"##### `{spec.name}` ({', '.join(spec.roles)})", "", summary.strip()]
+        if details.strip():
+            lines += ["", "```text", details.strip("\n"), "```"]
+        lines.append("")
+    return lines
+
+
+def channel_reference() -> str:
+    return "\n".join(reference(Channel) + connectors_reference()).rstrip() + "\n"

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from simpul.engine.config.durations import Duration
+from simpul.config_types import Duration
 from simpul.engine.config.validation import validate_document
 from simpul.engine.config.yaml_marks import Finding, load_marked
 from simpul.errors import ConfigError
@@ -26,19 +26,23 @@ class DatabaseSettings(Strict):
                                                             "postgresql+psycopg://user@host/db.")
     sqlite_synchronous: Literal["NORMAL", "FULL", "EXTRA"] = Field(
         "FULL", description="FULL (default) survives power loss; NORMAL survives only a process crash.")
-    busy_timeout: Duration = 5.0
+    busy_timeout: Duration = Field(5.0, description="How long a SQLite writer waits for a lock before failing.")
     group_commit_max: int = Field(500, ge=1, description="Most messages sharing one commit.")
 
 
 class HttpSettings(Strict):
-    enabled: bool = True
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
+    enabled: bool = Field(True, description="Serve /healthz, /metrics and /api/...; false runs no HTTP server.")
+    host: str = Field("127.0.0.1", description="Address of the HTTP server; keep 127.0.0.1 while the API has no "
+                                               "authentication.")
+    port: int = Field(8080, ge=0, le=65535, description="Port of the HTTP server.")
+    docs_site: str = Field("", description="Folder of a built docs site (`mkdocs build` writes site/) to serve "
+                                           "at /docs-site; empty serves none.")
 
 
 class LogSettings(Strict):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    format: Literal["json", "text"] = "json"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Lowest level logged.")
+    format: Literal["json", "text"] = Field("json", description="json: one JSON object per line on stderr; "
+                                                                "text: for reading in a terminal.")
 
 
 class DeliverySettings(Strict):
@@ -70,6 +74,9 @@ class Settings(Strict):
     def channels_path(self) -> Path:
         return _resolve(self.base_dir, self.channels_dir)
 
+    def docs_site_path(self) -> Path | None:
+        return _resolve(self.base_dir, self.http.docs_site) if self.http.docs_site else None
+
     def database_url(self) -> str:
         url = self.database.url
         if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
@@ -87,6 +94,7 @@ ENV_OVERRIDES = {
     "SIMPUL_CHANNELS_DIR": ("channels_dir",),
     "SIMPUL_HTTP_HOST": ("http", "host"),
     "SIMPUL_HTTP_PORT": ("http", "port"),
+    "SIMPUL_DOCS_SITE": ("http", "docs_site"),
     "SIMPUL_LOG_LEVEL": ("log", "level"),
     "SIMPUL_LOG_FORMAT": ("log", "format"),
     "SIMPUL_SQLITE_SYNCHRONOUS": ("database", "sqlite_synchronous"),

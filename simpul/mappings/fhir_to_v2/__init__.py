@@ -12,7 +12,7 @@ Mapping (the inverse of the HL7 V2-to-FHIR IG maps, so v2 -> FHIR -> v2 keeps th
 
 | v2 field          | FHIR source                                         | rule                                      |
 |-------------------|-----------------------------------------------------|-------------------------------------------|
-| MSH-3..6, 10, 11  | `MessageHeader` argument                            | MSH-7 now, MSH-12 2.5.1, MSH-18 UNICODE UTF-8 if non-ASCII |
+| MSH-3..7, 10, 11  | `simpul.v2.MessageHeader` argument (ER7 values)     | MSH-3 SIMPUL, MSH-7 now, MSH-10 fresh, MSH-11 P when empty; MSH-12 2.5.1, MSH-18 UNICODE UTF-8 if non-ASCII |
 | PID-3             | Patient.identifier[]                                | CX: value, CX.4 from system (urn:oid -> HD.2+ISO, urn:uuid -> UUID, urn:id:X -> X, table name, other URI -> HD.2+URI), CX.5 type (0203), CX.7/8 period |
 | PID-5             | Patient.name[]                                      | XPN: family, given[0], further given, suffix, prefix, use (L/D/N/M/BAD/TEMP/MSK) |
 | PID-7             | Patient.birthDate                                   | DTM at the same precision                 |
@@ -45,6 +45,7 @@ Mapping (the inverse of the HL7 V2-to-FHIR IG maps, so v2 -> FHIR -> v2 keeps th
 | SPM-12            | Specimen.collection.quantity                        | CQ                                        |
 | SPM-17 / SPM-18   | Specimen.collection.collected[x] / receivedTime     | DR / DTM                                  |
 """
-from simpul.mappings.fhir_to_v2.messages import MessageHeader, build_oml_o21, build_orm_o01
+from simpul.mappings.fhir_to_v2.messages import build_oml_o21, build_orm_o01
+from simpul.v2 import MessageHeader
 
 __all__ = ["MessageHeader", "build_oml_o21", "build_orm_o01"]

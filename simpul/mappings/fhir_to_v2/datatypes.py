@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from simpul.errors import MappingError
-from simpul.mappings.fhir_to_v2 import er7
+from simpul.v2 import er7
 from simpul.mappings.fhir_to_v2.vocabulary import (V2_TABLE_PREFIX, coding_system_names,
                                                     identifier_system_names)
 
@@ -146,7 +146,7 @@ def xcn(practitioner: dict[str, Any] | None, reference: dict[str, Any] | None) -
     identifiers = list((practitioner or {}).get("identifier") or [])
     if reference and isinstance(reference.get("identifier"), dict):
         identifiers.append(reference["identifier"])
-    identifier = next((i for i in identifiers if i.get("value")), {})
+    identifier: dict[str, Any] = next((i for i in identifiers if i.get("value")), {})
     names = (practitioner or {}).get("name") or []
     name = xpn(names[0]) if names else None
     if name is None and reference and reference.get("display"):

@@ -8,38 +8,30 @@ from typing import Any
 
 from simpul.errors import MappingError
 from simpul.mappings.fhir_to_v2 import datatypes as dt
-from simpul.mappings.fhir_to_v2 import er7, segments
+from simpul.mappings.fhir_to_v2 import segments
 from simpul.mappings.fhir_to_v2.inputs import Located, OrderInputs, collect
 from simpul.mappings.fhir_to_v2.structure import check_structure
-
-
-@dataclass(frozen=True)
-class MessageHeader:
-    """MSH values that do not come from the resources."""
-
-    sending_application: str = "SIMPUL"
-    sending_facility: str = ""
-    receiving_application: str = ""
-    receiving_facility: str = ""
-    control_id: str | None = None  # MSH-10; a fresh one (20 characters) when None
-    timestamp: datetime.datetime | None = None  # MSH-7; now when None
-    processing_id: str = "P"  # MSH-11: P production, T training, D debugging
+from simpul.v2 import DEFAULT, MessageHeader, er7, transcode
 
 
 def _msh(header: MessageHeader, message_type: str, non_ascii: bool) -> str:
-    moment = header.timestamp or datetime.datetime.now().astimezone()
-    if moment.tzinfo is None:
-        moment = moment.astimezone()
-    control_id = header.control_id or uuid.uuid4().hex[:20]  # MSH-10 is ST(20) in v2.5.1
+    """MSH from the caller's header: ER7 values in the header's own delimiters (as a header read from
+    a message holds them), rewritten for ours. MSH-3 defaults to SIMPUL, MSH-7 to now, MSH-10 to a
+    fresh id, MSH-11 to P."""
+    source = header.delimiters
+    values = {3: header.sending_application or "SIMPUL", 4: header.sending_facility,
+              5: header.receiving_application, 6: header.receiving_facility,
+              7: header.message_datetime, 10: header.control_id, 11: header.processing_id or "P"}
+    for number, value in values.items():
+        if source.field in value or "\r" in value or "\n" in value:
+            raise MappingError("header value holds a field separator or a line break", segment="MSH",
+                               field=number)
+        values[number] = transcode(value, source, DEFAULT)
     fields = {
-        3: er7.escape(header.sending_application),
-        4: er7.escape(header.sending_facility),
-        5: er7.escape(header.receiving_application),
-        6: er7.escape(header.receiving_facility),
-        7: moment.strftime("%Y%m%d%H%M%S%z"),
+        **values,
+        7: values[7] or datetime.datetime.now().astimezone().strftime("%Y%m%d%H%M%S%z"),
         9: message_type,
-        10: er7.escape(control_id),
-        11: er7.escape(header.processing_id),
+        10: values[10] or uuid.uuid4().hex[:20],  # MSH-10 is ST(20) in v2.5.1
         12: "2.5.1",
     }
     if non_ascii:

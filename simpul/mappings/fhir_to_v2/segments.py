@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from simpul.errors import MappingError
-from simpul.mappings.fhir_to_v2 import er7
+from simpul.v2 import er7
 from simpul.mappings.fhir_to_v2 import datatypes as dt
 from simpul.mappings.fhir_to_v2.inputs import Located
 from simpul.mappings.fhir_to_v2.vocabulary import (ENCOUNTER_CLASS_TO_0004, GENDER_TO_0001,
@@ -210,7 +210,7 @@ def obr(order: Located, set_id: int, requester: dt.Components | None, specimens:
 
 def ntes(order: Located) -> list[str]:
     """ServiceRequest.note -> one NTE each (NTE-2 P: the placer wrote it, table 0105)."""
-    out = []
+    out: list[str] = []
     for note in order.resource.get("note") or []:
         text = note.get("text")
         if text:

@@ -27,6 +27,7 @@ def _relax_choice(reference: Any, in_choice: bool = False) -> Any:
 
 @cache
 def _reference(structure: str) -> Any:
+    # hl7apy reads its structure tables on import; only FHIR->v2 checks need them.
     from hl7apy import load_reference
 
     reference = load_reference(structure, "Message", "2.5.1")
@@ -38,6 +39,7 @@ def check_structure(text: str, structure: str) -> None:
 
     Raises MappingError naming the element hl7apy objected to; values never go into the message.
     """
+    # hl7apy reads its structure tables on import; only FHIR->v2 checks need them.
     from hl7apy.consts import VALIDATION_LEVEL
     from hl7apy.exceptions import HL7apyException, ValidationError
     from hl7apy.parser import parse_message

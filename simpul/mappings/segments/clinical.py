@@ -174,7 +174,7 @@ def map_coverage(ctx: MapContext, in1: Segment, in2: Segment | None = None) -> s
         return None
     res: dict[str, Any] = {"resourceType": "Coverage", "status": "active",
                            "beneficiary": {"reference": ctx.patient}}
-    identifiers = []
+    identifiers: list[dict[str, Any]] = []
     plan = in1.first(2)
     if plan:
         p = dt.comps(enc, plan)

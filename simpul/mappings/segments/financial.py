@@ -1,5 +1,5 @@
 """FT1 -> ChargeItem (+ PID-18 -> Account). The V2-to-FHIR IG has no FT1 map; this one is ours,
-documented in README.md ("DFT^P03 / P11 -> ChargeItem").
+documented in docs/mappings/index.md ("DFT^P03 / P11 -> ChargeItem").
 
 FT1-6 transaction type (v2 table 0017) decides the sign:
   CG charge, CO co-payment, AJ adjustment -> billable, quantity as sent;

@@ -49,7 +49,7 @@ def patient_identifiers(ctx: MapContext, pid: Segment) -> tuple[list[dict[str, A
                 out.append(ident)
                 if field == 3:
                     pid_3.append(ident)
-    national = None
+    national: dict[str, Any] | None = None
     ssn = pid.text(19)
     if ssn:
         # PID-19 is "SSN" in the standard, but senders outside the US put their national id there:

@@ -1,6 +1,6 @@
 """Patient administration events that change identity rather than a visit: A29 delete person
 information, A41 merge account, A47 change patient identifier list. The IG has no message maps for
-these (only MRG[Account]); the rules are ours and documented in README.md ("Mappings").
+these (only MRG[Account]); the rules are ours and documented in docs/mappings/index.md.
 
 - A29: the Patient (PID) is sent with `active: false`, not deleted: a FHIR DELETE would orphan every
   Encounter, Observation and Provenance that points at it, and most servers refuse it then. PV1 and the

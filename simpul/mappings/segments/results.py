@@ -9,7 +9,7 @@ from typing import Any
 from simpul.mappings import datatypes as dt
 from simpul.mappings import vocabulary as vocab
 from simpul.mappings.context import MapContext
-from simpul.mappings.segments.orders import notes
+from simpul.mappings.segments.orders import notes, order_identifiers
 from simpul.mappings.segments.patient import unmapped_code
 from simpul.mappings.v2 import Segment
 
@@ -352,7 +352,6 @@ def map_diagnostic_report(ctx: MapContext, obr: Segment, orc: Segment | None, *,
                           based_on: str | None, order_key: str, specimens: list[str],
                           impression: list[str] = ()) -> str:  # type: ignore[assignment]
     res: dict[str, Any] = {"resourceType": "DiagnosticReport"}
-    from simpul.mappings.segments.orders import order_identifiers
 
     identifiers = order_identifiers(ctx, orc, obr)
     if identifiers:

@@ -97,7 +97,14 @@ def test_two_connectors_in_one_destination_is_refused(tmp_path):
     assert "exactly one connector" in finding and finding.startswith("lab.yaml:8:")
 
 
-def test_duplicate_destination_labels_and_channel_names_across_files(tmp_path):
+def test_duplicate_destination_labels_in_one_channel(tmp_path):
+    text = VALID + "  - label: fhir\n    file: {directory: out}\n"
+    [finding] = findings_for(tmp_path, text)
+    assert finding.startswith("lab.yaml:") and "destinations: " in finding
+    assert "destination label 'fhir' is used twice" in finding
+
+
+def test_duplicate_channel_names_across_files(tmp_path):
     (tmp_path / "a.yaml").write_text(VALID)
     (tmp_path / "b.yaml").write_text(VALID)
     _, findings = load_channels([tmp_path], environ={"FHIR_BASE": "http://x"}, relative_to=tmp_path)

@@ -1,0 +1,228 @@
+"""Tables of the store (SQLAlchemy Core).
+
+Core, not the ORM: the ingest path writes thousands of rows a second in group commits and
+the ORM's unit of work would cost more than the fsync. Every schema change needs an alembic
+revision in store/migrations/versions; tests/store/test_migrations.py checks they agree.
+"""
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table, Text,
+)
+
+metadata = MetaData()
+
+messages = Table(
+    "messages", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("received_at", Float, nullable=False),          # unix seconds, UTC
+    Column("source", String(64), nullable=False),           # e.g. "mllp:2575", "http"
+    # received -> routed | unrouted ; rejected = stored for staff to see, never processed
+    Column("status", String(16), nullable=False),
+    Column("sending_application", String(180), nullable=False, default=""),
+    Column("sending_facility", String(180), nullable=False, default=""),
+    Column("receiving_application", String(180), nullable=False, default=""),
+    Column("receiving_facility", String(180), nullable=False, default=""),
+    Column("message_type", String(32), nullable=False, default=""),
+    Column("control_id", String(199), nullable=False, default=""),
+    Column("version_id", String(16), nullable=False, default=""),
+    Column("charset", String(32), nullable=False, default=""),
+    Column("content_hash", String(32), nullable=False, default=""),
+    Column("patient_id", String(250), nullable=False, default=""),
+    Column("visit_number", String(250), nullable=False, default=""),
+    Column("placer_number", String(250), nullable=False, default=""),
+    Column("filler_number", String(250), nullable=False, default=""),
+    Column("accession_number", String(250), nullable=False, default=""),
+    Column("raw", LargeBinary, nullable=False),              # byte-exact as received
+    Column("ack", LargeBinary),                              # the ACK we sent, replayed for duplicates
+    Column("ack_code", String(2), nullable=False, default=""),
+    Column("error", Text),
+    Column("duplicates", Integer, nullable=False, default=0),
+)
+Index("ix_messages_dedup", messages.c.sending_application, messages.c.sending_facility,
+      messages.c.control_id)
+Index("ix_messages_status", messages.c.status, messages.c.id)
+Index("ix_messages_received_at", messages.c.received_at)
+Index("ix_messages_patient_id", messages.c.patient_id)
+Index("ix_messages_visit_number", messages.c.visit_number)
+Index("ix_messages_placer_number", messages.c.placer_number)
+Index("ix_messages_filler_number", messages.c.filler_number)
+Index("ix_messages_accession_number", messages.c.accession_number)
+Index("ix_messages_control_id", messages.c.control_id)
+Index("ix_messages_message_type", messages.c.message_type)
+
+deliveries = Table(
+    "deliveries", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("message_id", Integer, ForeignKey("messages.id"), nullable=False),
+    Column("channel", String(120), nullable=False),
+    Column("destination", String(120), nullable=False),       # the destination's label
+    Column("order_key", String(250), nullable=False, default=""),
+    # pending -> in_flight -> delivered | dead ; in_flight with an expired lease is pending again
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", Float, nullable=False),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("lease_until", Float),
+    Column("lease_owner", String(64)),
+    Column("delivered_at", Float),
+    Column("last_error", Text),
+    Column("last_response", Text),
+    Column("payload", LargeBinary, nullable=False),
+    Column("content_type", String(64), nullable=False),
+)
+# The claim walks pending deliveries of one destination in id order; the FIFO check seeks the
+# unfinished deliveries of one key. (A partial index on unfinished rows would be smaller, but
+# SQLite does not pick it for the correlated FIFO check, so it is a plain index.)
+Index("ix_deliveries_queue", deliveries.c.channel, deliveries.c.destination, deliveries.c.status,
+      deliveries.c.id)
+Index("ix_deliveries_order", deliveries.c.channel, deliveries.c.destination, deliveries.c.order_key,
+      deliveries.c.status)
+Index("ix_deliveries_message", deliveries.c.message_id)
+
+delivery_attempts = Table(
+    "delivery_attempts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("delivery_id", Integer, ForeignKey("deliveries.id"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float, nullable=False),
+    Column("outcome", String(16), nullable=False),           # delivered | retry | failed
+    Column("error_class", String(120)),
+    Column("error", Text),
+    Column("response", Text),
+)
+Index("ix_delivery_attempts_delivery", delivery_attempts.c.delivery_id)
+
+dead_letters = Table(
+    "dead_letters", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("created_at", Float, nullable=False),
+    Column("message_id", Integer, ForeignKey("messages.id"), nullable=False),
+    Column("delivery_id", Integer, ForeignKey("deliveries.id")),
+    Column("channel", String(120), nullable=False),
+    Column("destination", String(120), nullable=False, default=""),
+    Column("stage", String(120), nullable=False),              # the label of the stage that failed
+    Column("error_class", String(120), nullable=False),
+    Column("error", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("status", String(16), nullable=False, default="open"),   # open | replayed | discarded
+    Column("raw", LargeBinary, nullable=False),                # the original bytes, kept with the entry
+    Column("payload", LargeBinary),                            # the mapped output, when mapping succeeded
+    Column("message_type", String(32), nullable=False, default=""),
+    Column("control_id", String(199), nullable=False, default=""),
+    Column("patient_id", String(250), nullable=False, default=""),
+    Column("visit_number", String(250), nullable=False, default=""),
+    Column("accession_number", String(250), nullable=False, default=""),
+)
+Index("ix_dead_letters_channel", dead_letters.c.channel, dead_letters.c.destination, dead_letters.c.status)
+Index("ix_dead_letters_patient_id", dead_letters.c.patient_id)
+Index("ix_dead_letters_control_id", dead_letters.c.control_id)
+Index("ix_dead_letters_created_at", dead_letters.c.created_at)
+
+audit_events = Table(
+    "audit_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("actor", String(120), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(250), nullable=False, default=""),
+    Column("reason", Text),
+    Column("detail", Text),                                   # JSON
+)
+Index("ix_audit_events_at", audit_events.c.at)
+
+# ---- dead letters, replay and delivery control (revision 0002; owned by dead_letters/) ---------
+
+# A replay is a new delivery row: `replay_of` names the first delivery of the chain (its id is the
+# idempotency key connectors see), `ordered_as` lets a replay of a held (blocking) delivery take
+# the FIFO place of the one it replaces.
+deliveries.append_column(Column("replay_of", Integer, nullable=True))
+deliveries.append_column(Column("ordered_as", Integer, nullable=True))
+
+# Who closed a dead letter (replayed or discarded), when and why; the audit trail has the same.
+dead_letters.append_column(Column("resolved_at", Float, nullable=True))
+dead_letters.append_column(Column("resolved_by", String(120), nullable=True))
+dead_letters.append_column(Column("resolution", Text, nullable=True))
+
+dead_letter_edits = Table(
+    "dead_letter_edits", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dead_letter_id", Integer, ForeignKey("dead_letters.id"), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("actor", String(120), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("raw", LargeBinary, nullable=False),                # the edited HL7v2 bytes; the original stays
+    Column("payload", LargeBinary),                            # the edited bytes re-mapped, when mapped
+    Column("content_type", String(64), nullable=False, default=""),
+)
+Index("ix_dead_letter_edits_dead_letter", dead_letter_edits.c.dead_letter_id)
+
+replays = Table(
+    "replays", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("audit_event_id", Integer, ForeignKey("audit_events.id"), nullable=False),
+    Column("dead_letter_id", Integer, ForeignKey("dead_letters.id"), nullable=False),
+    Column("original_delivery_id", Integer, ForeignKey("deliveries.id")),
+    Column("delivery_id", Integer, ForeignKey("deliveries.id"), nullable=False),
+    Column("edit_id", Integer, ForeignKey("dead_letter_edits.id")),
+    Column("destination", String(120), nullable=False),
+)
+Index("ix_replays_dead_letter", replays.c.dead_letter_id)
+Index("ix_replays_delivery", replays.c.delivery_id)
+
+destination_controls = Table(
+    "destination_controls", metadata,
+    Column("channel", String(120), primary_key=True),
+    Column("destination", String(120), primary_key=True),
+    Column("paused_at", Float),                                 # NULL = flowing
+    Column("paused_by", String(120)),
+    Column("reason", Text),
+    Column("updated_at", Float, nullable=False),
+)
+
+archives = Table(
+    "archives", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("actor", String(120), nullable=False),
+    Column("channel", String(120), nullable=False, default=""),
+    Column("path", Text, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("messages", Integer, nullable=False),
+    Column("received_from", Float),
+    Column("received_until", Float),
+    Column("encrypted", Integer, nullable=False, default=0),
+    Column("restored_at", Float),
+)
+
+# ---- retention and archives (revision 0003; owned by dead_letters/retention.py) ----------------
+
+# Set when a message is brought back from an archive: retention counts its age from here, so a
+# restored message stays in the hot store for the channel's `content` period before it is
+# archived again.
+messages.append_column(Column("restored_at", Float, nullable=True))
+
+# The key id of an encrypted archive (the file header says the same); NULL = not encrypted.
+archives.append_column(Column("key_id", String(64), nullable=True))
+archives.append_column(Column("bytes", Integer, nullable=True))
+
+# The index of archived messages: enough to find the file that holds a message by control id,
+# patient id or time once the message left the hot store. Removed after the channel's
+# `retention.metadata`; the archive files keep everything.
+archive_entries = Table(
+    "archive_entries", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("archive_id", Integer, ForeignKey("archives.id"), nullable=False),
+    Column("message_id", Integer, nullable=False),              # the id it had in the hot store
+    Column("channel", String(120), nullable=False, default=""),
+    Column("received_at", Float, nullable=False),
+    Column("message_type", String(32), nullable=False, default=""),
+    Column("control_id", String(199), nullable=False, default=""),
+    Column("patient_id", String(250), nullable=False, default=""),
+)
+Index("ix_archive_entries_archive", archive_entries.c.archive_id)
+Index("ix_archive_entries_control_id", archive_entries.c.control_id)
+Index("ix_archive_entries_patient_id", archive_entries.c.patient_id)
+Index("ix_archive_entries_received_at", archive_entries.c.received_at)
