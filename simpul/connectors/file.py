@@ -44,7 +44,7 @@ class FileSourceConfig(IngestOptions):
     every message stored (commit), and only then the file moved to `done` (or `error`)."""
 
     directory: str = Field(description="Folder to poll (relative paths are relative to the engine's working "
-                                       "folder).", examples=["/var/lib/simpul/inbox/lab"])
+                                       "folder).", examples=["var/inbox/lab"])
     pattern: str = Field("*.hl7", description="Which files to take (glob). Names starting with '.' and ending "
                                               "in .tmp or .part are never taken: producers write those first.")
     poll_interval: Duration = Field(1.0, description="How often the folder is looked at.")

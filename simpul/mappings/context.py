@@ -28,7 +28,7 @@ class MapContext:
         self.patient: str | None = None
         self.encounter: str | None = None
         self.control_id = msg.control_id
-        # Offset for v2 times that carry none (README "Time zones"): the channel's or engine's
+        # Offset for v2 times that carry none (docs/mappings/index.md "Time zones"): the channel's or engine's
         # default_timezone, else the loader fills in MSH-7's own offset.
         self.timezone: str | None = options.default_timezone
         self._identifier_systems = identifier_systems

@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class PatientIdentity(BaseModel):
-    """Which patient identifiers may find an existing Patient (README "Patient identity").
+    """Which patient identifiers may find an existing Patient (docs/mappings/index.md "Patient identity").
 
     A wrong match merges two people into one record, which nobody can undo safely; a missed match
     makes a duplicate, which a merge can. So the defaults match only on what the sender scopes.
@@ -76,7 +76,7 @@ class MappingSpec(BaseModel):
     )
     patient_identity: PatientIdentity = Field(
         default_factory=PatientIdentity,
-        description="Which identifiers find an existing Patient; see README \"Patient identity\".")
+        description="Which identifiers find an existing Patient; see Mappings, \"Patient identity\".")
     validate_output: bool = Field(
         False, alias="validate",
         description="Validate every Bundle with fhir.resources R4B models (about 0.3-0.4 ms per resource).")
