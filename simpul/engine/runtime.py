@@ -88,6 +88,18 @@ class Engine:
 
     # ---- life cycle -------------------------------------------------------------------------
     async def start(self) -> None:
+        """Start everything, or nothing: a failure part-way stops what had started (the ingest
+        child, the writer thread, listeners), so a refused start exits instead of hanging on them."""
+        try:
+            await self._start()
+        except BaseException:
+            try:
+                await self.stop()
+            except Exception as exc:  # noqa: BLE001 - the start failure is the error to report
+                log.error("cleanup after a failed start failed", extra={"error_class": type(exc).__name__})
+            raise
+
+    async def _start(self) -> None:
         loaded = self._load_channels_or_raise()
         self.db = await asyncio.to_thread(
             open_database, self.settings.database_url(),
@@ -303,11 +315,19 @@ class Engine:
     async def _start_http(self) -> None:
         if self._http_app is None:
             raise ConfigError("http.enabled is set but this engine was built without an HTTP app")
-        config = uvicorn.Config(self._http_app(self), host=self.settings.http.host, port=self.settings.http.port,
+        host, port = self.settings.http.host, self.settings.http.port
+        # Bound here, not by uvicorn: its bind failure ends in sys.exit() inside a task, which
+        # would leave the engine half started; this way a taken port is a start refusal.
+        try:
+            listening = socket.create_server((host, port), reuse_port=False)
+        except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise ConfigError(f"http: cannot listen on {host}:{port} ({reason.lower()})") from None
+        config = uvicorn.Config(self._http_app(self), host=host, port=port,
                                 log_config=None, access_log=False, lifespan="off")
         self._http = uvicorn.Server(config)
         self._http.install_signal_handlers = lambda: None
-        self._tasks.append(asyncio.create_task(self._http.serve(), name="http"))
+        self._tasks.append(asyncio.create_task(self._http.serve(sockets=[listening]), name="http"))
         for _ in range(200):
             if self._http.started:
                 break

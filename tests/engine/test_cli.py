@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
 import subprocess
 import textwrap
 import time
@@ -140,6 +141,22 @@ def test_run_refuses_to_start_with_an_invalid_channel_and_names_file_and_line(tm
     assert "channels/adt.yaml:6:5 source.mllp.dedup_windw" in result.err
     assert "Traceback" not in result.err
 
+
+
+def test_run_with_its_http_port_taken_exits_2_at_once_and_leaves_no_process(tmp_path: Path) -> None:
+    """The listeners' child process is already up when HTTP binds: a refused start must stop it
+    too, or `simpul run` would print the refusal and then hang on the orphaned child."""
+    mllp_port = free_port()
+    write_channels(tmp_path / "channels", {"adt.yaml": file_destination_channel("adt", mllp_port, tmp_path / "out")})
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        http_port = taken.getsockname()[1]
+        settings = write_settings(tmp_path, f"sqlite:///{tmp_path / 'simpul.db'}", http_port=http_port)
+        result = simpul("run", "-c", str(settings), cwd=tmp_path, timeout=60)
+    assert result.code == 2
+    assert f"http: cannot listen on 127.0.0.1:{http_port} (address already in use)" in result.err
+    assert "Traceback" not in result.err
+    with pytest.raises(OSError):        # the ingest child that held the MLLP port is gone
+        socket.create_connection(("127.0.0.1", mllp_port), timeout=1).close()
 
 # ---- simpul map ------------------------------------------------------------------------------
 
