@@ -12,6 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from simpul.api import create_app
 from simpul.engine.config.settings import Settings
 from simpul.engine.runtime import Engine
 from simpul.mllp.sender import open_mllp_connection
@@ -93,7 +94,7 @@ class EngineHarness:
             "ingest_process": settings.pop("ingest_process", False),
         }
         config.update(settings)
-        self.engine = Engine(Settings.model_validate({**config, "base_dir": self.tmp_path}))
+        self.engine = Engine(Settings.model_validate({**config, "base_dir": self.tmp_path}), http_app=create_app)
         await self.engine.start()
         return self.engine
 

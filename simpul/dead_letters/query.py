@@ -15,7 +15,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from simpul.engine.store.schema import (
     dead_letter_edits, dead_letters, deliveries, delivery_attempts, messages, replays,
 )
-from simpul.errors import OperationRefused
+from simpul.errors import NotFound, OperationRefused
 
 STATUSES = ("open", "replayed", "discarded")
 COUNT_BY = ("channel", "destination", "error_class", "stage", "status", "message_type")
@@ -103,7 +103,7 @@ def show_dead_letter(connection: Connection, dead_letter_id: int) -> dict[str, A
     """Everything about one entry: bytes, mapped output, attempts, edits and replays (with their outcome)."""
     row = connection.execute(select(dead_letters).where(dead_letters.c.id == dead_letter_id)).first()
     if row is None:
-        raise OperationRefused(f"no dead letter {dead_letter_id}")
+        raise NotFound(f"no dead letter {dead_letter_id}")
     entry = {name: getattr(row, name) for name in LIST_COLUMNS}
     entry["raw"] = as_text(row.raw)
     entry["raw_base64"] = base64.b64encode(bytes(row.raw)).decode()

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 from sqlalchemy import Connection, func, select
 
 from simpul.connectors.base import create_connector
@@ -52,9 +53,15 @@ BUSY_JOB_INTERVAL = 0.1
 BUSY_FOR = 0.25
 
 
+# Builds the HTTP app served for this engine. The API layer sits above the engine, so the engine
+# never imports it: the composition root (`simpul run`, or a test) passes `simpul.api.create_app`.
+HttpAppFactory = Callable[["Engine"], Any]
+
+
 class Engine:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, http_app: HttpAppFactory | None = None) -> None:
         self.settings = settings
+        self._http_app = http_app
         self.metrics = Metrics()
         self.ingest_metrics = IngestMetrics()
         self.owner = settings.engine_id or f"{socket.gethostname()}:{os.getpid()}"
@@ -84,7 +91,7 @@ class Engine:
         self.writer = StoreWriter(self.db, max_batch=self.settings.database.group_commit_max,
                                   durable_setting=self.settings.database.sqlite_synchronous, job_interval=QUIET_JOB_INTERVAL)
         self.writer.start()
-        self.processor = Processor(self.writer, self.metrics, self.channels_for, self._wake_workers, self.read,
+        self.processor = Processor(self.writer, self.metrics, self.channels_for, self.wake_workers, self.read,
                                    lambda: self._mapping_pool)
         if not self.settings.ingest_process:
             self._listener_set = ListenerSet(self.writer, self.ingest_metrics, self.read, self._message_committed)
@@ -98,8 +105,8 @@ class Engine:
             self, interval=min(5.0, self.settings.delivery.poll_interval * 20)), name="queue-gauges"))
         # Archive-then-remove of finished messages for channels with `retention:` (dead_letters/retention.py).
         self._tasks.append(asyncio.create_task(run_retention_periodically(self), name="retention"))
-        if self.settings.http.enabled:
-            await self._start_http()
+        if self.settings.http.enabled and self._http_app is not None:
+            await self._start_http(self._http_app)
         if self.settings.reload_interval > 0:
             self._tasks.append(asyncio.create_task(self._watch_channels(), name="reload"))
         self.started.set()
@@ -119,7 +126,12 @@ class Engine:
             task.cancel()
         self.workers.clear()
         if self._http is not None:
+            # Let uvicorn close its connections itself (it looks at should_exit every 0.1 s);
+            # cancelled mid-way it would leave accepted sockets open.
             self._http.should_exit = True
+            serving = [task for task in self._tasks if task.get_name() == "http"]
+            if serving:
+                await asyncio.wait(serving, timeout=5)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -235,11 +247,21 @@ class Engine:
             if self.writer is not None and time.monotonic() - self._ingest_busy_at > BUSY_FOR:
                 self.writer.job_interval = QUIET_JOB_INTERVAL
 
-    def _wake_workers(self, touched: set[tuple[str, str]]) -> None:
+    def wake_workers(self, touched: set[tuple[str, str]]) -> None:
+        """Tell the workers of these (channel, destination) pairs that new work is queued for them."""
         for key in touched:
             entry = self.workers.get(key)
             if entry is not None:
                 entry[1].wake.set()
+
+    def known_destinations(self) -> set[tuple[str, str]]:
+        """(channel, destination label) of every loaded channel."""
+        return {(name, d.label) for name, runtime in self.channels.items() for d in runtime.channel.destinations}
+
+    def delivery_control(self, channel: str, destination: str) -> DeliveryControl | None:
+        """The running worker's gate (downtime, circuit), or None when no worker runs for it."""
+        entry = self.workers.get((channel, destination))
+        return entry[1].control if entry is not None else None
 
     # ---- reads, health, http -----------------------------------------------------------------
     async def read(self, fn: Callable[[Connection], Any]) -> Any:
@@ -278,12 +300,8 @@ class Engine:
             return own + (await self._ingest_process.metrics_text()).encode()
         return own + generate_latest(self.ingest_metrics.registry)
 
-    async def _start_http(self) -> None:
-        import uvicorn
-
-        from simpul.engine.http_api import create_app
-
-        config = uvicorn.Config(create_app(self), host=self.settings.http.host, port=self.settings.http.port,
+    async def _start_http(self, http_app: HttpAppFactory) -> None:
+        config = uvicorn.Config(http_app(self), host=self.settings.http.host, port=self.settings.http.port,
                                 log_config=None, access_log=False, lifespan="off")
         self._http = uvicorn.Server(config)
         self._http.install_signal_handlers = lambda: None  # type: ignore[method-assign]
