@@ -33,12 +33,12 @@ ErrorOpt = Annotated[Optional[str], typer.Option(help="Text in the error class o
 SinceOpt = Annotated[Optional[str], typer.Option(help="Dead-lettered from (ISO time or e.g. 2h ago).")]
 UntilOpt = Annotated[Optional[str], typer.Option(help="Dead-lettered before (ISO time or a duration ago).")]
 
-# The id, where it failed and the keys an on-call person searches by stay longest; the error
-# text wraps, the time and the attempt count go first on a narrow terminal.
+# The id, where it failed, why and the status stay longest on a narrow terminal (the error
+# wraps); the time, stage and attempt count go first.
 DEAD_LETTER_COLUMNS = (
     Column("id", priority=6), Column("at (UTC)", priority=1), Column("channel/destination", priority=5),
-    Column("stage", priority=0), Column("type", priority=3), Column("control id", priority=5),
-    Column("patient", priority=4), Column("error", priority=2, wrap=True), Column("tries", priority=0),
+    Column("stage", priority=0), Column("type", priority=2), Column("control id", priority=5),
+    Column("patient", priority=3), Column("error", priority=5, wrap=True), Column("tries", priority=0),
     Column("status", priority=6),
 )
 

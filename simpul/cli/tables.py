@@ -52,6 +52,7 @@ def print_table(columns: Sequence[Column], cells: Sequence[Sequence[object]], *,
     for index in keep:
         column = columns[index]
         if column.wrap:
+            # Gets the room left over; a word longer than that folds onto the next line (never cut).
             table.add_column(column.name, overflow="fold")
         else:
             needed = max([len(column.name), *(len(row[index]) for row in rows)])
@@ -62,16 +63,15 @@ def print_table(columns: Sequence[Column], cells: Sequence[Sequence[object]], *,
     console = Console(file=out, width=width, force_terminal=True, highlight=False, soft_wrap=False)
     console.print(table)
     if dropped:
-        console.print(f"(not shown at this width: {', '.join(dropped)}; widen the terminal or use --json)",
-                      style="dim")
+        console.print(f"(hidden at this width: {', '.join(dropped)}; see --json)", style="dim")
 
 
 def fitting_columns(columns: Sequence[Column], rows: Sequence[Sequence[str]], width: int) -> list[int]:
     """Indexes of the columns that fit `width` with every one-line value whole."""
     def needed(index: int) -> int:
-        column = columns[index]
-        longest = max([len(column.name), *(len(row[index]) for row in rows)])
-        return (min(longest, MIN_WRAP_WIDTH) if column.wrap else longest) + CELL_PADDING
+        if columns[index].wrap:
+            return _wrap_width(index, columns, rows) + CELL_PADDING
+        return max([len(columns[index].name), *(len(row[index]) for row in rows)]) + CELL_PADDING
 
     keep = list(range(len(columns)))
     # Drop the lowest priority first; among equals, the rightmost (tables read left to right).
@@ -81,6 +81,12 @@ def fitting_columns(columns: Sequence[Column], rows: Sequence[Sequence[str]], wi
             break
         keep.remove(index)
     return keep
+
+
+def _wrap_width(index: int, columns: Sequence[Column], rows: Sequence[Sequence[str]]) -> int:
+    """The narrowest a wrapping column may be: MIN_WRAP_WIDTH, or the whole value when shorter."""
+    longest = max([len(columns[index].name), *(len(row[index]) for row in rows)])
+    return min(longest, MIN_WRAP_WIDTH)
 
 
 def _tsv_cell(value: str) -> str:
