@@ -13,8 +13,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from simpul.errors import (
-    ActorRequired, ArchiveIncomplete, ArchiveUnreadable, ConfigError, MessageError, NotFound, OperationRefused, ReplayOverCap,
-    SimpulError, StoreError,
+    ActorRequired, ArchiveIncomplete, ArchiveUnreadable, ConfigError, MessageError, NotFound, OperationRefused,
+    ReplayOverCap, SimpulError, StoreError,
 )
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"

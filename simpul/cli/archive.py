@@ -11,8 +11,8 @@ from simpul.cli.common import (
 )
 from simpul.dead_letters.retention import find_archived, list_archives, restore_archived, run_retention
 
-archive_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Archive finished messages out of the hot store; "
-                                                     "list and restore archives.")
+archive_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                          help="Archive finished messages out of the hot store; list and restore archives.")
 
 
 @archive_app.command("run")

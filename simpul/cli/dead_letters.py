@@ -25,7 +25,8 @@ from simpul.dead_letters.edits import edit_dead_letter
 from simpul.dead_letters.query import DeadLetterFilter, count_dead_letters, search_dead_letters, show_dead_letter
 from simpul.dead_letters.replay import DEFAULT_CAP, execute_replay, plan_replay
 
-dead_letters_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Find, explain, fix and replay failed messages.")
+dead_letters_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                               help="Find, explain, fix and replay failed messages.")
 
 DeadLetterIdArg = Annotated[int, typer.Argument(help="Dead letter id.")]
 StatusOpt = Annotated[Optional[str], typer.Option(help="open, replayed or discarded.")]
@@ -95,7 +96,8 @@ def show_command(dead_letter_id: DeadLetterIdArg,
         return
     typer.echo(f"dead letter {entry['id']}  [{entry['status']}]  {entry['channel']}/{entry['destination'] or '-'}"
                f"  stage={entry['stage']}")
-    typer.echo(f"  at {format_time(entry['created_at'])} UTC  type={entry['message_type']}  control_id={entry['control_id']}"
+    typer.echo(f"  at {format_time(entry['created_at'])} UTC  type={entry['message_type']}"
+               f"  control_id={entry['control_id']}"
                f"  patient={entry['patient_id']}  visit={entry['visit_number']}  accession={entry['accession_number']}")
     typer.echo(f"  error: {entry['error_class']}: {entry['error']}")
     if entry["resolved_at"]:
@@ -207,7 +209,8 @@ def edit_command(dead_letter_id: DeadLetterIdArg,
         fail(f"simpul: {file}: {exc.strerror}")
     with store_session(config) as session:
         channels = session.channels
-        result = session.write(lambda c: edit_dead_letter(c, dead_letter_id, raw, actor=actor_or_user(actor), reason=reason,
+        result = session.write(lambda c: edit_dead_letter(c, dead_letter_id, raw, actor=actor_or_user(actor),
+                                                          reason=reason,
                                                           channels=channels))
         typer.echo(f"stored edit {result.edit_id} of dead letter {dead_letter_id}"
                    + (" (re-mapped)" if result.mapped else ""))
@@ -224,7 +227,8 @@ def edit_command(dead_letter_id: DeadLetterIdArg,
 @dead_letters_app.command("discard")
 def discard_command(ids: Annotated[Optional[list[int]], typer.Argument(help="Dead letter ids (or filters).")] = None,
                     channel: ChannelOption = None, destination: DestinationOption = None, error: ErrorOpt = None,
-                    patient_id: PatientOption = None, control_id: ControlIdOption = None, message_type: TypeOption = None,
+                    patient_id: PatientOption = None, control_id: ControlIdOption = None,
+                    message_type: TypeOption = None,
                     since: SinceOpt = None, until: UntilOpt = None, reason: ReasonOption = "",
                     max_count: Annotated[int, typer.Option("--max", min=1)] = DEFAULT_CAP,
                     yes: YesOption = False,
@@ -245,7 +249,8 @@ def discard_command(ids: Annotated[Optional[list[int]], typer.Argument(help="Dea
 
 
 @dead_letters_app.command("audit")
-def audit_command(action: Annotated[Optional[str], typer.Option(help="e.g. dead_letter.replay or destination.*")] = None,
+def audit_command(action: Annotated[Optional[str],
+                                    typer.Option(help="e.g. dead_letter.replay or destination.*")] = None,
                   actor: Annotated[Optional[str], typer.Option(help="Only this actor.")] = None,
                   since: SinceOpt = None, limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
                   as_json: JsonOption = False, config: ConfigOption = None) -> None:

@@ -17,7 +17,8 @@ from simpul.cli.common import (
 )
 from simpul.dead_letters.controls import destination_status, pause_destination, queued_deliveries, resume_destination
 
-destinations_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Pause, resume and inspect destinations.")
+destinations_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                               help="Pause, resume and inspect destinations.")
 
 TargetArg = Annotated[str, typer.Argument(help="CHANNEL/DESTINATION")]
 

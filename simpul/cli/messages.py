@@ -7,7 +7,7 @@ import orjson
 import typer
 
 from simpul.cli.common import (
-    ConfigOption, ControlIdOption, JsonOption, PatientOption, TypeOption, fail, format_time, parse_when,
+    ConfigOption, ControlIdOption, PatientOption, TypeOption, fail, format_time, parse_when,
     settings_from,
 )
 from simpul.cli.tables import Column, print_table
