@@ -208,3 +208,16 @@ class ReplayOverCap(OperationRefused):
     def __init__(self, message: str, *, preview: dict[str, object]) -> None:
         super().__init__(message)
         self.preview = preview
+
+
+def problem_document(status: int, title: str, detail: str = "", **extra: object) -> dict[str, object]:
+    """The RFC 9457 problem document for an HTTP error (both HTTP servers build theirs here).
+
+    `type` stays about:blank: the status and title say it all; `extra` adds members such as a
+    replay preview. Like exception text, `detail` never holds patient data.
+    """
+    document: dict[str, object] = {"type": "about:blank", "title": title, "status": status}
+    if detail:
+        document["detail"] = detail
+    document.update(extra)
+    return document

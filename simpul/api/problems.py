@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from simpul.errors import (
     ActorRequired, ArchiveIncomplete, ArchiveUnreadable, ConfigError, MessageError, NotFound, OperationRefused,
-    ReplayOverCap, SimpulError, StoreError,
+    ReplayOverCap, SimpulError, StoreError, problem_document,
 )
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -37,12 +37,9 @@ PROBLEMS: dict[type[BaseException], tuple[int, str]] = {
 
 
 def problem(status: int, title: str, detail: str = "", **extra: Any) -> JSONResponse:
-    """An RFC 9457 problem document (`type` is about:blank: the status and title say it all)."""
-    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
-    if detail:
-        body["detail"] = detail
-    body.update(extra)
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE)
+    """An RFC 9457 problem response."""
+    return JSONResponse(problem_document(status, title, detail, **extra), status_code=status,
+                        media_type=PROBLEM_MEDIA_TYPE)
 
 
 def status_for(error: BaseException) -> tuple[int, str]:

@@ -15,7 +15,10 @@ import errno
 import logging
 from typing import Any
 
+import orjson
+
 from simpul.engine.ingest import Ingest
+from simpul.errors import problem_document
 
 log = logging.getLogger("simpul.http_source")
 
@@ -97,9 +100,7 @@ def _msa_code(ack: bytes) -> str:
 
 
 async def _problem(send: Any, status: int, title: str, **headers: str) -> None:
-    import orjson
-
-    body = orjson.dumps({"type": "about:blank", "title": title, "status": status})
+    body = orjson.dumps(problem_document(status, title))
     await _respond(send, status, body, "application/problem+json", headers)
 
 

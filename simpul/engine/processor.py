@@ -109,7 +109,7 @@ class Processor:
                 self.metrics.unrouted.labels(outcome.source).inc()
                 # ACKed, stored, and no channel wants it: one line so staff see it was not lost
                 # (header facts only; patient data stays in the store).
-                log.warning("message taken by no channel", extra={
+                log.info("message taken by no channel", extra={
                     "control_id": outcome.control_id, "message_type": outcome.message_type,
                     "source": outcome.source})
         if touched:
