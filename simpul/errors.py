@@ -34,6 +34,9 @@
 
 Messages name control ids, channels and stage labels, never segment contents:
 patient data stays out of exception text and therefore out of logs.
+
+The HTTP API answers each class with an RFC 9457 problem document whose status follows the class
+(simpul/api/problems.py); `problem_document` below builds the document for both HTTP servers.
 """
 from __future__ import annotations
 

@@ -17,6 +17,9 @@ import termios
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
+from simpul.cli import app
 
 from tests.helpers import (
     SIMPUL_CLI, EngineHarness, adt, channel_yaml, file_destination_channel, free_port, send_one, write_settings,
@@ -119,9 +122,17 @@ async def test_tables_in_a_pipe_are_tab_separated_with_every_column(store_with_t
     assert dead[1][2] == "receiving-lab-results/-" and dead[1][5] == CONTROL_ID and dead[1][6] == PATIENT
 
 
+def _help(command: list[str]) -> str:
+    # In process (the same app object the console script runs): one subprocess per command would
+    # cost a second of imports each.
+    result = CliRunner().invoke(app, [*command, "--help"], terminal_width=80)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
 def _commands(group: list[str]) -> list[list[str]]:
     """Every command path under `group`, read from its own --help."""
-    text = piped(*group, "--help", cwd=Path.cwd())
+    text = _help(group)
     if "Commands:" not in text:
         return [group]
     names = [line.split()[0] for line in text.split("Commands:", 1)[1].splitlines() if line.strip()]
@@ -132,10 +143,11 @@ def test_help_of_every_command_shows_flags_without_a_type_after_them() -> None:
     commands = _commands([])
     assert ["send"] in commands and ["dead-letters", "replay"] in commands and ["archive", "restore"] in commands
     for command in commands:
-        text = piped(*command, "--help", cwd=Path.cwd())
+        text = _help(command)
         assert "<bool>" not in text, f"simpul {' '.join(command)} --help:\n{text}"
-    assert re.search(r"^\s+--json\s+Machine-readable", piped("dead-letters", "list", "--help", cwd=Path.cwd()),
-                     re.MULTILINE)
+    assert re.search(r"^\s+--json\s+Machine-readable", _help(["dead-letters", "list"]), re.MULTILINE)
+    # The console script prints the same help.
+    assert piped("send", "--help", cwd=Path.cwd()) == _help(["send"]).replace("Usage: root", "Usage: simpul")
 
 
 async def test_send_to_a_closed_port_says_not_sent_on_one_line(tmp_path: Path) -> None:
