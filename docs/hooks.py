@@ -29,10 +29,10 @@ from pydantic import BaseModel
 
 # --- _sources: the only place that names where the generated facts live in the code -------------
 from simpul.connectors import registry
-from simpul.engine.cli import app as cli_app
+from simpul.cli import app as cli_app
 from simpul.engine.config.reference import channel_reference, reference
 from simpul.engine.config.settings import ENV_OVERRIDES, Settings
-from simpul.engine.http_api import create_app
+from simpul.api import create_app
 
 
 def _destination_connectors() -> dict[str, type[BaseModel]]:
@@ -46,7 +46,7 @@ def _source_connectors() -> dict[str, tuple[type[BaseModel], str]]:
 
 def _openapi() -> dict[str, Any]:
     # The schema is read from the route table alone; no engine is started or needed for it.
-    return create_app(None).openapi()  # type: ignore[arg-type]
+    return create_app(None).openapi()
 
 
 # --- markers in hand-written pages ---------------------------------------------------------------

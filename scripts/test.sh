@@ -18,13 +18,28 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib/venv.sh
 source scripts/lib/venv.sh
 
-SYSTEM_PACKAGES=(postgresql postgresql-client rabbitmq-server orthanc orthanc-dicomweb haproxy chromium curl)
+# Only what the suite uses today: the PostgreSQL server (store tests), its client (psql, below),
+# and RabbitMQ (started for the tests by scripts/services.sh). Each later connector adds its own.
+SYSTEM_PACKAGES=(postgresql postgresql-client rabbitmq-server)
 PG_PORT="${SIMPUL_PG_PORT:-5432}"
 AMQP_PORT="${SIMPUL_AMQP_PORT:-5672}"
 TEST_DATABASE=simpul_test
 
 package_installed() {
     [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]
+}
+
+# Without apt: say what to install and how, then stop (nothing is half set up).
+no_apt_help() {
+    log "error: this system has no apt-get, and these Debian packages are not installed: $*"
+    log ""
+    log "Install the same software with your package manager, start nothing (the tests start their own"
+    log "servers on 127.0.0.1), then run again with SIMPUL_SKIP_APT=1:"
+    log "  postgresql, postgresql-client  PostgreSQL server and psql (e.g. dnf install postgresql-server postgresql;"
+    log "                                 brew install postgresql)"
+    log "  rabbitmq-server                RabbitMQ (e.g. dnf install rabbitmq-server; brew install rabbitmq)"
+    log ""
+    log "  SIMPUL_SKIP_APT=1 bash scripts/test.sh"
 }
 
 install_system_packages() {
@@ -37,8 +52,10 @@ install_system_packages() {
         log "==> SIMPUL_SKIP_APT=1: not installing missing packages: ${missing[*]}"
         return 0
     fi
-    command -v apt-get >/dev/null 2>&1 \
-        || die "missing system packages (${missing[*]}) and no apt-get here; install them by hand"
+    if ! command -v apt-get >/dev/null 2>&1; then
+        no_apt_help "${missing[@]}"
+        exit 1
+    fi
     local sudo=()
     if [ "$(id -u)" -ne 0 ]; then
         command -v sudo >/dev/null 2>&1 || die "missing system packages (${missing[*]}); run as root or install them"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from simpul.dead_letters.retention import run_retention_periodically
 from simpul.engine.config.settings import Settings
-from simpul.engine.http_api import create_app
+from simpul.api import create_app
 from simpul.engine.runtime import Engine
 
 

@@ -22,13 +22,21 @@
     │   └── UnsupportedMessageType
     │       └── NothingToMap             a supported type with no segment the map reads (MSH only)
     ├── StoreError                       the durable store refused or failed a commit
+    │   ├── ArchiveIncomplete            a retention pass left a channel unarchived (nothing of it removed)
+    │   └── ArchiveUnreadable            an archive file that is damaged, altered or not ours
     ├── OperationRefused(ValueError)     an on-call action refused by its guard (cap, no reason, ...)
+    │   ├── NotFound                     the dead letter (archive, ...) named by id does not exist
+    │   ├── ActorRequired                a change with no one named as doing it
+    │   └── ReplayOverCap                more dead letters match than the cap allows
     └── ConnectorError                   a destination failed; the retry policy reads only these two:
         ├── ConnectorUnavailable         retryable: timeouts, refused connections, 5xx, AE/CE
         └── ConnectorRejected            final: 4xx, AR/CR, a payload the receiver will never take
 
 Messages name control ids, channels and stage labels, never segment contents:
 patient data stays out of exception text and therefore out of logs.
+
+The HTTP API answers each class with an RFC 9457 problem document whose status follows the class
+(simpul/api/problems.py); `problem_document` below builds the document for both HTTP servers.
 """
 from __future__ import annotations
 
@@ -156,6 +164,18 @@ class StoreError(SimpulError):
     pass
 
 
+class ArchiveIncomplete(StoreError):
+    """A retention pass could not archive some channel; `report` is the pass's report (as a dict)."""
+
+    def __init__(self, message: str, *, report: dict[str, object]) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class ArchiveUnreadable(StoreError):
+    """An archive file that cannot be read back: damaged, altered, wrong key, unknown format."""
+
+
 class ConnectorError(SimpulError):
     """A destination failed. `response` keeps what the receiver answered (an ACK, an OperationOutcome)."""
 
@@ -175,3 +195,32 @@ class ConnectorRejected(ConnectorError):
 class OperationRefused(SimpulError, ValueError):
     """An on-call operation (replay, edit, discard, pause) that cannot be done as asked:
     an unknown id or destination, a missing reason, a batch over its cap. Added for dead_letters/."""
+
+
+class NotFound(OperationRefused):
+    """The item named by id (a dead letter, an archive) does not exist."""
+
+
+class ActorRequired(OperationRefused):
+    """A change that does not say who makes it (the audit trail needs an actor)."""
+
+
+class ReplayOverCap(OperationRefused):
+    """More dead letters match than the cap allows; `preview` shows what would have been replayed."""
+
+    def __init__(self, message: str, *, preview: dict[str, object]) -> None:
+        super().__init__(message)
+        self.preview = preview
+
+
+def problem_document(status: int, title: str, detail: str = "", **extra: object) -> dict[str, object]:
+    """The RFC 9457 problem document for an HTTP error (both HTTP servers build theirs here).
+
+    `type` stays about:blank: the status and title say it all; `extra` adds members such as a
+    replay preview. Like exception text, `detail` never holds patient data.
+    """
+    document: dict[str, object] = {"type": "about:blank", "title": title, "status": status}
+    if detail:
+        document["detail"] = detail
+    document.update(extra)
+    return document

@@ -59,7 +59,11 @@ ensure_venv() {
     fi
     target="."
     [ -n "$extras" ] && target=".[$extras]"
-    log "==> pip install -e '$target' (pyproject.toml changed since the last install, or first run)"
+    if [ -f "$stamp" ]; then
+        log "==> pip install -e '$target' (pyproject.toml changed since the last install)"
+    else
+        log "==> pip install -e '$target' (first install)"
+    fi
     .venv/bin/python -m pip install --disable-pip-version-check -q -e "$target" >&2 \
         || die "pip install -e '$target' failed (see the pip output above)"
     printf '%s\n' "$digest" > "$stamp"

@@ -35,7 +35,7 @@ from typing import Any
 
 import orjson
 
-from simpul.errors import ConfigError, OperationRefused, StoreError
+from simpul.errors import ArchiveUnreadable, ConfigError, OperationRefused, StoreError
 
 KEYS_VARIABLE = "SIMPUL_ARCHIVE_KEYS"
 FORMAT = "simpul-archive"
@@ -118,9 +118,9 @@ def read_header(data: bytes) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         header = None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise StoreError("not a Simpul archive file (no header line)")
+        raise ArchiveUnreadable("not a Simpul archive file (no header line)")
     if header.get("version") != VERSION:
-        raise StoreError(f"archive format version {header.get('version')} is not supported (this reads {VERSION})")
+        raise ArchiveUnreadable(f"archive format version {header.get('version')} is not supported (this reads {VERSION})")
     return header
 
 
@@ -129,10 +129,10 @@ def decode_archive(data: bytes, keys: ArchiveKeys | None, *, expected_sha256: st
     """Check, decrypt and decompress one archive file's bytes; yield its records.
 
     Refuses (OperationRefused) when the file was encrypted with a key id that is not in `keys`,
-    and raises StoreError for a damaged or altered file. Messages name the archive and key id only.
+    and raises ArchiveUnreadable for a damaged or altered file. Messages name the archive and key id only.
     """
     if expected_sha256 is not None and hashlib.sha256(data).hexdigest() != expected_sha256:
-        raise StoreError(f"{name}: SHA-256 does not match the store's record (damaged or altered file)")
+        raise ArchiveUnreadable(f"{name}: SHA-256 does not match the store's record (damaged or altered file)")
     header = read_header(data)
     header_line, _, body = data.partition(b"\n")
     encryption = header.get("encryption")
@@ -143,18 +143,18 @@ def decode_archive(data: bytes, keys: ArchiveKeys | None, *, expected_sha256: st
 
         key_id = str(encryption.get("key_id", ""))
         if encryption.get("algorithm") != ALGORITHM:
-            raise StoreError(f"{name}: unknown encryption {encryption.get('algorithm')!r}")
+            raise ArchiveUnreadable(f"{name}: unknown encryption {encryption.get('algorithm')!r}")
         if keys is None or key_id not in keys.keys:
             raise OperationRefused(f"{name} is encrypted with key '{key_id}', which is not in {KEYS_VARIABLE}")
         try:
             body = AESGCM(keys.keys[key_id]).decrypt(base64.b64decode(encryption["nonce"]), body,
                                                      header_line + b"\n")
         except InvalidTag:
-            raise StoreError(f"{name}: cannot decrypt with key '{key_id}' (wrong key or altered file)") from None
+            raise ArchiveUnreadable(f"{name}: cannot decrypt with key '{key_id}' (wrong key or altered file)") from None
     try:
         text = gzip.decompress(body)
     except (OSError, EOFError) as exc:
-        raise StoreError(f"{name}: body does not decompress ({type(exc).__name__})") from None
+        raise ArchiveUnreadable(f"{name}: body does not decompress ({type(exc).__name__})") from None
     for line in text.splitlines():
         if line:
             yield orjson.loads(line)

@@ -17,7 +17,7 @@ from simpul.store.schema import (
 )
 from simpul.store.rows import DeadLetter
 from simpul.store.status import DeadLetterStatus
-from simpul.errors import OperationRefused
+from simpul.errors import NotFound, OperationRefused
 
 STATUSES = tuple(status.value for status in DeadLetterStatus)
 COUNT_BY = ("channel", "destination", "error_class", "stage", "status", "message_type")
@@ -105,7 +105,7 @@ def show_dead_letter(connection: Connection, dead_letter_id: int) -> dict[str, A
     """Everything about one entry: bytes, mapped output, attempts, edits and replays (with their outcome)."""
     found = connection.execute(select(dead_letters).where(dead_letters.c.id == dead_letter_id)).first()
     if found is None:
-        raise OperationRefused(f"no dead letter {dead_letter_id}")
+        raise NotFound(f"no dead letter {dead_letter_id}")
     row = DeadLetter.from_row(found)
     entry = {name: getattr(row, name) for name in LIST_COLUMNS}
     entry["raw"] = as_text(row.raw)

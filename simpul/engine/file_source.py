@@ -114,11 +114,9 @@ class FilePoller:
             code = _msa_code(ack) if ack else ""
             if code in ("AR", "CR", "AE", "CE"):
                 problems.append(f"message {n} of {len(split.messages)} answered {code}")
-        target = self.error if problems else self.done
-        destination = await asyncio.to_thread(_move, path, target)
+        reason = "\n".join(problems) + "\n" if problems else None
+        await asyncio.to_thread(_move, path, self.error if problems else self.done, reason)
         if problems:
-            reason = "\n".join(problems) + "\n"
-            await asyncio.to_thread(destination.with_name(destination.name + ".reason.txt").write_text, reason)
             log.warning("file moved to error", extra={"source": self.key, "messages": len(split.messages)})
         self._seen.pop(path, None)
         return True
@@ -131,12 +129,18 @@ def _msa_code(ack: bytes) -> str:
     return ""
 
 
-def _move(path: Path, folder: Path) -> Path:
+def _move(path: Path, folder: Path, reason: str | None = None) -> Path:
     """Rename into `folder` (same file system: atomic) under a free name, then fsync the folder so
-    the move itself survives a power cut."""
+    the move itself survives a power cut. The reason file, if any, is complete (written under a
+    temporary name, then renamed) before the file it explains appears beside it."""
     target = folder / path.name
     if target.exists():
         target = folder / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{path.name}"
+    if reason is not None:
+        explained = target.with_name(target.name + ".reason.txt")
+        partial = target.with_name(f".{explained.name}.part")
+        partial.write_text(reason, encoding="utf-8")
+        os.replace(partial, explained)
     os.replace(path, target)
     for directory in {folder, path.parent}:
         fd = os.open(directory, os.O_RDONLY)

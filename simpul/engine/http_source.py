@@ -19,7 +19,7 @@ import orjson
 import uvicorn
 
 from simpul.engine.ingest import Ingest
-from simpul.errors import AckUnreadable
+from simpul.errors import AckUnreadable, problem_document
 from simpul.mllp.ack import read_ack
 
 log = logging.getLogger("simpul.http_source")
@@ -100,7 +100,7 @@ def _msa_code(ack: bytes) -> str:
 
 
 async def _problem(send: Any, status: int, title: str, **headers: str) -> None:
-    body = orjson.dumps({"type": "about:blank", "title": title, "status": status})
+    body = orjson.dumps(problem_document(status, title))
     await _respond(send, status, body, "application/problem+json", headers)
 
 

@@ -43,6 +43,8 @@ class _Outcome:
     dead_letter_rows: list[dict[str, Any]] = field(default_factory=list)
     routed_channels: list[str] = field(default_factory=list)
     source: str = ""
+    control_id: str = ""
+    message_type: str = ""
 
 
 def message_fields(row: Any) -> dict[str, str]:
@@ -107,6 +109,11 @@ class Processor:
                 self.metrics.routed.labels(channel).inc()
             if outcome.status == MessageStatus.UNROUTED:
                 self.metrics.unrouted.labels(outcome.source).inc()
+                # ACKed, stored, and no channel wants it: one line so staff see it was not lost
+                # (header facts only; patient data stays in the store).
+                log.info("message taken by no channel", extra={
+                    "control_id": outcome.control_id, "message_type": outcome.message_type,
+                    "source": outcome.source})
         if touched:
             self.on_queued(touched)
 
@@ -115,7 +122,8 @@ class Processor:
         plans: list[tuple[Any, _Outcome, dict[str, str], list[ChannelRuntime]]] = []
         jobs: list[tuple[str, bytes, str]] = []
         for row in rows:
-            outcome = _Outcome(row.id, MessageStatus.UNROUTED, source=row.source)
+            outcome = _Outcome(row.id, MessageStatus.UNROUTED, source=row.source, control_id=row.control_id,
+                               message_type=row.message_type)
             fields = message_fields(row)
             accepted = [channel for channel in self.channels_for(row.source) if channel.accepts(fields)]
             if accepted:

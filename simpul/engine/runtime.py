@@ -17,8 +17,6 @@ import os
 import socket
 import time
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -110,7 +108,7 @@ class Engine:
         self.writer.start()
         # Refuse to start when commits would not wait for the disk (StoreError names the level).
         await self.writer.check_durability()
-        self.processor = Processor(self.writer, self.metrics, self.channels_for, self._wake_workers, self.read,
+        self.processor = Processor(self.writer, self.metrics, self.channels_for, self.wake_workers, self.read,
                                    self._current_mapping_pool)
         if not self.settings.ingest_process:
             self._listener_set = ListenerSet(self.writer, self.ingest_metrics, self.read, self._message_committed)
@@ -145,7 +143,12 @@ class Engine:
             task.cancel()
         self.workers.clear()
         if self._http is not None:
+            # Let uvicorn close its connections itself (it looks at should_exit every 0.1 s);
+            # cancelled mid-way it would leave accepted sockets open.
             self._http.should_exit = True
+            serving = [task for task in self._tasks if task.get_name() == "http"]
+            if serving:
+                await asyncio.wait(serving, timeout=5)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -267,11 +270,21 @@ class Engine:
             if self.writer is not None and time.monotonic() - self._ingest_busy_at > BUSY_FOR:
                 self.writer.job_interval = QUIET_JOB_INTERVAL
 
-    def _wake_workers(self, touched: set[tuple[str, str]]) -> None:
+    def wake_workers(self, touched: set[tuple[str, str]]) -> None:
+        """Tell the workers of these (channel, destination) pairs that new work is queued for them."""
         for key in touched:
             entry = self.workers.get(key)
             if entry is not None:
                 entry[1].wake.set()
+
+    def known_destinations(self) -> set[tuple[str, str]]:
+        """(channel, destination label) of every loaded channel."""
+        return {(name, d.label) for name, runtime in self.channels.items() for d in runtime.channel.destinations}
+
+    def delivery_control(self, channel: str, destination: str) -> DeliveryControl | None:
+        """The running worker's gate (downtime, circuit), or None when no worker runs for it."""
+        entry = self.workers.get((channel, destination))
+        return entry[1].control if entry is not None else None
 
     # ---- reads, health, http -----------------------------------------------------------------
     async def read(self, fn: Callable[[Connection], Any]) -> Any:

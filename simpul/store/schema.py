@@ -7,7 +7,7 @@ revision in store/migrations/versions; tests/store/test_migrations.py checks the
 from __future__ import annotations
 
 from sqlalchemy import (
-    Column, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table, Text,
+    Column, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table, Text,
 )
 
 metadata = MetaData()

@@ -17,9 +17,9 @@ import pytest
 import typer.main
 
 from simpul.connectors import registry
-from simpul.engine.cli import app as cli_app
+from simpul.cli import app as cli_app
 from simpul.engine.config.settings import ENV_OVERRIDES
-from simpul.engine.http_api import create_app
+from simpul.api import create_app
 from tests.docs.support import ROOT
 from tests.helpers import free_port
 
@@ -65,7 +65,7 @@ def test_cli_page_lists_every_command_of_the_app(site: Path):
 
 def test_api_page_lists_every_route_of_the_app(site: Path):
     text = page(site, "api")
-    for path, operations in create_app(None).openapi()["paths"].items():  # type: ignore[arg-type]
+    for path, operations in create_app(None).openapi()["paths"].items():
         for method in operations:
             assert f"{method.upper()} {path}" in text
     assert (site / "api" / "openapi.json").is_file()

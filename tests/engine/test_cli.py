@@ -105,8 +105,9 @@ def test_validate_reports_every_problem_as_file_line_col_key_reason_and_exits_1(
     write_channels(tmp_path / "channels", BROKEN)
     result = simpul("validate", "channels", cwd=tmp_path)
     assert result.code == 1
-    lines = result.out.splitlines()
-    assert lines and all(FINDING.match(line) for line in lines), result.out
+    assert result.out == ""                    # findings are problems: stderr
+    lines = result.err.splitlines()
+    assert lines and all(FINDING.match(line) for line in lines), result.err
     by_key = {(m["file"], m["key"]): m for m in map(FINDING.match, lines) if m}
     unknown = by_key[("channels/adt.yaml", "source.mllp.dedup_windw")]
     assert (unknown["line"], unknown["col"]) == ("6", "5")
@@ -128,8 +129,8 @@ def test_validate_reports_every_problem_as_file_line_col_key_reason_and_exits_1(
 def test_validate_passes_a_valid_folder_with_exit_0(tmp_path: Path) -> None:
     write_channels(tmp_path / "channels", {"adt.yaml": file_destination_channel("adt", 0, tmp_path / "out")})
     result = simpul("validate", "channels", cwd=tmp_path)
-    assert (result.code, result.out) == (0, "")
-    assert "1 channel(s) valid" in result.err
+    assert (result.code, result.err) == (0, "")
+    assert result.out == "ok: 1 channel(s) valid\n"   # the result: stdout
 
 
 def test_run_refuses_to_start_with_an_invalid_channel_and_names_file_and_line(tmp_path: Path) -> None:
@@ -235,7 +236,7 @@ async def test_send_reports_a_message_without_msh_and_sends_the_rest(tmp_path: P
     async with FakeLis() as lis:
         result = await simpul_async("send", f"127.0.0.1:{lis.port}", str(batch), "-q", cwd=tmp_path)
     assert result.code == 1
-    assert "AA 1" in result.out and "unsent 1" in result.out
+    assert result.out == "sent 1 message(s): AA 1; not sent 1\n"
     assert "not sent" in result.err and "Traceback" not in result.err
     assert len(lis.received) == 1
 

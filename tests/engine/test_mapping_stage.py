@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import pytest
+
+from simpul.engine.logs import JsonFormatter
 
 from tests.helpers import adt, channel_yaml, free_port, segment, send_one
 
@@ -76,11 +79,21 @@ async def test_unmappable_message_is_acked_dead_lettered_at_the_mapping_stage_an
     assert not (tmp_path / "fhir").exists() or not list((tmp_path / "fhir").glob("*"))
 
 
-async def test_message_no_channel_takes_is_acked_and_kept_as_unrouted(harness, tmp_path):
+async def test_message_no_channel_takes_is_acked_kept_as_unrouted_logged_once_and_counted(harness, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="simpul.processor")
     port = free_port()
-    await harness.start({"adt.yaml": channel_yaml("adt", port, two_destinations(tmp_path),
-                                                  message_types="[ORU^R01]")})
-    assert segment(await send_one(port, adt("UNR-1")), "MSA")[1] == "AA"
+    engine = await harness.start({"adt.yaml": channel_yaml("adt", port, two_destinations(tmp_path),
+                                                           message_types="[ORU^R01]")})
+    assert segment(await send_one(port, adt("UNR-1", patient="MRUNR9", name="Rahasia^Siti")), "MSA")[1] == "AA"
     rows = await harness.wait_for(lambda: harness.sql("SELECT status FROM messages WHERE status != 'received'"))
     assert [r.status for r in rows] == ["unrouted"]
     assert harness.sql("SELECT count(*) AS n FROM deliveries")[0].n == 0
+
+    source = f"mllp:127.0.0.1:{port}"
+    lines = [r for r in caplog.records if r.getMessage() == "message taken by no channel"]
+    assert len(lines) == 1
+    assert (lines[0].control_id, lines[0].message_type, lines[0].source) == ("UNR-1", "ADT^A01", source)
+    rendered = JsonFormatter().format(lines[0])
+    assert "MRUNR9" not in rendered and "Rahasia" not in rendered
+    metrics = (await engine.metrics_text()).decode()
+    assert f'simpul_messages_unrouted_total{{source="{source}"}} 1.0' in metrics

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from simpul.engine.config.yaml_marks import Finding, MarkedDocument, Path_
+from simpul.engine.config.yaml_marks import Finding, MarkedDocument, Path_, format_path
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -48,7 +48,6 @@ def _finding(document: MarkedDocument, model: type[BaseModel], error: Any) -> Fi
 
 
 def _fmt(path: Path_) -> str:
-    from simpul.engine.config.yaml_marks import format_path
     return format_path(path)
 
 
