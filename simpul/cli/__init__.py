@@ -16,43 +16,66 @@ code, never a traceback (set SIMPUL_DEBUG=1 to see one for a genuine bug).
 """
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+from typing import Any
 
 import typer
 
-from simpul.cli.archive import archive_app
-from simpul.cli.dead_letters import dead_letters_app
-from simpul.cli.destinations import destinations_app
-from simpul.cli.mapping import conformance, diff, map_message
-from simpul.cli.messages import messages_app
-from simpul.cli.migrate import migrate
-from simpul.cli.run import run
-from simpul.cli.send import send
-from simpul.cli.validate import docs, validate
 from simpul.errors import SimpulError
 
-# Plain (click) help: Typer's rich help prints a type such as `<bool>` after every flag.
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  rich_markup_mode=None, help="Simpul: HL7v2/FHIR integration engine.")
-app.command()(run)
-app.command()(validate)
-app.command("map")(map_message)
-app.command()(diff)
-app.command()(send)
-app.add_typer(messages_app, name="messages")
-app.command()(migrate)
-app.command()(docs)
-app.command()(conformance)
-app.add_typer(dead_letters_app, name="dead-letters")
-app.add_typer(destinations_app, name="destinations")
-app.add_typer(archive_app, name="archive")
+# name -> (module, attribute, is a command group). The command modules load the engine, FastAPI and
+# the mappings (about a second of imports), so `simpul send ...` imports only simpul/cli/send.py's
+# side of the package; the full app is built for `--help`, the docs site and the tests.
+COMMANDS: dict[str, tuple[str, str, bool]] = {
+    "run": ("simpul.cli.run", "run", False),
+    "validate": ("simpul.cli.validate", "validate", False),
+    "map": ("simpul.cli.mapping", "map_message", False),
+    "diff": ("simpul.cli.mapping", "diff", False),
+    "send": ("simpul.cli.send", "send", False),
+    "messages": ("simpul.cli.messages", "messages_app", True),
+    "migrate": ("simpul.cli.migrate", "migrate", False),
+    "docs": ("simpul.cli.validate", "docs", False),
+    "conformance": ("simpul.cli.mapping", "conformance", False),
+    "dead-letters": ("simpul.cli.dead_letters", "dead_letters_app", True),
+    "destinations": ("simpul.cli.destinations", "destinations_app", True),
+    "archive": ("simpul.cli.archive", "archive_app", True),
+}
+
+
+def build_app(only: str | None = None) -> typer.Typer:
+    """The `simpul` Typer app with every command, or with just `only` (what this process runs)."""
+    # Plain (click) help: Typer's rich help prints a type such as `<bool>` after every flag.
+    built = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                        rich_markup_mode=None, help="Simpul: HL7v2/FHIR integration engine.")
+
+    @built.callback()
+    def simpul() -> None:
+        """Simpul: HL7v2/FHIR integration engine."""
+
+    for name, (module, attribute, group) in COMMANDS.items():
+        if only is not None and name != only:
+            continue
+        target = getattr(importlib.import_module(module), attribute)
+        if group:
+            built.add_typer(target, name=name)
+        else:
+            built.command(name)(target)
+    return built
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":          # `from simpul.cli import app`: the whole command tree
+        return build_app()
+    raise AttributeError(name)
 
 
 def main() -> None:
     """Entry point of the `simpul` console script."""
+    wanted = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in COMMANDS else None
     try:
-        app()
+        build_app(wanted)()
     except SimpulError as exc:
         findings = getattr(exc, "findings", None)
         typer.echo("\n".join(findings) if findings else f"simpul: {exc}", err=True)
