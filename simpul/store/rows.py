@@ -163,6 +163,7 @@ class Delivery:
     content_type: str
     replay_of: int | None
     ordered_as: int | None
+    lease_token: str | None      # the current claim's token (engine/delivery.py); None when not claimed
 
     @classmethod
     def from_row(cls, row: _Row) -> Self:
@@ -180,7 +181,7 @@ def delivery_row(*, message_id: int, channel: str, destination: str, order_key: 
         "order_key": _cut(order_key, 250), "status": DeliveryStatus.PENDING, "attempts": 0,
         "created_at": created_at, "next_attempt_at": next_attempt_at, "lease_until": None, "lease_owner": None,
         "delivered_at": None, "last_error": None, "last_response": None, "payload": payload,
-        "content_type": content_type, "replay_of": replay_of, "ordered_as": ordered_as,
+        "content_type": content_type, "replay_of": replay_of, "ordered_as": ordered_as, "lease_token": None,
     }
 
 

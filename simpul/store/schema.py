@@ -226,3 +226,10 @@ Index("ix_archive_entries_archive", archive_entries.c.archive_id)
 Index("ix_archive_entries_control_id", archive_entries.c.control_id)
 Index("ix_archive_entries_patient_id", archive_entries.c.patient_id)
 Index("ix_archive_entries_received_at", archive_entries.c.received_at)
+
+# ---- several engine processes on one store (revision 0004; owned by engine/delivery.py) ---------
+
+# A fresh random token per claim: an outcome or a lease renewal lands only if the row still carries
+# the token its writer claimed it with, so a worker whose lease was taken over cannot overwrite the
+# new holder's result.
+deliveries.append_column(Column("lease_token", String(32), nullable=True))
