@@ -3,6 +3,11 @@ one delivery per destination — all of a message's results in one transaction w
 
 A crash between reading and writing leaves the messages `received`, so they are processed
 again after restart; nothing is half-done because the write is one transaction.
+
+Several engine processes may share the store. A process takes only messages from sources its
+own channels listen on: one without a channel for a message's source cannot know whether it
+is unrouted, so it leaves the message `received` for a process that has (engine/nodes.py
+reports messages that no live process can take).
 Mapping is CPU work, so it runs in the mapping pool's worker process, off the event loop
 that sends ACKs.
 """
@@ -13,9 +18,10 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from simpul.engine.channel_runtime import ChannelRuntime
 from simpul.engine.mapping_pool import MappingPool
@@ -67,8 +73,9 @@ class Processor:
                  channels_for: Callable[[str], list[ChannelRuntime]],
                  on_queued: Callable[[set[tuple[str, str]]], None],
                  read: Callable[[Callable[[Connection], Any]], Any],
-                 pool_for: Callable[[], MappingPool]) -> None:
+                 pool_for: Callable[[], MappingPool], sources: Callable[[], Collection[str]]) -> None:
         self.writer = writer
+        self.sources = sources
         self.pool_for = pool_for
         self.read = read
         self.metrics = metrics
@@ -90,7 +97,8 @@ class Processor:
                 await asyncio.sleep(1.0)
 
     async def _process_one_batch(self) -> None:
-        rows = await self.read(_fetch_received)
+        sources = list(self.sources())
+        rows = await self.read(lambda connection: _fetch_received(connection, sources)) if sources else []
         if not rows:
             self.wake.clear()
             try:
@@ -157,20 +165,26 @@ class Processor:
             attempts=1))
 
 
-def _fetch_received(connection: Connection) -> list[Any]:
-    query = select(*_COLUMNS).where(messages.c.status == MessageStatus.RECEIVED).order_by(messages.c.id).limit(BATCH)
-    return list(connection.execute(query))
+_RECEIVED = (select(*_COLUMNS).where(messages.c.status == MessageStatus.RECEIVED,
+                                     messages.c.source.in_(bindparam("sources", expanding=True)))
+             .order_by(messages.c.id).limit(BATCH))
+
+
+def _fetch_received(connection: Connection, sources: list[str]) -> list[Any]:
+    return list(connection.execute(_RECEIVED, {"sources": sources}))
 
 
 def _write_outcomes(connection: Connection, outcomes: list[_Outcome]) -> None:
     """Only messages still `received` are taken: if another processor (a second engine process,
     or one that outlived a crash for a moment) already handled one, its deliveries are not queued
     twice. The writer holds the write lock (SQLite) or the row locks (PostgreSQL, FOR UPDATE), so
-    nobody changes these rows between the check and the update."""
+    nobody changes these rows between the check and the update. SKIP LOCKED: a row another
+    process is writing right now is its to finish (or, if it rolls back, to be read again), and
+    two processes never wait on each other's locks."""
     ids = [outcome.message_id for outcome in outcomes]
     still_received = set(connection.execute(
         select(messages.c.id).where(messages.c.id.in_(ids), messages.c.status == MessageStatus.RECEIVED)
-        .with_for_update()).scalars())
+        .with_for_update(skip_locked=True)).scalars())
     taken = [outcome for outcome in outcomes if outcome.message_id in still_received]
     for status in (MessageStatus.ROUTED, MessageStatus.UNROUTED):
         chosen = [outcome.message_id for outcome in taken if outcome.status == status]
