@@ -189,3 +189,66 @@ async def test_three_engines_started_together_deliver_every_acked_message_once_i
     assert duplicates == []
     assert violations == 0
     assert len(resent_after_kill) <= len(kills) * MAX_IN_FLIGHT
+
+
+async def test_two_engines_with_different_channel_sets_report_drift_and_unroute_nothing(
+        tmp_path: Path, postgres_database: str) -> None:
+    url = postgres_database
+    async with FakeLis() as lis:
+        port_a, port_b = free_port(), free_port()
+        orders = channel_yaml("orders", free_port(), f"""\
+            - label: lis
+              mllp: {{host: 127.0.0.1, port: {lis.port}}}
+            """, message_types="[ORU^R01]")
+        (a, http_a), (b, http_b) = (
+            engine_in(tmp_path / "a", url, {"adt.yaml": lis_channel(port_a, lis.port)}),
+            engine_in(tmp_path / "b", url, {"adt.yaml": lis_channel(port_b, lis.port), "orders.yaml": orders}))
+        await asyncio.gather(asyncio.to_thread(a.start, 30.0), asyncio.to_thread(b.start, 30.0))
+        try:
+            loads = [Load(), Load()]
+            await asyncio.gather(*(send_patients(engine.mllp_port, messages, loads[n])
+                                   for n, engine in enumerate((a, b))
+                                   for messages in plan(n, connections=2, patients=5, per_patient=10)))
+            acked = len(loads[0].acked) + len(loads[1].acked)
+            deadline = time.monotonic() + 30
+            while store_rows(url, "SELECT count(*) FROM deliveries WHERE status = 'delivered'")[0][0] < acked:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.2)
+            statuses = dict(store_rows(url, "SELECT status, count(*) FROM messages GROUP BY status"))
+            assert statuses == {"routed": acked} and acked == 200
+
+            # Both report the drift: two channel sets, one process each.
+            for port in (http_a, http_b):
+                health = await asyncio.to_thread(http_json, port, "/healthz")
+                drift = health["config_drift"]
+                assert drift["detected"] is True
+                assert sorted(len(owners) for owners in drift["channel_sets"].values()) == [1, 1]
+                assert health["channel_set_hash"] in drift["channel_sets"]
+                assert len(health["engine_nodes"]) == 2
+            # The gauge follows the heartbeat (every 5 s); the log says it once.
+            deadline = time.monotonic() + 15
+            while "simpul_config_drift 1.0" not in await asyncio.to_thread(http_text, http_a, "/metrics"):
+                assert time.monotonic() < deadline, "simpul_config_drift did not become 1"
+                await asyncio.sleep(0.5)
+            assert "config drift" in (tmp_path / "a" / "engine.log").read_text()
+
+            # A stops; a message of A's source left `received` (as a crash would leave it) waits:
+            # B has no channel for that source, so it neither routes nor unroutes it, and says so.
+            a.stop()
+            source_a = f"mllp:127.0.0.1:{port_a}"
+            store_execute(url, "INSERT INTO messages (received_at, source, status, sending_application, "
+                          "sending_facility, receiving_application, receiving_facility, message_type, control_id, "
+                          "version_id, charset, content_hash, patient_id, visit_number, placer_number, "
+                          "filler_number, accession_number, raw, ack_code, duplicates) VALUES (1.0, :source, "
+                          "'received', 'SIMRS', 'RSUD', '', '', 'ADT^A01', 'LEFT-1', '2.5.1', '', '', 'MR9', "
+                          "'', '', '', '', :raw, 'AA', 0)", source=source_a, raw=adt("LEFT-1", patient="MR9"))
+            health = await asyncio.to_thread(http_json, http_b, "/healthz")
+            assert health["unroutable_received"] == {"messages": 1, "sources": {source_a: 1}}
+            assert health["config_drift"]["detected"] is False        # A withdrew at its stop
+            await asyncio.sleep(1.5)                                  # B's processor polls every second
+            assert store_rows(url, "SELECT status FROM messages WHERE control_id = 'LEFT-1'")[0][0] == "received"
+            print(f"\ntwo engines, different channel sets: acked={acked} routed={statuses.get('routed')} "
+                  f"unrouted={statuses.get('unrouted', 0)} drift=reported unroutable_received=1")
+        finally:
+            a.stop()
+            b.stop()
