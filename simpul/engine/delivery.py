@@ -211,11 +211,12 @@ class DestinationWorker:
             if connection.execute(_PAUSED, params).scalar() is not None:
                 return [], True
             now = time.time()
-            rows = [Claimed(*row, lease_token=token)
-                    for row in connection.execute(_ORPHANED, {**params, "now": now, "limit": limit})]
+            rows = [Claimed(*row) for row in connection.execute(_ORPHANED, {**params, "now": now, "limit": limit})]
             if len(rows) < limit:
-                rows.extend(Claimed(*row, lease_token=token) for row in connection.execute(
+                rows.extend(Claimed(*row) for row in connection.execute(
                     _DUE, {**params, "now": now, "limit": limit - len(rows)}))
+            for item in rows:
+                item.lease_token = token
             if rows:
                 connection.execute(update(deliveries).where(deliveries.c.id.in_([r.id for r in rows]))
                                    .values(status=DeliveryStatus.IN_FLIGHT, lease_until=now + lease, lease_owner=owner,
