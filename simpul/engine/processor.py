@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, select, text, update
 
 from simpul.engine.channel_runtime import ChannelRuntime
 from simpul.engine.mapping_pool import MappingPool
@@ -34,6 +34,10 @@ from simpul.store.writer import StoreWriter, insert_rows
 log = logging.getLogger("simpul.processor")
 
 BATCH = 200
+# PostgreSQL transaction lock that serialises writing routing outcomes across engine processes
+# (any fixed number; this one spells "simroute" in ASCII, recognisable in pg_locks).
+ROUTING_LOCK_KEY = 0x73696D726F757465
+_ROUTING_LOCK = text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=ROUTING_LOCK_KEY)
 _COLUMNS = (messages.c.id, messages.c.source, messages.c.raw, messages.c.charset, messages.c.message_type,
             messages.c.sending_application, messages.c.sending_facility, messages.c.receiving_application,
             messages.c.receiving_facility, messages.c.control_id, messages.c.version_id,
@@ -178,13 +182,18 @@ def _write_outcomes(connection: Connection, outcomes: list[_Outcome]) -> None:
     """Only messages still `received` are taken: if another processor (a second engine process,
     or one that outlived a crash for a moment) already handled one, its deliveries are not queued
     twice. The writer holds the write lock (SQLite) or the row locks (PostgreSQL, FOR UPDATE), so
-    nobody changes these rows between the check and the update. SKIP LOCKED: a row another
-    process is writing right now is its to finish (or, if it rolls back, to be read again), and
-    two processes never wait on each other's locks."""
+    nobody changes these rows between the check and the update.
+
+    PostgreSQL with several processes on one source: routing outcomes are written one process at
+    a time (a transaction advisory lock). Delivery ids give the FIFO order per key, so two
+    processes inserting the deliveries of interleaved batches at once could give a later message
+    a smaller id; serialised, a batch is always the oldest messages still `received`."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(_ROUTING_LOCK)
     ids = [outcome.message_id for outcome in outcomes]
     still_received = set(connection.execute(
         select(messages.c.id).where(messages.c.id.in_(ids), messages.c.status == MessageStatus.RECEIVED)
-        .with_for_update(skip_locked=True)).scalars())
+        .with_for_update()).scalars())
     taken = [outcome for outcome in outcomes if outcome.message_id in still_received]
     for status in (MessageStatus.ROUTED, MessageStatus.UNROUTED):
         chosen = [outcome.message_id for outcome in taken if outcome.status == status]

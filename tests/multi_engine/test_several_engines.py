@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from simpul.mllp.sender import open_mllp_connection
@@ -252,3 +253,77 @@ async def test_two_engines_with_different_channel_sets_report_drift_and_unroute_
         finally:
             a.stop()
             b.stop()
+
+
+async def test_two_engines_with_the_same_channels_share_one_source_and_keep_every_patients_order(
+        tmp_path: Path, postgres_database: str) -> None:
+    """Identical channel files (an HTTP source on "any free port" has the same source key in both):
+    no drift, and each patient's messages, posted alternately to the two processes, reach the
+    receiver once each and in order, whichever process routed and delivered them."""
+    url = postgres_database
+    receipts: list[str] = []
+
+    def record(index: int, payload: bytes) -> str:
+        receipts.append(control_id_of(payload))
+        return "AA"
+
+    async with FakeLis(answer=record) as lis:
+        channel = f"""\
+name: adt
+source:
+  http: {{host: 127.0.0.1, port: 0, path: /hl7/adt}}
+destinations:
+  - label: lis
+    order_by: patient
+    max_in_flight: {MAX_IN_FLIGHT}
+    mllp: {{host: 127.0.0.1, port: {lis.port}, response_timeout: 10s}}
+"""
+        engines = []
+        for name in ("a", "b"):
+            folder = tmp_path / name
+            (folder / "channels").mkdir(parents=True)
+            (folder / "channels" / "adt.yaml").write_text(channel)
+            http_port = free_port()
+            settings = write_settings(folder, url, http_port=http_port, lease="3s")
+            with settings.open("a") as extra:
+                extra.write("mapping_workers: 0\n")
+            # Ready when the API answers (it starts after the listeners).
+            engines.append((EngineProcess(settings, http_port, folder / "engine.log"), http_port))
+        await asyncio.gather(*(asyncio.to_thread(engine.start, 30.0) for engine, _ in engines))
+        try:
+            healths = [await asyncio.to_thread(http_json, port, "/healthz") for _, port in engines]
+            assert healths[0]["channel_set_hash"] == healths[1]["channel_set_hash"]
+            assert [health["config_drift"]["detected"] for health in healths] == [False, False]
+            posts = [health["listeners"]["http:adt/hl7/adt"] for health in healths]
+            patients, per_patient = 20, 15
+
+            async def one_patient(p: int) -> None:
+                async with httpx.AsyncClient(timeout=10) as client:
+                    for s in range(per_patient):
+                        response = await client.post(
+                            f"http://127.0.0.1:{posts[s % 2]}/hl7/adt", content=adt(f"H{p}S{s:03d}", patient=f"PH{p}"),
+                            headers={"Content-Type": "x-application/hl7-v2+er7"})
+                        assert segment(response.content, "MSA")[1] == "AA"
+
+            await asyncio.gather(*(one_patient(p) for p in range(patients)))
+            total = patients * per_patient
+            deadline = time.monotonic() + 40
+            while len(set(receipts)) < total:
+                assert time.monotonic() < deadline, f"{len(set(receipts))} of {total} delivered"
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(0.5)
+        finally:
+            for engine, _ in engines:
+                engine.stop()
+    last: dict[str, int] = {}
+    violations = 0
+    for control_id in receipts:
+        patient, seq = control_id.rsplit("S", 1)
+        violations += int(seq) < last.get(patient, -1)
+        last[patient] = int(seq)
+    statuses = dict(store_rows(url, "SELECT status, count(*) FROM messages GROUP BY status"))
+    print(f"\ntwo engines, one shared source: acked={total} delivered={len(set(receipts))} "
+          f"receipts={len(receipts)} order_violations={violations} statuses={statuses}")
+    assert len(receipts) == len(set(receipts)) == total
+    assert violations == 0
+    assert statuses == {"routed": total}
