@@ -87,6 +87,7 @@ class Engine:
         self._started_at = time.time()
         self._drift_seen: dict[str, list[str]] = {}
         self._unroutable_seen = 0
+        self._heartbeat_stop = asyncio.Event()
         self.started = asyncio.Event()
 
     # ---- life cycle -------------------------------------------------------------------------
@@ -137,6 +138,12 @@ class Engine:
                                           "listeners": self.listener_ports()})
 
     async def stop(self) -> None:
+        # The heartbeat ends between two beats, not mid-read: a read cancelled here would finish
+        # in its thread after the pool is disposed and leave a connection open.
+        self._heartbeat_stop.set()
+        beating = [task for task in self._tasks if task.get_name() == "heartbeat"]
+        if beating:
+            await asyncio.wait(beating, timeout=10)
         if self.writer is not None and self.channel_set_hash:
             try:
                 await asyncio.wait_for(self.writer.run(lambda connection: nodes.withdraw(connection, self.owner)), 5)
@@ -276,13 +283,16 @@ class Engine:
             connection, owner=owner, channel_set=channel_set, sources=sources, started_at=started_at))
 
     async def _heartbeat(self) -> None:
-        while True:
+        while not self._heartbeat_stop.is_set():
             try:
                 await self._publish()
                 self._report_cluster(await self.read(nodes.cluster_view))
             except Exception as exc:  # noqa: BLE001 - the store is down; /healthz says so, retry later
                 log.warning("engine heartbeat failed", extra={"error_class": type(exc).__name__})
-            await asyncio.sleep(nodes.HEARTBEAT)
+            try:
+                await asyncio.wait_for(self._heartbeat_stop.wait(), nodes.HEARTBEAT)
+            except TimeoutError:
+                pass
 
     def _report_cluster(self, view: nodes.ClusterView) -> None:
         self.metrics.config_drift.set(int(bool(view.drift)))
