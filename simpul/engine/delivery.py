@@ -185,7 +185,7 @@ class DestinationWorker:
         self._renewed_at = time.monotonic()
         held, until = list(self._sending.items()), time.time() + self.lease
         await self.writer.run(lambda connection: connection.execute(
-            _RENEW, {"held": held, "until": until}))
+            _RENEW, {"ids": [pair[0] for pair in held], "held": held, "until": until}))
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
@@ -340,19 +340,23 @@ _UPDATE_DELIVERY = (update(deliveries).where(deliveries.c.id == bindparam("b_id"
 
 # The rows whose lease this worker still holds (id and token match), locked until the outcome is
 # written: a takeover (SKIP LOCKED) passes over them meanwhile, and this waits for one in progress.
+# (`id IN` as well: SQLite scans the whole table for a row-value IN alone.)
 _HELD = (select(deliveries.c.id)
-         .where(tuple_(deliveries.c.id, deliveries.c.lease_token).in_(bindparam("held", expanding=True)))
+         .where(deliveries.c.id.in_(bindparam("ids", expanding=True)),
+                tuple_(deliveries.c.id, deliveries.c.lease_token).in_(bindparam("held", expanding=True)))
          .order_by(deliveries.c.id).with_for_update())
 
 _RENEW = (update(deliveries)
-          .where(tuple_(deliveries.c.id, deliveries.c.lease_token).in_(bindparam("held", expanding=True)),
+          .where(deliveries.c.id.in_(bindparam("ids", expanding=True)),
+                 tuple_(deliveries.c.id, deliveries.c.lease_token).in_(bindparam("held", expanding=True)),
                  deliveries.c.status == DeliveryStatus.IN_FLIGHT)
           .values(lease_until=bindparam("until")))
 
 
 def _record_batch(connection: Connection, batch: list[_Result], channel: str, label: str) -> list[_Result]:
     """Write the outcomes whose lease is still held; return the refused ones (lease taken over)."""
-    held = set(connection.execute(_HELD, {"held": [(r.item.id, r.item.lease_token) for r in batch]}).scalars())
+    held = set(connection.execute(_HELD, {"ids": [r.item.id for r in batch],
+                                          "held": [(r.item.id, r.item.lease_token) for r in batch]}).scalars())
     refused = [result for result in batch if result.item.id not in held]
     batch = [result for result in batch if result.item.id in held]
     if not batch:
