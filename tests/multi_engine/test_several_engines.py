@@ -213,7 +213,8 @@ async def test_two_engines_with_different_channel_sets_report_drift_and_unroute_
             acked = len(loads[0].acked) + len(loads[1].acked)
             deadline = time.monotonic() + 30
             while store_rows(url, "SELECT count(*) FROM deliveries WHERE status = 'delivered'")[0][0] < acked:
-                assert time.monotonic() < deadline
+                assert time.monotonic() < deadline, dict(store_rows(
+                    url, "SELECT status, count(*) FROM messages GROUP BY status"))
                 await asyncio.sleep(0.2)
             statuses = dict(store_rows(url, "SELECT status, count(*) FROM messages GROUP BY status"))
             assert statuses == {"routed": acked} and acked == 200
