@@ -24,7 +24,7 @@ import typer
 from simpul.cli.archive import archive_app
 from simpul.cli.dead_letters import dead_letters_app
 from simpul.cli.destinations import destinations_app
-from simpul.cli.mapping import conformance, map_message
+from simpul.cli.mapping import conformance, diff, map_message
 from simpul.cli.messages import messages_app
 from simpul.cli.migrate import migrate
 from simpul.cli.run import run
@@ -38,6 +38,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 app.command()(run)
 app.command()(validate)
 app.command("map")(map_message)
+app.command()(diff)
 app.command()(send)
 app.add_typer(messages_app, name="messages")
 app.command()(migrate)

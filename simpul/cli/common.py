@@ -139,7 +139,8 @@ class StoreSession:
             loaded, findings = load_channels([self.settings.channels_path()], relative_to=self.settings.base_dir)
             for finding in findings:
                 typer.echo(f"note: {finding}", err=True)
-            self._channels = {item.channel.name: ChannelRuntime(item.channel, item.path) for item in loaded}
+            self._channels = {item.channel.name: ChannelRuntime(
+                item.channel, item.path, default_timezone=self.settings.default_timezone) for item in loaded}
         return self._channels
 
     def known_destinations(self) -> set[tuple[str, str]]:

@@ -16,7 +16,7 @@ import orjson
 
 from simpul.engine.config.channel import Channel, Destination
 from simpul.engine.filter_expression import Evaluator, compile_expression
-from simpul.mappings import load_mapping
+from simpul.mappings import MappingSpec, load_mapping
 
 FHIR_JSON = "application/fhir+json"
 HL7_V2 = "x-application/hl7-v2+er7"
@@ -30,14 +30,26 @@ class RoutedDelivery:
     order_key: str
 
 
+def effective_mapping_spec(spec: MappingSpec | str | None, default_timezone: str | None) -> MappingSpec | str | None:
+    """The channel's mapping spec with the engine's `default_timezone` filled in where it sets none."""
+    if default_timezone is None:
+        return spec
+    if spec is None or isinstance(spec, str):
+        spec = MappingSpec(builtin=spec or "v2_to_fhir")
+    if spec.default_timezone is None:
+        spec = spec.model_copy(update={"default_timezone": default_timezone})
+    return spec
+
+
 class ChannelRuntime:
-    def __init__(self, channel: Channel, path: Path) -> None:
+    def __init__(self, channel: Channel, path: Path, *, default_timezone: str | None = None) -> None:
         self.channel = channel
         self.path = path
         self.name = channel.name
         self._expression: Evaluator | None = (
             compile_expression(channel.filter.expression) if channel.filter.expression else None)
-        self.mapping = load_mapping(channel.mapping, base_dir=path.parent)
+        self.mapping_spec = effective_mapping_spec(channel.mapping, default_timezone)
+        self.mapping = load_mapping(self.mapping_spec, base_dir=path.parent)
         self.needs_mapping = any(d.sends == "mapped" for d in channel.destinations)
 
     def accepts(self, fields: Mapping[str, str]) -> bool:

@@ -131,9 +131,14 @@ class Ingest:
         self._duplicates = metrics.duplicates.labels(source)
         self._latency = metrics.ack_latency.labels(source)
         self._metrics = metrics
+        # Set by every handle(): True when the last message could not be stored. A sender on a
+        # socket learns it from the AE; the file source reads it here, because a message whose
+        # MSH-15 says NE gets no ACK at all, and it must leave such a file in place to retry.
+        self.last_commit_failed = False
 
     async def handle(self, raw: bytes) -> bytes | None:
         started = time.perf_counter()
+        self.last_commit_failed = False
         self._received.inc()
         now = time.time()
         try:
@@ -169,6 +174,7 @@ class Ingest:
             await committed
         except StoreError:
             self.dedup.forget(key, entry)
+            self.last_commit_failed = True
             self._metrics.commit_failures.inc()
             self._metrics.rejected.labels(self.source, "commit").inc()
             log.error("commit failed; answered negatively", extra={"control_id": header.control_id,
@@ -188,6 +194,7 @@ class Ingest:
             try:
                 await asyncio.shield(seen.committed)
             except StoreError:      # the original was never stored: this resend is told to retry too
+                self.last_commit_failed = True
                 self._latency.observe(time.perf_counter() - started)
                 return _commit_failed_ack(header)
         self._duplicates.inc()

@@ -1,7 +1,7 @@
 """The listeners of the engine, one per source, each with its own Ingest and dedup index.
 
 MLLP: channels that name the same host:port share one listener. HTTP: one server per host:port,
-one route per path. Any other source connector from the registry: one per channel, built by its
+one route per path. File: one folder poller per folder (engine/file_source.py). Any other source connector from the registry: one per channel, built by its
 `create_source`. `ListenerSet.apply` starts what is new, stops what went away, restarts a
 listener only when its settings changed, and leaves the others (and their open connections)
 alone: that is what makes hot reload safe for senders.
@@ -23,9 +23,11 @@ from sqlalchemy import Connection, select
 from simpul.config_types import IngestOptions
 from simpul.connectors import registry
 from simpul.connectors.base import SourceConnector
+from simpul.connectors.file import FileSourceConfig
 from simpul.connectors.http import HttpSource
 from simpul.connectors.mllp import MllpSource, MllpSourceConnector
 from simpul.engine.config.channel import Channel
+from simpul.engine.file_source import FilePoller
 from simpul.engine.http_source import HttpSourceServer
 from simpul.engine.ingest import DedupIndex, Ingest, _Seen
 from simpul.engine.metrics import IngestMetrics
@@ -42,6 +44,9 @@ Read = Callable[[Callable[[Connection], Any]], Awaitable[Any]]
 
 def source_key(channel: Channel) -> str:
     # Port 0 (tests) means "any free port": such a listener is the channel's own.
+    folder = channel.source.settings
+    if isinstance(folder, FileSourceConfig):
+        return f"file:{folder.directory}"
     http = channel.source.settings
     if isinstance(http, HttpSource):
         return f"http:{http.host}:{http.port}{http.path}" if http.port else f"http:{channel.name}{http.path}"
@@ -102,6 +107,7 @@ class ListenerSet:
         # HL7 over HTTP: one server per host:port, one route (with its Ingest) per source path.
         self.http_servers: dict[tuple[str, int, str], HttpSourceServer] = {}
         self.http_sources: dict[str, tuple[HttpSource, tuple[str, int, str]]] = {}
+        self.file_sources: dict[str, FilePoller] = {}
 
     def ports(self) -> dict[str, int]:
         ports = {key: port for key, listener in self.listeners.items()
@@ -125,7 +131,9 @@ class ListenerSet:
                 await asyncio.sleep(0.2)
 
     async def _apply(self, wanted: dict[str, BaseModel]) -> None:
-        own = {key: settings for key, settings in wanted.items() if not isinstance(settings, HttpSource)}
+        # http and file sources are served by the engine itself (below); the rest are connectors.
+        own = {key: settings for key, settings in wanted.items()
+               if not isinstance(settings, (HttpSource, FileSourceConfig))}
         http = {key: settings for key, settings in wanted.items() if isinstance(settings, HttpSource)}
         for key in list(self.listeners):
             if key not in own or self.listeners[key].settings != own[key]:
@@ -134,6 +142,22 @@ class ListenerSet:
             if key not in self.listeners:
                 self.listeners[key] = await self._start(key, settings)
         await self._apply_http(http)
+        await self._apply_files({key: s for key, s in wanted.items() if isinstance(s, FileSourceConfig)})
+
+    async def _apply_files(self, wanted: dict[str, FileSourceConfig]) -> None:
+        for key in list(self.file_sources):
+            if key not in wanted or self.file_sources[key].settings != wanted[key]:
+                await self.file_sources.pop(key).close()
+        for key, settings in wanted.items():
+            if key in self.file_sources:
+                continue
+            dedup = DedupIndex(settings.dedup_window)
+            await self._refill_dedup(key, dedup)
+            ingest = Ingest(key, self.writer, dedup, self.metrics, default_charset=settings.default_charset,
+                            fallback_charset=settings.fallback_charset, on_committed=self.on_committed)
+            poller = FilePoller(key, settings, ingest)
+            poller.start()
+            self.file_sources[key] = poller
 
     async def _apply_http(self, wanted: dict[str, HttpSource]) -> None:
         for key in list(self.http_sources):
@@ -169,6 +193,9 @@ class ListenerSet:
             await server.close()
         self.http_servers.clear()
         self.http_sources.clear()
+        for poller in self.file_sources.values():
+            await poller.close()
+        self.file_sources.clear()
 
     async def _start(self, key: str, settings: BaseModel) -> Listener:
         # A plug-in source's config need not carry the ingest options: the defaults apply then.

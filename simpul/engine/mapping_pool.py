@@ -24,9 +24,11 @@ from simpul.engine.process_guard import die_with_parent
 from simpul.mappings import load_mapping
 from simpul.v2 import decode_message
 
-# One job: (channel name, raw bytes, codec). One result: (payload, error class, error text).
+# One job: (channel name, raw bytes, codec). One result: (payload, error class, error text, counts),
+# counts being what the message held that no map used ({"OBX-18": 3}) and message-level events
+# ({"unmatched_patient": 1}), for /metrics.
 Job = tuple[str, bytes, str]
-Result = tuple[bytes | None, str | None, str | None]
+Result = tuple[bytes | None, str | None, str | None, dict[str, dict[str, int]] | None]
 Specs = dict[str, tuple[Any, str]]
 
 _mappings: dict[str, Any] = {}
@@ -50,9 +52,11 @@ def _map_with(mappings: dict[str, Any], jobs: Sequence[Job]) -> list[Result]:
         try:
             # The codec ingest decoded these bytes with (stored with the message).
             text, _ = decode_message(raw, "", default=codec or "utf-8")
-            results.append((orjson.dumps(mappings[channel].map(text)), None, None))
+            bundle, report = mappings[channel].map_with_report(text)
+            counts = {"not_mapped": dict(report.not_mapped), "events": dict(report.counts)}
+            results.append((orjson.dumps(bundle), None, None, counts))
         except Exception as exc:  # noqa: BLE001 - any mapping failure becomes a dead letter
-            results.append((None, type(exc).__name__, str(exc)[:2000]))
+            results.append((None, type(exc).__name__, str(exc)[:2000], None))
     return results
 
 
@@ -102,5 +106,5 @@ def specs_of(channels: Sequence[Any]) -> Specs:
     """What a worker needs to rebuild each channel's mapping: its spec and its folder."""
     specs: Specs = {}
     for runtime in channels:
-        specs[runtime.name] = (runtime.channel.mapping, str(runtime.path.parent))
+        specs[runtime.name] = (runtime.mapping_spec, str(runtime.path.parent))
     return specs

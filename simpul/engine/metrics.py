@@ -42,6 +42,12 @@ class Metrics:
         self.unrouted = Counter("simpul_messages_unrouted", "Messages no channel took", ["source"], registry=r)
         self.mapping_failed = Counter("simpul_mapping_failed", "Messages the mapping could not map",
                                       ["channel"], registry=r)
+        self.unmapped_fields = Counter("simpul_mapping_unmapped_fields", "Valued fields (SEG-n) or whole "
+                                       "segments (SEG) of mapped messages that no map used", ["channel", "field"],
+                                       registry=r)
+        self.mapping_events = Counter("simpul_mapping_events", "Mapped messages with a notable event: "
+                                      "unmatched_patient, time_without_zone, appointment_without_time",
+                                      ["channel", "event"], registry=r)
         self.queued = Counter("simpul_deliveries_queued", "Deliveries queued", ["channel", "destination"], registry=r)
         self.delivered = Counter("simpul_deliveries_delivered", "Deliveries done", ["channel", "destination"],
                                  registry=r)
@@ -72,6 +78,13 @@ class Metrics:
                                          "whose source no live engine process listens on", registry=r)
         self.circuit_state = Gauge("simpul_destination_circuit_state", "Circuit breaker: 0 closed, 1 open, "
                                    "2 half-open", ["channel", "destination"], registry=r)
+
+    def count_mapping(self, channel: str, counts: dict[str, dict[str, int]]) -> None:
+        """Add one mapped message's report (mapping_pool Result counts) to the per-channel counters."""
+        for name, n in counts.get("not_mapped", {}).items():
+            self.unmapped_fields.labels(channel, name).inc(n)
+        for event, n in counts.get("events", {}).items():
+            self.mapping_events.labels(channel, event).inc(n)
 
     def set_destination_state(self, channel: str, destination: str, *, paused: bool, in_downtime: bool,
                               circuit: str) -> None:

@@ -8,6 +8,7 @@ Several engine processes may share the store. A process takes only messages from
 own channels listen on: one without a channel for a message's source cannot know whether it
 is unrouted, so it leaves the message `received` for a process that has (engine/nodes.py
 reports messages that no live process can take).
+
 Mapping is CPU work, so it runs in the mapping pool's worker process, off the event loop
 that sends ACKs.
 """
@@ -16,9 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, text, update
@@ -38,7 +38,7 @@ BATCH = 200
 # (any fixed number; this one spells "simroute" in ASCII, recognisable in pg_locks).
 ROUTING_LOCK_KEY = 0x73696D726F757465
 _ROUTING_LOCK = text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=ROUTING_LOCK_KEY)
-_COLUMNS = (messages.c.id, messages.c.source, messages.c.raw, messages.c.charset, messages.c.message_type,
+MESSAGE_COLUMNS = _COLUMNS = (messages.c.id, messages.c.source, messages.c.raw, messages.c.charset, messages.c.message_type,
             messages.c.sending_application, messages.c.sending_facility, messages.c.receiving_application,
             messages.c.receiving_facility, messages.c.control_id, messages.c.version_id,
             messages.c.patient_id, messages.c.visit_number, messages.c.placer_number,
@@ -149,7 +149,9 @@ class Processor:
                 outcome.routed_channels.append(channel.name)
                 mapped: bytes | None = None
                 if channel.needs_mapping:
-                    mapped, error_class, error_text = next(results)
+                    mapped, error_class, error_text, counts = next(results)
+                    if counts:
+                        self.metrics.count_mapping(channel.name, counts)
                     if mapped is None:
                         self._mapping_failed(row, outcome, channel.name, error_class or "", error_text or "", now)
                 for delivery in channel.deliveries_for(row.raw, mapped, fields, row.id):

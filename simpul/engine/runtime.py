@@ -204,7 +204,8 @@ class Engine:
         for item in loaded:
             if item.channel.enabled:
                 try:
-                    runtimes.append(ChannelRuntime(item.channel, item.path))
+                    runtimes.append(ChannelRuntime(item.channel, item.path,
+                                                   default_timezone=self.settings.default_timezone))
                 except ConfigError as exc:
                     raise ConfigError(f"{item.document.file}: mapping: {exc}") from None
         return runtimes

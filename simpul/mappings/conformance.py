@@ -6,7 +6,9 @@ compare it element by element with the reference outputs that exist.
 Each file is read as `simpul map` and the listener read a message (simpul.v2: batch envelopes,
 MSH, MSH-18 charset, no binary data); a file may hold several messages. Per message type: mapped /
 refused (by the reader, with the reason the listener's ACK would give) / failed (mapping or
-validation) / unsupported. Per resource type: top-level elements of the
+validation) / unsupported; over the corpus: FHIR invariant failures (must be 0) and the fields the
+maps left unused most often. A batch whose BTS-1/FTS-1 count does not match what it holds is a
+failure of its own. Per resource type: top-level elements of the
 reference resources that we produce with an equal value (matching), do not produce (missing), or
 produce with another value (differing). Values are compared after dropping ids, references, meta
 and narrative, which differ by design (references are urn:uuid fullUrls here). The references
@@ -23,8 +25,9 @@ from typing import Any
 
 from simpul.errors import MappingError, MessageError, NothingToMap, UnsupportedMessageType
 from simpul.mappings.loader import load_mapping
-from simpul.mappings.validation import validate_bundle
-from simpul.v2 import MessageHeader, read_header, read_message, split_messages
+from simpul.mappings.invariants import bundle_findings
+from simpul.mappings.validation import validate_structure
+from simpul.v2 import MessageHeader, read_header, read_message, split_file
 
 REFERENCE_SUFFIXES = (".expected.json", ".reportstream.fhir.json", ".ig-sample.json")
 _IGNORED = {"id", "reference", "fullUrl", "meta", "text", "div"}
@@ -50,10 +53,13 @@ class Report:
     fields: dict[str, FieldCounts] = field(default_factory=lambda: defaultdict(FieldCounts))
     compared_files: int = 0
     unmapped_codes: Counter[str] = field(default_factory=Counter)
+    unmapped_fields: Counter[str] = field(default_factory=Counter)   # "OBX-18" -> messages x times
+    invariant_failures: list[str] = field(default_factory=list)       # "file: Type(entry n) key: meaning"
+    messages: int = 0
 
     @property
     def in_scope_failures(self) -> int:
-        return sum(self.failed.values())
+        return sum(self.failed.values()) + len(self.invariant_failures)
 
     def __str__(self) -> str:
         lines = [f"Conformance report for {self.corpus}", "", "Per message type:",
@@ -72,6 +78,13 @@ class Report:
             lines.append(f"  {rtype:<22} {c.matching:>9} {c.missing:>8} {c.differing:>10}")
         if self.failures:
             lines += ["", "Refusals, failures and unsupported types:"] + [f"  {f}" for f in self.failures]
+        lines += ["", f"Messages: {self.messages}; mapped {sum(self.mapped.values())}, refused "
+                      f"{sum(self.refused.values()) + sum(self.unsupported.values())} (with reason, above), "
+                      f"failed {sum(self.failed.values())}; FHIR invariant failures: {len(self.invariant_failures)}"]
+        lines += [f"  {f}" for f in self.invariant_failures[:20]]
+        if self.unmapped_fields:
+            lines += ["", "Fields and segments the maps did not use, most frequent (SEG-n: times):"]
+            lines += [f"  {name}: {n}" for name, n in self.unmapped_fields.most_common(15)]
         if self.unmapped_codes:
             lines += ["", "Codes with no vocabulary entry (kept as the original coding), most frequent:"]
             lines += [f"  {code}: {n}" for code, n in self.unmapped_codes.most_common(10)]
@@ -129,10 +142,15 @@ def run(corpus_dir: str | pathlib.Path, *, validate: bool = True) -> Report:
     report = Report(str(corpus))
     for path in sorted(corpus.glob("*.hl7")):
         # No message in the file: the reader refuses the empty text with the listener's reason.
-        found = split_messages(path.read_bytes()) or [b""]
+        split = split_file(path.read_bytes())
+        for problem in split.problems:
+            report.failed["file"] += 1
+            report.failures.append(f"{path.name}: {problem}")
+        found = split.messages or [b""]
         for number, raw in enumerate(found, start=1):
             name = path.name if len(found) == 1 else f"{path.name}#{number}"
             mtype = _message_type(raw)
+            report.messages += 1
             try:
                 text = read_message(raw).text
             except MessageError as exc:
@@ -142,7 +160,8 @@ def run(corpus_dir: str | pathlib.Path, *, validate: bool = True) -> Report:
             try:
                 bundle = mapping.map(text)
                 if validate:
-                    validate_bundle(bundle)
+                    report.invariant_failures += [f"{name}: {f}" for f in bundle_findings(bundle)]
+                    validate_structure(bundle)
             except NothingToMap as exc:
                 report.unsupported[mtype] += 1
                 report.failures.append(f"{name}: {exc.reason}")
@@ -165,6 +184,7 @@ def run(corpus_dir: str | pathlib.Path, *, validate: bool = True) -> Report:
                     report.compared_files += 1
                     compare(bundle, json.loads(ref_path.read_text(encoding="utf-8")), report)
     report.unmapped_codes = mapping.unmapped_codes
+    report.unmapped_fields = mapping.unmapped_fields
     return report
 
 

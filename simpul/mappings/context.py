@@ -13,8 +13,8 @@ class MapContext:
     """One message being mapped: the parsed message, the options, the Bundle under construction,
     the references every clinical resource points at, and counters of what could not be mapped."""
 
-    __slots__ = ("msg", "enc", "options", "builder", "unmapped", "skipped", "patient", "encounter",
-                 "control_id", "_identifier_systems", "_code_systems")
+    __slots__ = ("msg", "enc", "options", "builder", "unmapped", "skipped", "counts", "patient", "encounter",
+                 "control_id", "timezone", "_identifier_systems", "_code_systems")
 
     def __init__(self, msg: Message, options: MappingSpec, identifier_systems: dict[str, str],
                  code_systems: dict[str, str]) -> None:
@@ -24,9 +24,13 @@ class MapContext:
         self.builder = BundleBuilder()
         self.unmapped: Counter[str] = Counter()   # "<table>:<code>" -> count
         self.skipped: Counter[str] = Counter()    # "<SEG>-<n>: reason" -> count (unreadable values)
+        self.counts: Counter[str] = Counter()     # message-level events, e.g. "unmatched_patient"
         self.patient: str | None = None
         self.encounter: str | None = None
         self.control_id = msg.control_id
+        # Offset for v2 times that carry none (docs/mappings/index.md "Time zones"): the channel's or engine's
+        # default_timezone, else the loader fills in MSH-7's own offset.
+        self.timezone: str | None = options.default_timezone
         self._identifier_systems = identifier_systems
         self._code_systems = code_systems
 

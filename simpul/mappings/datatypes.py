@@ -17,6 +17,16 @@ from simpul.mappings.v2 import Encoding
 
 V2 = "http://terminology.hl7.org/CodeSystem/v2-"
 
+# Components each datatype map below reads (1-based). report.py uses them to count valued components
+# no map reads (PID-3.6, the assigning facility, is one); keep them in step with the functions.
+READ_COMPONENTS = {
+    "CX": {1, 4, 5, 7, 8},                       # cx()
+    "XPN": {1, 2, 3, 4, 5, 6, 7, 10, 12, 13},    # xpn()
+    "XAD": {1, 2, 3, 4, 5, 6, 7, 9},             # xad() (+ PID-12 county)
+    "XTN": {1, 2, 3, 4, 5, 6, 7, 8, 12},         # xtn()
+    "XCN": {1, 2, 3, 4, 5, 6, 9, 13, 21},        # practitioner()
+}
+
 _DTM = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\.\d{1,6})?\s*([+-]\d{4}|Z)?$")
 
 
@@ -50,12 +60,29 @@ def dtm(ctx: MapContext, text: str) -> str | None:
     """v2 DTM (or TS.1) -> FHIR dateTime, keeping the precision the sender gave.
 
     FHIR needs an offset once a time is present: the sender's offset is kept; without one the
-    channel's `default_timezone` is applied, or the value is cut to its date.
+    channel's (or engine's) `default_timezone` is applied, else MSH-7's offset; with none of them
+    the value is cut to its date and counted as `time_without_zone`.
     """
     if not text:
         return None
-    # Pure function of (text, default_timezone); one message repeats the same stamps (OBX-14, OBR-7).
-    return _dtm(text, ctx.options.default_timezone)
+    # Pure function of (text, timezone); one message repeats the same stamps (OBX-14, OBR-7).
+    out = _dtm(text, ctx.timezone)
+    if ctx.timezone is None and out is not None and "T" not in out and len(out) == 10 and len(text.strip()) > 8:
+        ctx.counts["time_without_zone"] += 1
+    return out
+
+
+def offset_of(text: str) -> str | None:
+    """The UTC offset a v2 DTM carries, as FHIR writes it (+07:00, Z), or None."""
+    m = _DTM.match(text.strip()) if text else None
+    tz = m.group(8) if m else None
+    if tz is None:
+        return None
+    if tz == "Z":
+        return "Z"
+    if int(tz[1:3]) > 14 or int(tz[3:5]) > 59:
+        return None
+    return f"{tz[:3]}:{tz[3:]}"
 
 
 @lru_cache(maxsize=4096)
@@ -143,7 +170,8 @@ def cx(ctx: MapContext, raw: str, *, default_type: str = "") -> dict[str, Any] |
         return None
     id_type = leaf(enc, p, 5) or default_type
     if id_type:
-        vocab.lookup("0203", id_type, ctx.unmapped)  # counted when not a 0203 code; kept either way
+        id_type = ID_TYPE_ALIASES.get(id_type.upper(), id_type)
+        vocab.lookup("0203", id_type, ctx.unmapped)  # counted when not a 0203 code; kept as text then
     system = hd_system(ctx, leaf(enc, p, 4, 1), leaf(enc, p, 4, 2), leaf(enc, p, 4, 3))
     ident = _identifier(id_type, system, value)
     start, end = dtm(ctx, leaf(enc, p, 7)), dtm(ctx, leaf(enc, p, 8))
@@ -162,11 +190,20 @@ def ei(ctx: MapContext, raw: str, type_code: str = "") -> dict[str, Any] | None:
     return _identifier(type_code, hd_system(ctx, leaf(enc, p, 2), leaf(enc, p, 3), leaf(enc, p, 4)), value)
 
 
+# Identifier type words vendors send in CX-5 for a 0203 code (Epic and others write MEDREC for MR).
+_NATIONAL_TYPE = re.compile(r"NN[A-Z]{3}")  # v2-0203 NNxxx: national person id of country xxx (NNIDN)
+ID_TYPE_ALIASES = {"MEDREC": "MR", "MRN": "MR", "MED REC": "MR", "SSN": "SS"}
+
+
 def _identifier(type_code: str, system: str | None, value: str) -> dict[str, Any]:
-    """Identifier with type (a v2-0203 code) and system only when given, in the order CX, EI and XCN share."""
+    """Identifier with type and system only when given, in the order CX, EI and XCN share. A type that
+    is not a v2-0203 code (EPI, local words) is kept as text: v2-0203 does not define it."""
     ident: dict[str, Any] = {}
     if type_code:
-        ident["type"] = {"coding": [{"system": V2 + "0203", "code": type_code}]}
+        if type_code in vocab.table("0203").entries or _NATIONAL_TYPE.fullmatch(type_code):
+            ident["type"] = {"coding": [{"system": V2 + "0203", "code": type_code}]}
+        else:
+            ident["type"] = {"text": type_code}
     if system:
         ident["system"] = system
     ident["value"] = value
@@ -184,6 +221,9 @@ def _period(start: str | None, end: str | None) -> dict[str, str]:
 
 # --- CWE / CE / CNE -----------------------------------------------------------------------------
 
+_LOCAL_SYSTEM = re.compile(r"L|LOCAL|LCL|99[A-Z0-9]{1,3}")
+
+
 def coding_system(ctx: MapContext, name: str) -> str | None:
     """CWE.3 coding system name -> URI: channel override, built-in table, v2 table (HL7nnnn), urn:id:."""
     if not name:
@@ -197,6 +237,12 @@ def coding_system(ctx: MapContext, name: str) -> str | None:
     if name.startswith(("http://", "https://", "urn:")):
         return name
     ctx.unmapped[f"coding-system:{name}"] += 1
+    if _LOCAL_SYSTEM.fullmatch(upper):
+        # Table 0396 "L" and "99zzz" mean "this sender's own codes": two senders' local code 123
+        # are different things, so the system is scoped by the sender (MSH-4, else MSH-3).
+        msh = ctx.msg.msh
+        sender = msh.text(4) or msh.text(3) or "unknown-sender"
+        return f"urn:id:local:{quote(sender, safe='._-')}:{quote(name, safe='._-')}"
     return "urn:id:" + quote(name, safe="._-")
 
 
@@ -219,6 +265,10 @@ _CWE_TRIPLETS = ((0, 1, 2, 6), (3, 4, 5, 7), (9, 10, 11, -1))  # 0-based (code, 
 def cwe(ctx: MapContext, raw: str) -> dict[str, Any] | None:
     """CWE/CE/CNE -> CodeableConcept: triplets (1,2,3), (4,5,6), (10,11,12); CWE.9 (or the first display) -> text."""
     p = leaves(ctx.enc, raw, 12)
+    if not p[0] and ctx.enc.subcomponent in raw:
+        # CWE.1 sent only in its subcomponents ("&GDT", Epic radiology OBX-3): the first valued one is the code.
+        first = raw.split(ctx.enc.component, 1)[0].split(ctx.enc.subcomponent)
+        p[0] = next((ctx.enc.decode(x).strip() for x in first if x.strip()), "")
     codings: list[dict[str, Any]] = []
     for code_i, text_i, sys_i, ver_i in _CWE_TRIPLETS:
         code, display = p[code_i], p[text_i]
@@ -256,7 +306,7 @@ def coded(ctx: MapContext, table_name: str, code: str, display: str = "") -> dic
     t = vocab.table(table_name)
     hit = vocab.lookup(table_name, code, ctx.unmapped)
     if hit is not None and t.target_system:
-        coding = {"system": t.target_system, "code": hit}
+        coding = {"system": t.code_systems.get(hit, t.target_system), "code": hit}
     else:
         coding = vocab.original_coding(table_name, code)
     if display:

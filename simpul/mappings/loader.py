@@ -9,10 +9,12 @@ from types import ModuleType
 from typing import Any, Callable
 
 from simpul.errors import ConfigError, MappingError, MessageError, NothingToMap, UnsupportedMessageType
+from simpul.mappings import datatypes as dt
 from simpul.mappings import vocabulary as vocab
 from simpul.mappings.context import MapContext
 from simpul.mappings.messages import message_map
 from simpul.mappings.options import MappingSpec
+from simpul.mappings.report import MapReport, account
 from simpul.mappings.segments.provenance import map_provenance
 from simpul.mappings.v2 import Message, parse_message
 from simpul.mappings.validation import validate_bundle
@@ -33,7 +35,9 @@ class Mapping:
         self._code_systems = {**vocab.table("coding-systems").entries, **spec.code_systems}
         self._drop = {s.upper() for s in spec.drop_segments}
         self.unmapped_codes: Counter[str] = Counter()  # "<table>:<code>" seen without a table entry
+        self.unmapped_fields: Counter[str] = Counter()  # "OBX-18" / "TQ1" left out, over all messages
         self.last_skipped: Counter[str] = Counter()
+        self.last_report = MapReport()
 
     def parse(self, text: str) -> Message:
         """Read a decoded message with simpul.v2's rules (the listener's); MappingError when they
@@ -51,15 +55,28 @@ class Mapping:
         """
         return self.map_message(self.parse(text))
 
+    def map_with_report(self, text: str) -> tuple[dict[str, Any], MapReport]:
+        """`map`, plus what the message held that is in no output (report.py)."""
+        return self._map(self.parse(text))
+
     def map_message(self, msg: Message) -> dict[str, Any]:
+        return self._map(msg)[0]
+
+    def _map(self, msg: Message) -> tuple[dict[str, Any], MapReport]:
+        # The report is returned, not read back from self.last_report: one Mapping may serve
+        # several threads (replay in the engine process while the pool maps in a thread).
+        dropped: list[str] = []
         if self._drop:
             kept = [s for s in msg.segments if s.name not in self._drop or s.name == "MSH"]
+            dropped = [s.name for s in msg.segments if s.name in self._drop and s.name != "MSH"]
             msg = Message(kept, msg.enc, msg.header)
         code, event = msg.message_code, msg.trigger_event
         fn = message_map(code, event)
         if fn is None:
             raise UnsupportedMessageType(f"unsupported message type {code}^{event}", segment="MSH", field=9)
         ctx = MapContext(msg, self.spec, self._identifier_systems, self._code_systems)
+        if ctx.timezone is None:
+            ctx.timezone = dt.offset_of(msg.msh.text(7))
         try:
             fn(ctx)
         except MappingError:
@@ -70,6 +87,11 @@ class Mapping:
         z = [] if self.spec.z_segments == "drop" else [
             msg.enc.field.join(s.fields) for s in msg.segments if s.name.startswith("Z")]
         map_provenance(ctx, z)
+        report = account(msg, z_kept=self.spec.z_segments != "drop", dropped=dropped)
+        report.counts.update(ctx.counts)
+        report.skipped = ctx.skipped
+        self.last_report = report
+        self.unmapped_fields.update(report.not_mapped)
         self.unmapped_codes.update(ctx.unmapped)
         self.last_skipped = ctx.skipped
         bundle = ctx.builder.bundle()
@@ -82,7 +104,7 @@ class Mapping:
                                segment="MSH", field=9)
         if self.spec.validate_output:
             validate_bundle(bundle)
-        return bundle
+        return bundle, report
 
 
 def load_mapping(spec: MappingSpec | str | None, *, base_dir: pathlib.Path) -> Mapping:
@@ -118,4 +140,4 @@ def _load_transform(module: str, base_dir: pathlib.Path) -> Transform:
     fn = getattr(mod, "transform", None)
     if not callable(fn):
         raise ConfigError(f"mapping.module: {module} defines no transform(message, bundle) function")
-    return fn  # type: ignore[no-any-return]
+    return fn

@@ -51,6 +51,20 @@ def _map_history(ctx: MapContext) -> None:
         clinical.map_procedure(ctx, pr1)
 
 
+def _map_patient_observations(ctx: MapContext) -> None:
+    """OBX in ADT/BAR (height, weight, chief complaint; the NTEs after each) -> Observations of the
+    Patient and the Encounter (IG OBX[Observation])."""
+    pairs: list[list[Any]] = []
+    for seg in ctx.msg.segments:
+        if seg.name == "OBX":
+            pairs.append([seg, []])
+        elif seg.name == "NTE" and pairs and pairs[-1][0].index + 1 + len(pairs[-1][1]) == seg.index:
+            pairs[-1][1].append(seg)  # only NTEs right after the OBX are its notes
+    for obx, ntes in pairs:
+        results.map_observation(ctx, obx, ntes=ntes, order_key=f"{ctx.control_id}|ADT", obr=None,
+                                based_on=None, specimen=None)
+
+
 def _map_coverages(ctx: MapContext) -> list[str]:
     """Each IN1 (with the IN2 at the same position, if any) -> Coverage; returns their references."""
     in2s = ctx.msg.all("IN2")
@@ -75,6 +89,7 @@ def map_adt(ctx: MapContext) -> None:
         status = None
     _patient_and_visit(ctx, event_status=status, required=True)
     apply_adt_event(ctx, event, ctx.encounter, pv1)
+    _map_patient_observations(ctx)
     _map_history(ctx)
     _map_coverages(ctx)
     _map_guarantors(ctx)
@@ -96,7 +111,7 @@ def map_merge(ctx: MapContext) -> None:
         names = [n for n in (dt.xpn(ctx, r) for r in mrg.reps(7)) if n]
         if names:
             old["name"] = names
-        match = business_identifier(old_ids)
+        match = business_identifier(ctx, old_ids)
         key = f"{match['system']}|{match['value']}" if match else f"{old_ids[0]['value']}|merged|{ctx.control_id}"
         merged = ctx.builder.add(old, key, identifier=match)
         surviving = ctx.builder.get(survivor)
@@ -106,7 +121,7 @@ def map_merge(ctx: MapContext) -> None:
 
 def _order_group(orc: Segment | None, obr: Segment | None) -> dict[str, Any]:
     """One order group (ORM/OML/OMI, ORU): its ORC and OBR, and the segments filed under it."""
-    return {"orc": orc, "obr": obr, "ntes": [], "obx": [], "dg1": [], "spm": [], "ipc": []}
+    return {"orc": orc, "obr": obr, "ntes": [], "obx": [], "dg1": [], "spm": [], "ipc": [], "tq1": []}
 
 
 def _file_in_group(group: dict[str, Any], seg: Segment, last_obx: list[Any] | None) -> list[Any] | None:
@@ -119,7 +134,7 @@ def _file_in_group(group: dict[str, Any], seg: Segment, last_obx: list[Any] | No
     elif name == "OBX":
         last_obx = [seg, []]
         group["obx"].append(last_obx)
-    elif name in ("DG1", "SPM", "IPC"):
+    elif name in ("DG1", "SPM", "IPC", "TQ1"):
         group[name.lower()].append(seg)
     return last_obx
 
@@ -157,6 +172,7 @@ def _walk_orders(ctx: MapContext) -> list[dict[str, Any]]:
             if ref:
                 supporting.append({"reference": ref})
         sr = ctx.builder.get(request)
+        orders.apply_timing(ctx, sr, g["tq1"])
         if supporting and sr is not None:
             sr["supportingInfo"] = supporting
         g["request"] = request
@@ -256,25 +272,25 @@ def map_result(ctx: MapContext) -> None:
         obr, orc = g["obr"], g["orc"]
         specimens = [s for s in (orders.map_specimen(ctx, s) for s in g["spm"]) if s]
         request, key = orders.map_service_request(ctx, orc, obr, ntes=[], specimens=specimens)
+        orders.apply_timing(ctx, ctx.builder.get(request), g["tq1"])
         vtypes = [obx.text(2).upper() for obx, _ in g["obx"]]
         obx_uids = [results.study_uid(ctx, obx, vtype) for (obx, _), vtype in zip(g["obx"], vtypes)]
+        sections = [results.report_section(ctx, obx) if vtype in results.NARRATIVE_TYPES else ""
+                    for (obx, _), vtype in zip(g["obx"], vtypes)]
         uids = [u for u in obx_uids if u]
         if g is groups[0]:
             uids += zds_uids
-        imaging_report = bool(uids) or obr.text(24).upper() in results.IMAGING_SECTIONS
-        observations, narrative, attachments = [], [], []
-        for (obx, ntes), vtype, obx_uid in zip(g["obx"], vtypes, obx_uids):
-            if obx_uid:
-                continue
-            if vtype == "ED":
-                att = results.ed_attachment(ctx, obx.first(5))
-                if att:
-                    attachments.append(att)
-                else:
-                    ctx.skip(obx, 5, "ED value unreadable")
+        imaging_report = bool(uids) or obr.text(24).upper() in results.IMAGING_SECTIONS or any(sections)
+        observations, narrative, impression = [], [], []
+        attachments = results.ed_attachments(ctx, [(obx, v) for (obx, _), v in zip(g["obx"], vtypes)])
+        for (obx, ntes), vtype, obx_uid, section in zip(g["obx"], vtypes, obx_uids, sections):
+            if obx_uid or vtype == "ED":
                 continue
             if imaging_report and vtype in results.NARRATIVE_TYPES:
-                narrative.extend(ctx.enc.decode(r) for r in obx.reps(5))
+                lines = [ctx.enc.decode(r) for r in obx.reps(5)] or [""]
+                narrative.extend(lines)
+                if section in results.IMPRESSION_CODES:
+                    impression.extend(lines)
                 continue
             ref = results.map_observation(ctx, obx, ntes=ntes, order_key=key, obr=obr, based_on=request,
                                           specimen=specimens[0] if specimens else None)
@@ -284,8 +300,14 @@ def map_result(ctx: MapContext) -> None:
                                for u in dict.fromkeys(uids)) if r]
         report = results.map_diagnostic_report(ctx, obr, orc, results=observations, narrative=narrative,
                                                attachments=attachments, imaging=imaging, based_on=request,
-                                               order_key=key, specimens=specimens)
-        if g["ntes"]:
+                                               order_key=key, specimens=specimens, impression=impression)
+        if g["ntes"] and narrative:
+            # Notes under the OBR of a text report are the order's questions and comments, not the
+            # radiologist's conclusion: they go to the ServiceRequest.
+            sr = ctx.builder.get(request)
+            if sr is not None:
+                sr.setdefault("note", []).extend(orders.notes(ctx, g["ntes"]))
+        elif g["ntes"]:
             dr = ctx.builder.get(report)
             if dr is not None:
                 text = "\n".join(n["text"] for n in orders.notes(ctx, g["ntes"]))

@@ -6,6 +6,37 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class PatientIdentity(BaseModel):
+    """Which patient identifiers may find an existing Patient (docs/mappings/index.md "Patient identity").
+
+    A wrong match merges two people into one record, which nobody can undo safely; a missed match
+    makes a duplicate, which a merge can. So the defaults match only on what the sender scopes.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    match: list[str] = Field(
+        default_factory=lambda: ["MR", "PI"],
+        description="Identifier types (PID-3 CX-5, table 0203) that form the match key, in order; a PID-3 "
+                    "repetition without CX-5 counts as MR. `PID-19`, `SS` or `NNIDN` (NIK) only when listed.",
+        examples=[["MR", "PI"], ["MR", "PID-19"]])
+    system: str | None = Field(
+        None,
+        description="Identifier.system for PID-3 values that carry no assigning authority (CX-4); without "
+                    "it such a value is kept on the Patient but never matched on.",
+        examples=["https://rsud.example.id/id/mrn"])
+    national_id_system: str | None = Field(
+        None,
+        description="Identifier.system of PID-19; default from MSH-17 (ID/IDN: NIK "
+                    "https://fhir.kemkes.go.id/id/nik, US/USA: http://hl7.org/fhir/sid/us-ssn, else none).",
+        examples=["https://fhir.kemkes.go.id/id/nik"])
+    placeholders: list[str] = Field(
+        default_factory=list,
+        description="More values that never become a match key, besides one repeated character "
+                    "(999999999, 0000), 123456789 and UNKNOWN-like words.",
+        examples=[["11111", "TEMP"]])
+
+
 class MappingSpec(BaseModel):
     """How a channel turns HL7v2 into FHIR.
 
@@ -37,11 +68,15 @@ class MappingSpec(BaseModel):
         "extension", description="Z-segments: kept verbatim in a MessageHeader-free Bundle extension, or dropped.")
     default_timezone: str | None = Field(
         None,
-        description="UTC offset (e.g. '+07:00') applied to v2 times that carry none. Without it such "
-                    "times keep only their date, because FHIR dateTime needs an offset once a time is given.",
+        description="UTC offset (e.g. '+07:00') for v2 times that carry none. Without it the engine's "
+                    "default_timezone applies, else MSH-7's own offset; only with none of them is such a "
+                    "time cut to its date (FHIR dateTime needs an offset once a time is given).",
         pattern=r"^[+-]\d\d:\d\d$|^Z$",
         examples=["+07:00"],
     )
+    patient_identity: PatientIdentity = Field(
+        default_factory=PatientIdentity,
+        description="Which identifiers find an existing Patient; see Mappings, \"Patient identity\".")
     validate_output: bool = Field(
         False, alias="validate",
         description="Validate every Bundle with fhir.resources R4B models (about 0.3-0.4 ms per resource).")

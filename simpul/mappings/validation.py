@@ -1,7 +1,9 @@
-"""Validate a Bundle with the fhir.resources R4B models (tests and the per-channel `validate: true`).
+"""Validate a Bundle with the fhir.resources R4B models and the R4 invariants (tests, the conformance
+report and the per-channel `validate: true`).
 
-Cost: about 0.3-0.4 ms per resource, i.e. several times the cost of mapping itself; that is why
-the hot path builds plain dicts and validation is opt-in per channel.
+Cost: about 0.3-0.4 ms per resource for the models and about as much again for the invariants
+(FHIRPath), i.e. several times the cost of mapping itself; that is why the hot path builds plain
+dicts and validation is opt-in per channel.
 """
 from __future__ import annotations
 
@@ -10,10 +12,17 @@ from typing import Any
 from pydantic import ValidationError
 
 from simpul.errors import MappingError
+from simpul.mappings.invariants import check_invariants
 
 
 def validate_bundle(bundle: dict[str, Any]) -> None:
-    """Raise MappingError naming the resource type and element path of the first problems found."""
+    """Raise MappingError naming the resource type and element path (or invariant) of the first problems found."""
+    validate_structure(bundle)
+    check_invariants(bundle)
+
+
+def validate_structure(bundle: dict[str, Any]) -> None:
+    """The fhir.resources R4B models only (types, cardinality, required elements)."""
     # fhir.resources builds its models on import (about a second); only validating channels pay it.
     from fhir.resources.R4B.bundle import Bundle
 

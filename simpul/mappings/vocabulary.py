@@ -16,13 +16,17 @@ V2_SYSTEM = "http://terminology.hl7.org/CodeSystem/v2-"
 
 
 class Table:
-    __slots__ = ("name", "v2_system", "target_system", "entries", "source")
+    __slots__ = ("name", "v2_system", "target_system", "code_systems", "entries", "upper", "source")
 
     def __init__(self, name: str, doc: dict[str, Any]) -> None:
         self.name = name
         self.v2_system: str = doc.get("v2_system", "")
         self.target_system: str | None = doc.get("target_system")
         self.entries: dict[str, str] = doc["map"]
+        # Target codes that live in another code system than `target_system` (v2-0002 UNK -> NullFlavor).
+        self.code_systems: dict[str, str] = doc.get("code_systems", {})
+        # v2 codes are case-sensitive in the standard, but senders write "ARRIVED" or "booked".
+        self.upper: dict[str, str] = {k.upper(): v for k, v in doc["map"].items()}
         self.source: str = doc.get("source", "")
 
 
@@ -42,7 +46,7 @@ def lookup(name: str, code: str, unmapped: Counter[str] | None) -> str | None:
     t = table(name)
     hit = t.entries.get(code)
     if hit is None:
-        hit = t.entries.get(code.upper())
+        hit = t.upper.get(code.upper())
     if hit is None and unmapped is not None:
         unmapped[f"{name}:{code}"] += 1
     return hit

@@ -6,7 +6,7 @@ mappings and the FHIR->v2 writer.
 
     delimiters.py      Delimiters (MSH-1, MSH-2 incl. the v2.7+ truncation character), escape/unescape,
                        transcode (a value from one set of delimiters to another)
-    segments.py        segment split (CR, LF, CRLF), batch/file split into messages, binary check
+    segments.py        segment split (CR, LF, CRLF), batch/file split into messages (with envelope counts), binary check
     header.py          MessageHeader, read_header (bytes, hot path), read_msh_line (text), is_enhanced_mode
     charset.py         MSH-18 -> codec, decode with fallback
     read.py            read_message: header -> charset -> lines -> binary check, the one sequence
@@ -22,13 +22,13 @@ from .delimiters import DEFAULT, Delimiters, escape, read_delimiters, transcode,
 from .header import MessageHeader, is_enhanced_mode, read_header, read_msh_delimiters, read_msh_line
 from .message import Message, Segment, parse_message
 from .read import ReadMessage, read_body, read_message
-from .segments import (BATCH_SEGMENTS, SEGMENT_TERMINATOR, check_no_binary, join_segments,
-                       split_messages, split_segments)
+from .segments import (BATCH_SEGMENTS, SEGMENT_TERMINATOR, SplitFile, check_no_binary, join_segments,
+                       split_file, split_messages, split_segments)
 
 __all__ = [
     "BATCH_SEGMENTS", "BusinessKeys", "DEFAULT", "Delimiters", "MSH18_CODECS", "Message", "MessageHeader",
-    "ReadMessage", "SEGMENT_TERMINATOR", "Segment", "check_no_binary", "codec_for", "decode_message",
+    "ReadMessage", "SEGMENT_TERMINATOR", "Segment", "SplitFile", "check_no_binary", "codec_for", "decode_message",
     "escape", "extract_business_keys", "is_enhanced_mode", "join_segments", "parse_message", "read_body",
     "read_delimiters", "read_header", "read_message", "read_msh_delimiters", "read_msh_line",
-    "split_messages", "split_segments", "transcode", "unescape",
+    "split_file", "split_messages", "split_segments", "transcode", "unescape",
 ]

@@ -19,6 +19,8 @@ MSH18_CODECS = {
     "8859/2": "iso8859-2", "8859/3": "iso8859-3", "8859/4": "iso8859-4", "8859/5": "iso8859-5",
     "8859/6": "iso8859-6", "8859/7": "iso8859-7", "8859/8": "iso8859-8", "8859/9": "iso8859-9",
     "8859/15": "iso8859-15",
+    # Senders write the part number off ("8859") or spell the codec name; all mean Latin-1.
+    "8859": "latin-1", "ISO-8859": "latin-1", "ISO8859-1": "latin-1", "LATIN1": "latin-1", "LATIN-1": "latin-1",
     "UNICODE UTF-8": "utf-8", "UTF-8": "utf-8", "ISO IR192": "utf-8",
     # Bare "UNICODE" was meant as UCS-2 in v2.3 but senders use it for UTF-8 text.
     "UNICODE": "utf-8",

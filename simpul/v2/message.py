@@ -25,16 +25,20 @@ _SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}$")
 class Segment:
     """One segment: its id and raw field strings (repetitions and components unsplit)."""
 
-    __slots__ = ("name", "fields", "enc", "index")
+    __slots__ = ("name", "fields", "enc", "index", "used")
 
     def __init__(self, name: str, fields: list[str], enc: Delimiters, index: int) -> None:
         self.name = name
         self.fields = fields
         self.enc = enc
         self.index = index  # position in the message, 0 = MSH
+        # Bit n set once a map has read field n: what is left over is reported as not mapped
+        # (the mappings' unmapped-field report). An int, not a set: it costs one `|=` per read on the hot path.
+        self.used = 0
 
     def __getitem__(self, n: int) -> str:
         """Raw text of field n ("" when absent)."""
+        self.used |= 1 << n
         f = self.fields
         return f[n] if n < len(f) else ""
 
@@ -43,7 +47,7 @@ class Segment:
 
     def reps(self, n: int) -> list[str]:
         """Raw repetitions of field n, empty ones and the explicit null left out."""
-        raw = self[n]
+        raw = self[n]  # marks the field used
         if not raw or raw == '""':
             return []
         if self.enc.repetition not in raw or (self.name == "MSH" and n == 2):
@@ -53,6 +57,7 @@ class Segment:
     def first(self, n: int) -> str:
         """Raw first repetition of field n."""
         # Hot path (called hundreds of times per message): field lookup inlined.
+        self.used |= 1 << n
         f = self.fields
         if n >= len(f):
             return ""
@@ -70,6 +75,7 @@ class Segment:
 
     def text(self, n: int, component: int = 1, subcomponent: int = 1) -> str:
         """Decoded text at field n / component / subcomponent of the first repetition ("" if empty)."""
+        self.used |= 1 << n
         f = self.fields
         if n >= len(f):
             return ""

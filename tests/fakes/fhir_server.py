@@ -782,6 +782,8 @@ class _FhirRequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True  # stop() during the delay: the answer is never sent
             return
         data = b"" if payload is None else json.dumps(payload).encode()
+        # Recorded before the answer goes out: a client that has its answer must see it recorded.
+        record.status = status
         try:
             self.send_response(status)
             if payload is not None:
@@ -793,8 +795,8 @@ class _FhirRequestHandler(BaseHTTPRequestHandler):
             if self.command != "HEAD":
                 self.wfile.write(data)
             self.wfile.flush()
-            record.status = status
         except OSError:  # the client went away, or stop() cut the connection
+            record.status = 0
             self.close_connection = True
 
 

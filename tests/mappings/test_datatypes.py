@@ -21,7 +21,7 @@ def adt(pid: str, *extra: str, **options):  # type: ignore[no-untyped-def]
     ("2024", "2024", None), ("202401", "2024-01", None), ("20240115", "2024-01-15", None),
     ("202401150830+0700", "2024-01-15T08:30:00+07:00", None),
     ("20240115083012.123-0500", "2024-01-15T08:30:12.123-05:00", None),
-    ("20240115083012", "2024-01-15", None),  # no offset and no channel default: date only
+    ("20240115083012", "2024-01-15T08:30:12+07:00", None),  # no channel default: MSH-7 offset
     ("20240115083012", "2024-01-15T08:30:12+07:00", "+07:00"),
     ("2024011508", "2024-01-15T08:00:00+07:00", "+07:00"),
 ])
@@ -102,7 +102,7 @@ def test_cwe_coding_systems_and_text() -> None:
     obs = oru("OBX|1|CWE|94500-6^SARS-CoV-2 RNA^LN^LOC1^Covid PCR^L^^^Covid test||260373001^Detected^SCT||||||F")
     assert obs[0]["code"] == {"coding": [
         {"system": "http://loinc.org", "code": "94500-6", "display": "SARS-CoV-2 RNA"},
-        {"system": "urn:id:L", "code": "LOC1", "display": "Covid PCR"}], "text": "Covid test"}
+        {"system": "urn:id:local:RSUD:L", "code": "LOC1", "display": "Covid PCR"}], "text": "Covid test"}
     assert obs[0]["valueCodeableConcept"]["coding"][0]["system"] == "http://snomed.info/sct"
 
 

@@ -58,7 +58,8 @@ def order_facts(bundle: dict[str, Any]) -> dict[str, Any]:
 def test_round_trip_keeps_the_order_and_the_patient(original: str, build) -> None:  # type: ignore[no-untyped-def]
     mapping = inbound_map()
     first = mapping.map(original)
-    rebuilt = build(first, MessageHeader(sending_application="HIS", control_id="RT-1"))
+    # Same sender as the original: local (CWE-3 L) code systems are scoped by MSH-4.
+    rebuilt = build(first, MessageHeader(sending_application="HIS", sending_facility="RS", control_id="RT-1"))
     second = mapping.map(rebuilt)
 
     assert order_facts(second) == order_facts(first)

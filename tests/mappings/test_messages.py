@@ -26,8 +26,8 @@ def test_adt_a01_patient_encounter_and_conditional_requests() -> None:
             "DG1|1||A09^Gastroenteritis^I10|||A", seg("IN1", f1="1", f2="JKN", f3="BPJS01", f4="BPJS Kesehatan", f12="20240101", f13="20241231", f17="SEL"),
             "PR1|1||0DTJ4ZZ^Appendectomy^I10P||20240115120000+0700", "GT1|1||Santoso^Budi")
     pat = entry_of(b, "Patient")
-    assert pat["request"] == {"method": "PUT",
-                              "url": "Patient?identifier=https://fhir.kemkes.go.id/id/nik|3171234567890001"}
+    # The identity policy matches on the hospital's MR, not on the NIK listed first (not configured).
+    assert pat["request"] == {"method": "PUT", "url": "Patient?identifier=urn:id:RSUD|RM-7"}
     enc = entry_of(b, "Encounter")
     assert enc["resource"]["status"] == "in-progress"
     assert enc["resource"]["class"]["code"] == "IMP"
@@ -89,7 +89,8 @@ def test_oru_lab_report_observations_and_specimen() -> None:
     dr = resources(b, "DiagnosticReport")[0]
     obs = resources(b, "Observation")
     assert dr["status"] == "final" and len(dr["result"]) == 2 == len(obs)
-    assert obs[0]["valueQuantity"]["value"] == 13.5 and obs[0]["referenceRange"] == [{"text": "12-16"}]
+    assert obs[0]["valueQuantity"]["value"] == 13.5 and obs[0]["referenceRange"][0]["text"] == "12-16"
+    assert obs[0]["referenceRange"][0]["low"]["value"] == 12 and obs[0]["referenceRange"][0]["high"]["code"] == "g/dL"
     assert obs[0]["note"] == [{"text": "haemolysed & repeated"}]
     assert obs[1]["status"] == "corrected" and obs[1]["interpretation"][0]["coding"][0]["code"] == "L"
     sr = entry_of(b, "ServiceRequest")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from simpul.errors import MessageError
-from simpul.v2 import check_no_binary, parse_message, read_header, split_messages, split_segments
+from simpul.v2 import check_no_binary, parse_message, read_header, split_file, split_messages, split_segments
 
 BATCH = (b"\xef\xbb\xbfFHS|^~\\&|HIS\r\nBHS|^~\\&|HIS\r\nMSH|^~\\&|HIS|RS|||2024||ADT^A01|M1|P|2.5\r\nPID|1||A\r\n"
          b"MSH|^~\\&|HIS|RS|||2024||ADT^A08|M2|P|2.5\nPID|1||B\n\nBTS|2\nFTS|1\n")
@@ -17,6 +17,15 @@ def test_split_segments_on_cr_lf_and_crlf_keeps_blank_lines() -> None:
 def test_a_batch_file_splits_into_its_messages_with_cr_terminators() -> None:
     assert split_messages(BATCH) == [b"MSH|^~\\&|HIS|RS|||2024||ADT^A01|M1|P|2.5\rPID|1||A\r",
                                      b"MSH|^~\\&|HIS|RS|||2024||ADT^A08|M2|P|2.5\rPID|1||B\r"]
+
+
+def test_batch_counts_that_add_up_are_no_problem_and_those_that_do_not_are_named() -> None:
+    assert split_file(BATCH).problems == [] and split_file(BATCH).batches == 1
+    short = BATCH.replace(b"BTS|2", b"BTS|3").replace(b"FTS|1", b"FTS|2")
+    found = split_file(short)
+    assert found.messages == split_messages(BATCH)   # the messages are the same; the file is not whole
+    assert found.problems == ["batch 1: BTS-1 says 3 message(s), the batch holds 2",
+                              "FTS-1 says 2 batch(es), the file holds 1"]
 
 
 def test_lines_before_the_first_msh_are_kept_for_the_reader_to_refuse() -> None:

@@ -63,6 +63,10 @@ class Settings(Strict):
                                                              "engine process, for debugging).")
     reload_interval: Duration = Field(1.0, description="How often channel files are checked for edits.")
     engine_id: str = Field("", description="Names this process in leases (default: host:pid).")
+    default_timezone: str | None = Field(
+        None, pattern=r"^[+-]\d\d:\d\d$|^Z$",
+        description="UTC offset for v2 times without one, for every channel whose mapping sets none "
+                    "(before MSH-7's own offset is used).", examples=["+07:00"])
 
     # Where relative paths are resolved (the settings file's folder's parent for config/simpul.yaml).
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
@@ -94,6 +98,7 @@ ENV_OVERRIDES = {
     "SIMPUL_LOG_LEVEL": ("log", "level"),
     "SIMPUL_LOG_FORMAT": ("log", "format"),
     "SIMPUL_SQLITE_SYNCHRONOUS": ("database", "sqlite_synchronous"),
+    "SIMPUL_DEFAULT_TIMEZONE": ("default_timezone",),
 }
 
 

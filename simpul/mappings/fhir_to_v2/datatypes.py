@@ -110,6 +110,8 @@ def coding_system_name(system: str | None) -> str:
         return named
     if system.startswith(V2_TABLE_PREFIX) and system[len(V2_TABLE_PREFIX):].isdigit():
         return "HL7" + system[len(V2_TABLE_PREFIX):]
+    if system.startswith("urn:id:local:"):  # the inbound map's sender-scoped local system: L or 99zzz
+        return unquote(system.rsplit(":", 1)[1])
     if system.startswith("urn:id:"):
         return unquote(system[len("urn:id:"):])
     return "L"  # a local code system with no registered name
@@ -144,7 +146,7 @@ def xcn(practitioner: dict[str, Any] | None, reference: dict[str, Any] | None) -
     identifiers = list((practitioner or {}).get("identifier") or [])
     if reference and isinstance(reference.get("identifier"), dict):
         identifiers.append(reference["identifier"])
-    identifier = next((i for i in identifiers if i.get("value")), {})
+    identifier: dict[str, Any] = next((i for i in identifiers if i.get("value")), {})
     names = (practitioner or {}).get("name") or []
     name = xpn(names[0]) if names else None
     if name is None and reference and reference.get("display"):

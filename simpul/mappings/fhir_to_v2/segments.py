@@ -210,7 +210,7 @@ def obr(order: Located, set_id: int, requester: dt.Components | None, specimens:
 
 def ntes(order: Located) -> list[str]:
     """ServiceRequest.note -> one NTE each (NTE-2 P: the placer wrote it, table 0105)."""
-    out = []
+    out: list[str] = []
     for note in order.resource.get("note") or []:
         text = note.get("text")
         if text:

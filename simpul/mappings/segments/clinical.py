@@ -174,7 +174,7 @@ def map_coverage(ctx: MapContext, in1: Segment, in2: Segment | None = None) -> s
         return None
     res: dict[str, Any] = {"resourceType": "Coverage", "status": "active",
                            "beneficiary": {"reference": ctx.patient}}
-    identifiers = []
+    identifiers: list[dict[str, Any]] = []
     plan = in1.first(2)
     if plan:
         p = dt.comps(enc, plan)
@@ -185,6 +185,11 @@ def map_coverage(ctx: MapContext, in1: Segment, in2: Segment | None = None) -> s
     if policy:
         identifiers.append({"type": {"coding": [{"system": dt.V2 + "0203", "code": "MB"}]}, "value": policy})
         res["subscriberId"] = policy
+    insured = dt.cx(ctx, in1.first(49), default_type="MB") if in1.first(49) else None
+    if insured:
+        # IN1-49 insured's id number: the member id on the card (BPJS card number for JKN).
+        identifiers.append(insured)
+        res.setdefault("subscriberId", insured["value"])
     if identifiers:
         res["identifier"] = identifiers
     company = in1.first(4)

@@ -47,7 +47,7 @@ def map_document(ctx: MapContext, txa: Segment, obxs: list[Segment]) -> str:
     if authenticators:
         res["authenticator"] = {"reference": authenticators[0]}
     contents = []
-    text_lines = []
+    text_lines: list[str] = []
     for obx in obxs:
         if obx.text(2).upper() in ("ED", "RP") and obx.text(2).upper() == "ED":
             att = ed_attachment(ctx, obx.first(5))

@@ -16,6 +16,9 @@ def order_identifiers(ctx: MapContext, orc: Segment | None, obr: Segment | None)
     out = []
     for field, code in ((2, "PLAC"), (3, "FILL")):
         raw = (orc.first(field) if orc is not None else "") or (obr.first(field) if obr is not None else "")
+        if raw and orc is not None and obr is not None and obr.first(field) != raw:
+            # OBR-2/3 repeat ORC-2/3; a different value is not used, so it is reported as not mapped.
+            obr.used &= ~(1 << field)
         ident = dt.ei(ctx, raw, code) if raw else None
         if ident:
             out.append(ident)
@@ -34,7 +37,14 @@ def notes(ctx: MapContext, ntes: list[Segment]) -> list[dict[str, str]]:
     """NTE-3 (repeating FT) -> Annotation.text, one per NTE; empty comments left out."""
     out = []
     for nte in ntes:
-        text = "\n".join(ctx.enc.decode(r) for r in nte.reps(3)).strip()
+        # Only trailing white space and blank first/last lines go: leading spaces after a \.br\
+        # are the sender's layout (indented report lines), and FHIR markdown keeps them.
+        lines = "\n".join(ctx.enc.decode(r) for r in nte.reps(3)).split("\n")
+        while lines and not lines[0].strip():
+            lines.pop(0)
+        while lines and not lines[-1].strip():
+            lines.pop()
+        text = "\n".join(line.rstrip() for line in lines)
         if text:
             out.append({"text": text})
     return out
@@ -110,8 +120,32 @@ def map_service_request(ctx: MapContext, orc: Segment | None, obr: Segment | Non
         res["note"] = annotations
     _ = enc
     key = order_key(ctx, identifiers, orc if orc is not None else obr)  # type: ignore[arg-type]
+    if ctx.patient is None:
+        # ServiceRequest.subject is 1..1: a result without PID keeps its report and observations
+        # (subject optional there) but cannot carry a valid ServiceRequest. Counted, not hidden.
+        ctx.skip(orc if orc is not None else obr, 2, "no PID: ServiceRequest needs a subject, left out")  # type: ignore[arg-type]
+        return None, key  # type: ignore[return-value]
     match = next((i for i in identifiers if i.get("system")), None)
     return ctx.builder.add(res, key, identifier=match), key
+
+
+def apply_timing(ctx: MapContext, request: dict[str, Any] | None, tq1s: list[Segment]) -> None:
+    """TQ1 (timing/quantity, v2.5+) -> ServiceRequest: TQ1-9 priority (table 0485, the 0027 codes), TQ1-7/8
+    start/end -> occurrence; OBR-5 / ORC-7 / OBR-6 win where they were sent. The first TQ1 counts."""
+    if request is None or not tq1s:
+        return
+    tq1 = tq1s[0]
+    code = tq1.text(9).strip().upper()
+    if code and "priority" not in request:
+        prio = vocab.lookup("0027", code, ctx.unmapped)
+        if prio:
+            request["priority"] = prio
+    start, end = dt.ts_field(ctx, tq1.first(7)), dt.ts_field(ctx, tq1.first(8))
+    if (start or end) and not any(k.startswith("occurrence") for k in request):
+        if end:
+            request["occurrencePeriod"] = dt._period(start, end)
+        else:
+            request["occurrenceDateTime"] = start
 
 
 def map_specimen(ctx: MapContext, spm: Segment) -> str | None:

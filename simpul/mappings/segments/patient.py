@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from simpul.mappings import datatypes as dt
+from simpul.mappings import identity
 from simpul.mappings import vocabulary as vocab
 from simpul.mappings.context import MapContext
 from simpul.mappings.v2 import Segment
@@ -12,35 +13,63 @@ EXT = "http://hl7.org/fhir/StructureDefinition/"
 UNMAPPED_CODE_EXT = "https://simpul.dev/fhir/StructureDefinition/v2-original-code"
 
 
+RACE_EXT = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
+ETHNICITY_EXT = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity"
+# OMB race and ethnicity categories (CDC Race & Ethnicity code set), the ombCategory slice of US Core.
+OMB_CODES = {"1002-5", "2028-9", "2054-5", "2076-8", "2106-3", "2135-2", "2186-5", "UNK", "ASKU"}
+# PID-8 as some senders write it: the word instead of the table 0001 code.
+SEX_WORDS = {"FEMALE": "F", "MALE": "M", "UNKNOWN": "U", "OTHER": "O", "PEREMPUAN": "F", "LAKI-LAKI": "M",
+             "WANITA": "F", "PRIA": "M"}
+
+
 def unmapped_code(table: str, code: str) -> dict[str, Any]:
     """Primitive-element extension that keeps a v2 code a FHIR `code` element cannot hold."""
     return {"extension": [{"url": UNMAPPED_CODE_EXT, "valueCoding": vocab.original_coding(table, code)}]}
 
 
-def patient_identifiers(ctx: MapContext, pid: Segment) -> list[dict[str, Any]]:
-    """PID-2, PID-3, PID-4 [CX]; PID-19 SSN; PID-20 driver's licence."""
+def patient_identifiers(ctx: MapContext, pid: Segment) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
+                                                                 dict[str, Any] | None]:
+    """PID-3, PID-2, PID-4 [CX]; PID-19 national id; PID-20 driver's licence.
+
+    Returns all of them (PID-3 first), and the PID-3 ones and the PID-19 one on their own for the
+    match policy.
+    A PID-3 value without an assigning authority gets the channel's `patient_identity.system`.
+    """
+    policy = ctx.options.patient_identity
     out: list[dict[str, Any]] = []
+    pid_3: list[dict[str, Any]] = []
     for field in (3, 2, 4):
         for raw in pid.reps(field):
             ident = dt.cx(ctx, raw)
+            if ident and field == 3 and policy.system and not ident.get("system") \
+                    and not identity.is_national(ident):
+                ident = {**{k: v for k, v in ident.items() if k != "value"}, "system": policy.system,
+                         "value": ident["value"]}
             if ident and ident not in out:
                 out.append(ident)
+                if field == 3:
+                    pid_3.append(ident)
+    national: dict[str, Any] | None = None
     ssn = pid.text(19)
     if ssn:
-        out.append({"type": {"coding": [{"system": dt.V2 + "0203", "code": "SS"}]},
-                    "system": "http://hl7.org/fhir/sid/us-ssn", "value": ssn})
+        # PID-19 is "SSN" in the standard, but senders outside the US put their national id there:
+        # its system follows MSH-17 (or the channel), never a US SSN by default.
+        system, type_code = identity.national_id(policy, ctx.msg.msh.text(17))
+        national = {"type": {"coding": [{"system": dt.V2 + "0203", "code": type_code}]}}
+        if system:
+            national["system"] = system
+        national["value"] = ssn
+        out.append(national)
     dln = pid.text(20)
     if dln:
         out.append({"type": {"coding": [{"system": dt.V2 + "0203", "code": "DL"}]}, "value": dln})
-    return out
+    return out, pid_3, national
 
 
-def business_identifier(identifiers: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The identifier a Patient is matched on: the first one with a system (PID-3 comes first)."""
-    for ident in identifiers:
-        if ident.get("system"):
-            return ident
-    return None
+def business_identifier(ctx: MapContext, identifiers: list[dict[str, Any]],
+                        national: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The identifier a Patient is matched on under the channel's identity policy (identity.py)."""
+    return identity.match_key(ctx.options.patient_identity, identifiers, national)
 
 
 def map_patient(ctx: MapContext, pid: Segment, pd1: Segment | None = None, *, active: bool | None = None,
@@ -55,7 +84,7 @@ def map_patient(ctx: MapContext, pid: Segment, pd1: Segment | None = None, *, ac
     enc = ctx.enc
     res: dict[str, Any] = {"resourceType": "Patient"}
     extensions: list[dict[str, Any]] = []
-    identifiers = patient_identifiers(ctx, pid)
+    identifiers, pid_3, national = patient_identifiers(ctx, pid)
     if identifiers:
         res["identifier"] = identifiers
     if active is not None:
@@ -69,7 +98,8 @@ def map_patient(ctx: MapContext, pid: Segment, pd1: Segment | None = None, *, ac
     telecom += [t for t in (dt.xtn(ctx, r) for r in pid.reps(40)) if t]
     if telecom:
         res["telecom"] = telecom
-    sex = pid.text(8).upper()
+    sex = pid.text(8).strip().upper()
+    sex = SEX_WORDS.get(sex, sex)
     if sex:
         gender = vocab.lookup("0001", sex, ctx.unmapped)
         if gender:
@@ -123,6 +153,17 @@ def map_patient(ctx: MapContext, pid: Segment, pd1: Segment | None = None, *, ac
     birthplace = pid.text(23)
     if birthplace:
         extensions.append({"url": EXT + "patient-birthPlace", "valueAddress": {"text": birthplace}})
+    for field, url in ((10, RACE_EXT), (22, ETHNICITY_EXT)):
+        # PID-10 race / PID-22 ethnic group: the IG's extensions (US Core shape: coded answers plus the
+        # required text); codes outside the OMB categories go under "detailed".
+        for raw in pid.reps(field):
+            cc = dt.cwe(ctx, raw)
+            if not cc:
+                continue
+            parts = [{"url": "ombCategory" if c.get("code") in OMB_CODES else "detailed", "valueCoding": c}
+                     for c in cc.get("coding", []) if c.get("code") and c.get("system")]
+            text = cc.get("text") or next((c.get("display") or c.get("code") for c in cc.get("coding", [])), "")
+            extensions.append({"url": url, "extension": parts + [{"url": "text", "valueString": text}]})
     for raw in pid.reps(26):
         cc = dt.cwe(ctx, raw)
         if cc:
@@ -146,9 +187,11 @@ def map_patient(ctx: MapContext, pid: Segment, pd1: Segment | None = None, *, ac
         res["identifier"] = [i for i in identifiers if i != match_identifier] + [old]
         key = f"{match_identifier['system']}|{match_identifier['value']}"
         return ctx.builder.add(res, key, identifier=match_identifier)
-    match = business_identifier(identifiers)
-    # Without an identifier system there is nothing safe to match on: the Patient gets a
-    # deterministic id of its own (replays update it, other messages do not share it).
-    key = (f"{match['system']}|{match['value']}" if match
-           else f"{identifiers[0]['value']}|{ctx.control_id}" if identifiers else ctx.key(pid))
-    return ctx.builder.add(res, key, identifier=match)
+    match = business_identifier(ctx, pid_3, national)
+    if match is None:
+        # Nothing safe to match on: the Patient gets a deterministic id of its own (a replay of this
+        # message updates it, no other message shares it) and the message is counted, so staff can
+        # link the duplicate later. A duplicate is recoverable; a merge of two people is not.
+        ctx.counts["unmatched_patient"] += 1
+        return ctx.builder.add(res, ctx.key(pid))
+    return ctx.builder.add(res, f"{match['system']}|{match['value']}", identifier=match)

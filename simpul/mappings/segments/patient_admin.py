@@ -76,7 +76,7 @@ def map_identifier_change(ctx: MapContext) -> None:
         prior = [i for i in (dt.cx(ctx, r) for r in mrg.reps(1)) if i]
         if not prior:
             raise MappingError("no prior patient identifier (MRG-1 empty)", segment="MRG", field=1)
-        match = business_identifier(prior)
+        match = business_identifier(ctx, prior)
         if match is None:
             # nothing to find the old record by: map the new identity and keep the old one as history
             ctx.skip(mrg, 1, "prior identifier has no assigning authority, no in-place update")

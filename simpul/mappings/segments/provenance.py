@@ -19,7 +19,7 @@ MESSAGE_EXT = "https://simpul.dev/fhir/StructureDefinition/v2-message"
 MSH_EXT = "https://simpul.dev/fhir/StructureDefinition/v2-msh"
 MSH_FIELDS = (("sendingApplication", 3), ("sendingFacility", 4), ("receivingApplication", 5),
               ("receivingFacility", 6), ("dateTimeOfMessage", 7), ("messageType", 9), ("messageControlId", 10),
-              ("processingId", 11), ("versionId", 12), ("characterSet", 18))
+              ("processingId", 11), ("versionId", 12), ("countryCode", 17), ("characterSet", 18))
 
 
 def msh_extension(ctx: MapContext) -> dict[str, Any]:

@@ -3,6 +3,7 @@ Study Instance UID -> DiagnosticReport.conclusion/presentedForm and ImagingStudy
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 from simpul.mappings import datatypes as dt
@@ -16,6 +17,12 @@ TERM = "http://terminology.hl7.org/CodeSystem/"
 NARRATIVE_TYPES = {"TX", "FT"}
 # OBR-24 diagnostic service sections (table 0074) that make a report "radiology"
 IMAGING_SECTIONS = {"RAD", "CT", "RUS", "VUS", "OUS", "NMR", "NMS", "CUS", "RX", "XRC", "IMG", "MR", "US"}
+# OBX-3 codes that name a section of a text report rather than a measurement (Epic and other RIS:
+# GDT general description text, IMP impression, ADT addendum, TCM technologist comment, REC
+# recommendation): such OBX lines are the report's narrative, not Observations.
+REPORT_SECTION_CODES = {"GDT", "IMP", "ADT", "TCM", "REC", "RPT", "REPORT", "IMPRESSION", "FINDINGS", "ADDENDUM",
+                        "CONCLUSION", "FND", "HX", "HISTORY", "TECHNIQUE", "COMPARISON"}
+IMPRESSION_CODES = {"IMP", "IMPRESSION", "CONCLUSION"}
 # OBX-3 codes that carry a DICOM Study Instance UID (DICOM CID 7060: 113014 "DICOM Study"; 110180 "Study Instance UID")
 STUDY_UID_CODES = {"113014", "110180"}
 
@@ -150,6 +157,30 @@ _TYPED = {"NM": _nm, "SN": _sn, "CE": _cwe, "CWE": _cwe, "CNE": _cwe, "CF": _cwe
           "DT": _dtm, "DTM": _dtm, "TS": _dtm, "TM": _tm, "NR": _nr, "DR": _dr, "CQ": _cq}
 
 
+_RANGE = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)\s*(?:-|\.\.|to)\s*([+-]?\d+(?:\.\d+)?)\s*$")
+_BOUND = re.compile(r"^\s*([<>]=?)\s*([+-]?\d+(?:\.\d+)?)\s*$")
+
+
+def reference_range(ctx: MapContext, text: str, raw_units: str) -> dict[str, Any]:
+    """OBX-7 -> Observation.referenceRange: `12.0-16.0` -> low/high, `<5` -> high, `>10` -> low (in
+    OBX-6 units); the text as sent is kept beside them. Anything else stays text only."""
+    out: dict[str, Any] = {}
+    unit = dt.units(ctx, raw_units)
+    m = _RANGE.match(text)
+    if m:
+        low, high = dt.number(m.group(1)), dt.number(m.group(2))
+        if low is not None and high is not None and low <= high:
+            out["low"] = {"value": low, **unit}
+            out["high"] = {"value": high, **unit}
+    else:
+        b = _BOUND.match(text)
+        value = dt.number(b.group(2)) if b else None
+        if b and value is not None:
+            out["high" if b.group(1).startswith("<") else "low"] = {"value": value, **unit}
+    out["text"] = text
+    return out
+
+
 def ed_attachment(ctx: MapContext, raw: str) -> dict[str, Any] | None:
     """ED (source ^ type ^ subtype ^ encoding ^ data) -> Attachment; Base64 data kept, text data encoded."""
     enc = ctx.enc
@@ -174,8 +205,53 @@ def ed_attachment(ctx: MapContext, raw: str) -> dict[str, Any] | None:
     return {"contentType": content_type, "data": payload}
 
 
+def ed_attachments(ctx: MapContext, obxs: list[tuple[Segment, str]]) -> list[dict[str, Any]]:
+    """Every ED OBX of a report group -> Attachments. Senders split a large document (a base64 PDF)
+    over consecutive OBX: an ED OBX with the same OBX-3 and OBX-4 as the one before, or one whose
+    ED header (type, subtype, encoding) is empty, continues it. Unreadable data is counted, not hidden."""
+    enc = ctx.enc
+    runs: list[tuple[Segment, list[str], str]] = []  # (first OBX, [ED parts], "OBX-3|OBX-4")
+    for obx, vtype in obxs:
+        if vtype != "ED":
+            continue
+        raw = obx.first(5)
+        p = dt.comps(enc, raw)
+        same = f"{obx.text(3, 1)}|{obx.text(4)}"
+        headless = not any(dt.leaf(enc, p, n) for n in (2, 3, 4))
+        if runs and (runs[-1][2] == same or headless):
+            runs[-1][1].append(dt.leaf(enc, p, 5) if len(p) >= 5 else dt.leaf(enc, p, 1))
+        else:
+            runs.append((obx, [raw], same))
+    out = []
+    for first, parts, _ in runs:
+        raw = parts[0] + "".join(parts[1:])
+        att = ed_attachment(ctx, raw)
+        if att:
+            out.append(att)
+        else:
+            ctx.skip(first, 5, "ED value unreadable")
+    return out
+
+
 def is_narrative(obx: Segment) -> bool:
     return obx.text(2).upper() in NARRATIVE_TYPES
+
+
+def report_section(ctx: MapContext, obx: Segment) -> str:
+    """The report-section code of a text OBX (GDT, IMP, ...), else ""."""
+    cc = dt.cwe(ctx, obx.first(3)) if obx.first(3) else None
+    code = ((cc or {}).get("coding") or [{}])[0].get("code", "")
+    code = code.upper().rsplit(".", 1)[-1]  # some senders write "1234.IMP"
+    return code if code in REPORT_SECTION_CODES else ""
+
+
+def interpreter(ctx: MapContext, obr: Segment) -> str | None:
+    """OBR-32 principal result interpreter (NDL: CNN in component 1, as subcomponents) -> Practitioner."""
+    raw = obr.first(32)
+    if not raw:
+        return None
+    cnn = raw.split(ctx.enc.component, 1)[0]
+    return dt.practitioner(ctx, cnn.replace(ctx.enc.subcomponent, ctx.enc.component))
 
 
 def study_uid(ctx: MapContext, obx: Segment, vtype: str | None = None) -> str | None:
@@ -228,7 +304,7 @@ def map_observation(ctx: MapContext, obx: Segment, *, ntes: list[Segment], order
         res["interpretation"] = interpretations
     ref_range = obx.text(7)
     if ref_range:
-        res["referenceRange"] = [{"text": ref_range}]
+        res["referenceRange"] = [reference_range(ctx, ref_range, obx.first(6))]
     raw_method = obx.first(17)
     method = dt.cwe(ctx, raw_method) if raw_method else None
     if method:
@@ -273,7 +349,8 @@ def map_imaging_study(ctx: MapContext, uid: str, *, based_on: str | None, obr: S
 
 def map_diagnostic_report(ctx: MapContext, obr: Segment, orc: Segment | None, *, results: list[str],
                           narrative: list[str], attachments: list[dict[str, Any]], imaging: list[str],
-                          based_on: str | None, order_key: str, specimens: list[str]) -> str:
+                          based_on: str | None, order_key: str, specimens: list[str],
+                          impression: list[str] = ()) -> str:  # type: ignore[assignment]
     res: dict[str, Any] = {"resourceType": "DiagnosticReport"}
 
     identifiers = order_identifiers(ctx, orc, obr)
@@ -295,6 +372,9 @@ def map_diagnostic_report(ctx: MapContext, obr: Segment, orc: Segment | None, *,
         res["subject"] = {"reference": ctx.patient}
     if ctx.encounter:
         res["encounter"] = {"reference": ctx.encounter}
+    reader = interpreter(ctx, obr)
+    if reader:
+        res["resultsInterpreter"] = [{"reference": reader}]
     start, end = dt.ts_field(ctx, obr.first(7)), dt.ts_field(ctx, obr.first(8))
     if start and end:
         res["effectivePeriod"] = {"start": start, "end": end}
@@ -312,7 +392,9 @@ def map_diagnostic_report(ctx: MapContext, obr: Segment, orc: Segment | None, *,
     forms = list(attachments)
     if narrative:
         text = "\n".join(narrative)
-        res["conclusion"] = text
+        # The impression section is the conclusion when the sender marks one; the whole text
+        # (findings included) is the presented form either way.
+        res["conclusion"] = "\n".join(impression).strip() or text
         forms.insert(0, {"contentType": "text/plain; charset=utf-8",
                          "data": base64.b64encode(text.encode("utf-8")).decode("ascii")})
     if forms:

@@ -8,6 +8,7 @@ from simpul.mappings import datatypes as dt
 from simpul.mappings import vocabulary as vocab
 from simpul.mappings.context import MapContext
 from simpul.mappings.segments.orders import notes
+from simpul.mappings.segments.patient import unmapped_code
 from simpul.mappings.v2 import Segment
 
 EVENT_STATUS = {"S12": "booked", "S13": "booked", "S14": "booked", "S15": "cancelled", "S16": "cancelled",
@@ -84,14 +85,25 @@ def map_appointment(ctx: MapContext, sch: Segment, resources: list[Segment], nte
     if service_types:
         res["serviceType"] = service_types
     if start and "T" in start:
-        res["start"] = start
-        if end and "T" in end:
-            res["end"] = end
-        elif minutes:
+        if not (end and "T" in end) and minutes:
             try:
-                res["end"] = (datetime.fromisoformat(start) + timedelta(minutes=minutes)).isoformat()
+                end = (datetime.fromisoformat(start) + timedelta(minutes=minutes)).isoformat()
             except ValueError:
-                pass
+                end = None
+        if end and "T" in end:
+            res["start"], res["end"] = start, end
+    if "start" not in res:
+        # app-2/app-3: start and end come together, and only proposed, cancelled or waitlisted
+        # appointments may lack them. Without a full time (no offset known, or no end) the slot is
+        # kept as requestedPeriod (dates allowed) and the appointment is proposed, not booked:
+        # a server rejects a booked appointment without times, and a guess would be wrong.
+        if start or end:
+            res["requestedPeriod"] = [dt._period(start, end)]
+        if res["status"] not in ("proposed", "cancelled", "waitlist"):
+            if filler_status:
+                res["_status"] = unmapped_code("0278", filler_status)
+            res["status"] = "proposed"
+            ctx.counts["appointment_without_time"] += 1
     if minutes:
         res["minutesDuration"] = minutes
     if sch.text(5):
