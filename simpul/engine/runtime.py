@@ -251,7 +251,6 @@ class Engine:
         self.channels = {runtime.name: runtime for runtime in runtimes}
         self._by_source = by_source
         self.channel_set_hash = nodes.channel_set_hash(runtimes)
-        await self._publish()
         # Workers are replaced only when their destination's settings changed.
         wanted_workers: dict[tuple[str, str], tuple[str, Any]] = {}
         for runtime in runtimes:
@@ -275,6 +274,9 @@ class Engine:
             self.workers[key] = (fingerprint, worker, task)
         if self.processor is not None:
             self.processor.wake.set()
+        # Last: an await before the workers are replaced would let an old worker claim a delivery
+        # of the new channels and lose the claim when it is stopped (its lease would then hold it).
+        await self._publish()
 
     # ---- several processes on one store (engine/nodes.py) -------------------------------------
     async def _publish(self) -> None:
