@@ -20,13 +20,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
 import tenacity
-from sqlalchemy import BindParameter, Connection, and_, bindparam, exists, func, or_, select, update
+from sqlalchemy import BindParameter, Connection, and_, bindparam, exists, func, or_, select, tuple_, update
 from sqlalchemy.orm import aliased
 
 from simpul.connectors.base import Connector, Outgoing
@@ -66,6 +67,7 @@ class Claimed:
     control_id: str
     message_type: str
     idempotency_id: int = 0      # the first delivery of a replay chain; connectors key on it
+    lease_token: str = ""        # this claim's token: the outcome is recorded only while the row still has it
 
 
 def _claim_statements() -> tuple[Any, Any, Any]:
@@ -90,13 +92,19 @@ def _claim_statements() -> tuple[Any, Any, Any]:
     # ix_deliveries_queue (channel, destination, status, id) stops at the limit. Order between
     # keys is only fairness; order within a key is the `blocked` check. A worker never takes
     # over what it is sending itself (`sending`), however slow.
+    # Several processes (PostgreSQL): FOR UPDATE OF deliveries SKIP LOCKED, so a row another
+    # process is claiming (or recording) right now is passed over instead of taken twice; a row it
+    # claimed and committed meanwhile fails the status/lease re-check PostgreSQL makes on lock. The
+    # `blocked` check sees the predecessor as unfinished until its outcome is committed, so a
+    # key's next delivery is never claimed while any process holds the previous one. SQLite
+    # ignores the clause: its writers are serialised by BEGIN IMMEDIATE.
     orphaned = (select(*columns).join(messages, messages.c.id == d.c.message_id)
                 .where(*mine, d.c.status == DeliveryStatus.IN_FLIGHT, d.c.lease_until < bindparam("now"),
                        d.c.id.notin_(bindparam("sending", expanding=True)), ~blocked)
-                .order_by(d.c.id).limit(bindparam("limit")))
+                .order_by(d.c.id).limit(bindparam("limit")).with_for_update(of=d, skip_locked=True))
     due = (select(*columns).join(messages, messages.c.id == d.c.message_id)
            .where(*mine, d.c.status == DeliveryStatus.PENDING, d.c.next_attempt_at <= bindparam("now"), ~blocked)
-           .order_by(d.c.id).limit(bindparam("limit")))
+           .order_by(d.c.id).limit(bindparam("limit")).with_for_update(of=d, skip_locked=True))
     c = destination_controls.c
     paused = select(c.paused_at).where(c.channel == channel, c.destination == label)
     return paused, orphaned, due
@@ -124,7 +132,7 @@ class DestinationWorker:
         self.wake = asyncio.Event()
         self._stopping = False
         self._in_flight: set[asyncio.Task[None]] = set()
-        self._sending: set[int] = set()          # delivery ids sent or being sent, not yet recorded
+        self._sending: dict[int, str] = {}       # delivery id -> lease token, sent or being sent, not yet recorded
         self._sends = 0                          # sends in progress (the in-flight slots taken)
         self._renewed_at = time.monotonic()
         self._delivered = metrics.delivered.labels(channel, label)
@@ -152,7 +160,7 @@ class DestinationWorker:
             self._report_state()
             await self._renew_leases()
             for item in claimed:
-                self._sending.add(item.id)
+                self._sending[item.id] = item.lease_token
                 self._sends += 1
                 task = asyncio.create_task(self._deliver(item))
                 self._in_flight.add(task)
@@ -175,10 +183,9 @@ class DestinationWorker:
         if not self._sending or time.monotonic() - self._renewed_at < self.lease / 3:
             return
         self._renewed_at = time.monotonic()
-        ids, owner, until = list(self._sending), self.owner, time.time() + self.lease
+        held, until = list(self._sending.items()), time.time() + self.lease
         await self.writer.run(lambda connection: connection.execute(
-            update(deliveries).where(deliveries.c.id.in_(ids), deliveries.c.lease_owner == owner,
-                                     deliveries.c.status == DeliveryStatus.IN_FLIGHT).values(lease_until=until)))
+            _RENEW, {"ids": [pair[0] for pair in held], "held": held, "until": until}))
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
@@ -198,6 +205,7 @@ class DestinationWorker:
         """Claim up to `limit` due deliveries; returns (claimed, paused). A paused destination claims none."""
         params = {"channel": self.channel, "label": self.label, "sending": list(self._sending)}
         owner, lease = self.owner, self.lease
+        token = uuid.uuid4().hex
 
         def claim(connection: Connection) -> tuple[list[Claimed], bool]:
             if connection.execute(_PAUSED, params).scalar() is not None:
@@ -207,9 +215,12 @@ class DestinationWorker:
             if len(rows) < limit:
                 rows.extend(Claimed(*row) for row in connection.execute(
                     _DUE, {**params, "now": now, "limit": limit - len(rows)}))
+            for item in rows:
+                item.lease_token = token
             if rows:
                 connection.execute(update(deliveries).where(deliveries.c.id.in_([r.id for r in rows]))
-                                   .values(status=DeliveryStatus.IN_FLIGHT, lease_until=now + lease, lease_owner=owner))
+                                   .values(status=DeliveryStatus.IN_FLIGHT, lease_until=now + lease, lease_owner=owner,
+                                           lease_token=token))
             return rows, False
         return claim
 
@@ -227,7 +238,7 @@ class DestinationWorker:
             await self._send_and_record(item, release_slot)
         finally:
             release_slot()
-            self._sending.discard(item.id)
+            self._sending.pop(item.id, None)
 
     async def _send_and_record(self, item: Claimed, release_slot: Callable[[], None]) -> None:
         started = time.time()
@@ -311,17 +322,45 @@ class _Recorder:
         await asyncio.sleep(0)       # let sends finishing in this loop turn join the batch
         batch, self._pending, self._flush = self._pending, [], None
         channel, label = self.channel, self.label
-        await self.writer.run(lambda connection: _record_batch(connection, batch, channel, label))
+        refused = await self.writer.run(lambda connection: _record_batch(connection, batch, channel, label))
+        for result in refused:
+            # Another process took the delivery over (this one stalled past its lease): its
+            # outcome is the one that counts. Ids and the outcome only; no message content.
+            log.warning("delivery outcome refused: the lease was taken over", extra={
+                "channel": channel, "stage": label, "delivery_id": result.item.id, "outcome": result.outcome,
+                "attempt": result.attempt})
 
 
-_UPDATE_DELIVERY = (update(deliveries).where(deliveries.c.id == bindparam("b_id")).values(
-    attempts=bindparam("b_attempts"), lease_until=None, lease_owner=None, last_error=bindparam("b_error"),
-    last_response=bindparam("b_response"), status=bindparam("b_status"),
+_UPDATE_DELIVERY = (update(deliveries).where(deliveries.c.id == bindparam("b_id"),
+                                             deliveries.c.lease_token == bindparam("b_token")).values(
+    attempts=bindparam("b_attempts"), lease_until=None, lease_owner=None, lease_token=None,
+    last_error=bindparam("b_error"), last_response=bindparam("b_response"), status=bindparam("b_status"),
     next_attempt_at=func.coalesce(bindparam("b_next_at"), deliveries.c.next_attempt_at),
     delivered_at=bindparam("b_delivered_at")))
 
+# The rows whose lease this worker still holds (id and token match), locked until the outcome is
+# written: a takeover (SKIP LOCKED) passes over them meanwhile, and this waits for one in progress.
+# (`id IN` as well: SQLite scans the whole table for a row-value IN alone.)
+_HELD = (select(deliveries.c.id)
+         .where(deliveries.c.id.in_(bindparam("ids", expanding=True)),
+                tuple_(deliveries.c.id, deliveries.c.lease_token).in_(bindparam("held", expanding=True)))
+         .order_by(deliveries.c.id).with_for_update())
 
-def _record_batch(connection: Connection, batch: list[_Result], channel: str, label: str) -> None:
+_RENEW = (update(deliveries)
+          .where(deliveries.c.id.in_(bindparam("ids", expanding=True)),
+                 tuple_(deliveries.c.id, deliveries.c.lease_token).in_(bindparam("held", expanding=True)),
+                 deliveries.c.status == DeliveryStatus.IN_FLIGHT)
+          .values(lease_until=bindparam("until")))
+
+
+def _record_batch(connection: Connection, batch: list[_Result], channel: str, label: str) -> list[_Result]:
+    """Write the outcomes whose lease is still held; return the refused ones (lease taken over)."""
+    held = set(connection.execute(_HELD, {"ids": [r.item.id for r in batch],
+                                          "held": [(r.item.id, r.item.lease_token) for r in batch]}).scalars())
+    refused = [result for result in batch if result.item.id not in held]
+    batch = [result for result in batch if result.item.id in held]
+    if not batch:
+        return refused
     attempts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     failed: list[tuple[_Result, str]] = []
@@ -341,7 +380,7 @@ def _record_batch(connection: Connection, batch: list[_Result], channel: str, la
             # held: dead-lettered, but its key waits for the on-call decision (replay or discard)
             status = DeliveryStatus.HELD if result.hold else DeliveryStatus.DEAD
             failed.append((result, error_text or ""))
-        updates.append({"b_id": result.item.id, "b_attempts": result.attempt, "b_error": error_text,
+        updates.append({"b_id": result.item.id, "b_token": result.item.lease_token, "b_attempts": result.attempt, "b_error": error_text,
                         "b_response": response, "b_status": status, "b_next_at": result.next_at,
                         "b_delivered_at": result.finished if status == DeliveryStatus.DELIVERED else None})
     connection.execute(delivery_attempts.insert(), attempts)
@@ -354,6 +393,7 @@ def _record_batch(connection: Connection, batch: list[_Result], channel: str, la
             originals[result.item.message_id], created_at=result.finished, channel=channel, destination=label,
             stage=label, error_class=type(result.error).__name__, error=error_text, attempts=result.attempt,
             delivery_id=result.item.id, payload=result.item.payload) for result, error_text in failed])
+    return refused
 
 
 def _as_text(value: str | bytes | None) -> str | None:

@@ -69,6 +69,13 @@ class Metrics:
                                         ["channel", "destination"], registry=r)
         self.destination_in_downtime = Gauge("simpul_destination_in_downtime", "1 inside a planned downtime window",
                                              ["channel", "destination"], registry=r)
+        # Several engine processes on one store (engine/nodes.py), refreshed every heartbeat.
+        self.config_drift = Gauge("simpul_config_drift", "1 while live engine processes on this store run "
+                                  "different channel sets", registry=r)
+        self.channel_sets = Gauge("simpul_channel_sets", "Distinct channel sets among live engine processes",
+                                  registry=r)
+        self.unroutable_received = Gauge("simpul_messages_unroutable_received", "Messages waiting in `received` "
+                                         "whose source no live engine process listens on", registry=r)
         self.circuit_state = Gauge("simpul_destination_circuit_state", "Circuit breaker: 0 closed, 1 open, "
                                    "2 half-open", ["channel", "destination"], registry=r)
 

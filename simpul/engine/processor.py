@@ -3,6 +3,12 @@ one delivery per destination — all of a message's results in one transaction w
 
 A crash between reading and writing leaves the messages `received`, so they are processed
 again after restart; nothing is half-done because the write is one transaction.
+
+Several engine processes may share the store. A process takes only messages from sources its
+own channels listen on: one without a channel for a message's source cannot know whether it
+is unrouted, so it leaves the message `received` for a process that has (engine/nodes.py
+reports messages that no live process can take).
+
 Mapping is CPU work, so it runs in the mapping pool's worker process, off the event loop
 that sends ACKs.
 """
@@ -11,11 +17,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, text, update
 
 from simpul.engine.channel_runtime import ChannelRuntime
 from simpul.engine.mapping_pool import MappingPool
@@ -28,6 +34,10 @@ from simpul.store.writer import StoreWriter, insert_rows
 log = logging.getLogger("simpul.processor")
 
 BATCH = 200
+# PostgreSQL transaction lock that serialises writing routing outcomes across engine processes
+# (any fixed number; this one spells "simroute" in ASCII, recognisable in pg_locks).
+ROUTING_LOCK_KEY = 0x73696D726F757465
+_ROUTING_LOCK = text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=ROUTING_LOCK_KEY)
 MESSAGE_COLUMNS = _COLUMNS = (messages.c.id, messages.c.source, messages.c.raw, messages.c.charset, messages.c.message_type,
             messages.c.sending_application, messages.c.sending_facility, messages.c.receiving_application,
             messages.c.receiving_facility, messages.c.control_id, messages.c.version_id,
@@ -67,8 +77,9 @@ class Processor:
                  channels_for: Callable[[str], list[ChannelRuntime]],
                  on_queued: Callable[[set[tuple[str, str]]], None],
                  read: Callable[[Callable[[Connection], Any]], Any],
-                 pool_for: Callable[[], MappingPool]) -> None:
+                 pool_for: Callable[[], MappingPool], sources: Callable[[], Collection[str]]) -> None:
         self.writer = writer
+        self.sources = sources
         self.pool_for = pool_for
         self.read = read
         self.metrics = metrics
@@ -90,7 +101,8 @@ class Processor:
                 await asyncio.sleep(1.0)
 
     async def _process_one_batch(self) -> None:
-        rows = await self.read(_fetch_received)
+        sources = list(self.sources())
+        rows = await self.read(lambda connection: _fetch_received(connection, sources)) if sources else []
         if not rows:
             self.wake.clear()
             try:
@@ -159,16 +171,27 @@ class Processor:
             attempts=1))
 
 
-def _fetch_received(connection: Connection) -> list[Any]:
-    query = select(*_COLUMNS).where(messages.c.status == MessageStatus.RECEIVED).order_by(messages.c.id).limit(BATCH)
-    return list(connection.execute(query))
+_RECEIVED = (select(*_COLUMNS).where(messages.c.status == MessageStatus.RECEIVED,
+                                     messages.c.source.in_(bindparam("sources", expanding=True)))
+             .order_by(messages.c.id).limit(BATCH))
+
+
+def _fetch_received(connection: Connection, sources: list[str]) -> list[Any]:
+    return list(connection.execute(_RECEIVED, {"sources": sources}))
 
 
 def _write_outcomes(connection: Connection, outcomes: list[_Outcome]) -> None:
     """Only messages still `received` are taken: if another processor (a second engine process,
     or one that outlived a crash for a moment) already handled one, its deliveries are not queued
     twice. The writer holds the write lock (SQLite) or the row locks (PostgreSQL, FOR UPDATE), so
-    nobody changes these rows between the check and the update."""
+    nobody changes these rows between the check and the update.
+
+    PostgreSQL with several processes on one source: routing outcomes are written one process at
+    a time (a transaction advisory lock). Delivery ids give the FIFO order per key, so two
+    processes inserting the deliveries of interleaved batches at once could give a later message
+    a smaller id; serialised, a batch is always the oldest messages still `received`."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(_ROUTING_LOCK)
     ids = [outcome.message_id for outcome in outcomes]
     still_received = set(connection.execute(
         select(messages.c.id).where(messages.c.id.in_(ids), messages.c.status == MessageStatus.RECEIVED)

@@ -33,6 +33,7 @@ from simpul.engine.ingest_process import IngestProcess
 from simpul.engine.listeners import ListenerSet, source_key, wanted_listeners
 from simpul.engine.mapping_pool import MappingPool, specs_of
 from simpul.engine.metrics import IngestMetrics, Metrics
+from simpul.engine import nodes
 from simpul.engine.processor import Processor
 from simpul.engine.queue_metrics import refresh_queue_gauges
 from simpul.errors import ConfigError
@@ -82,6 +83,11 @@ class Engine:
         self._http: Any = None
         self.http_port: int | None = None
         self._channel_stamp: tuple[Any, ...] = ()
+        self.channel_set_hash = ""
+        self._started_at = time.time()
+        self._drift_seen: dict[str, list[str]] = {}
+        self._unroutable_seen = 0
+        self._heartbeat_stop = asyncio.Event()
         self.started = asyncio.Event()
 
     # ---- life cycle -------------------------------------------------------------------------
@@ -109,7 +115,7 @@ class Engine:
         # Refuse to start when commits would not wait for the disk (StoreError names the level).
         await self.writer.check_durability()
         self.processor = Processor(self.writer, self.metrics, self.channels_for, self.wake_workers, self.read,
-                                   self._current_mapping_pool)
+                                   self._current_mapping_pool, self.sources)
         if not self.settings.ingest_process:
             self._listener_set = ListenerSet(self.writer, self.ingest_metrics, self.read, self._message_committed)
         await self._apply(loaded)
@@ -118,6 +124,7 @@ class Engine:
             await self._ingest_process.start()
             self._tasks.append(asyncio.create_task(self._relax_writer_when_ingest_is_quiet(), name="writer-pace"))
         self._tasks.append(asyncio.create_task(self.processor.run(), name="processor"))
+        self._tasks.append(asyncio.create_task(self._heartbeat(), name="heartbeat"))
         self._tasks.append(asyncio.create_task(refresh_queue_gauges(
             self, interval=min(5.0, self.settings.delivery.poll_interval * 20)), name="queue-gauges"))
         for name, job in self._background_jobs.items():
@@ -131,6 +138,17 @@ class Engine:
                                           "listeners": self.listener_ports()})
 
     async def stop(self) -> None:
+        # The heartbeat ends between two beats, not mid-read: a read cancelled here would finish
+        # in its thread after the pool is disposed and leave a connection open.
+        self._heartbeat_stop.set()
+        beating = [task for task in self._tasks if task.get_name() == "heartbeat"]
+        if beating:
+            await asyncio.wait(beating, timeout=10)
+        if self.writer is not None and self.channel_set_hash:
+            try:
+                await asyncio.wait_for(self.writer.run(lambda connection: nodes.withdraw(connection, self.owner)), 5)
+            except Exception as exc:  # noqa: BLE001 - the row goes stale on its own; stopping matters more
+                log.warning("could not withdraw from engine_nodes", extra={"error_class": type(exc).__name__})
         if self._ingest_process is not None:
             await self._ingest_process.stop()
             self._ingest_process = None
@@ -171,6 +189,10 @@ class Engine:
     # ---- channels and hot reload ------------------------------------------------------------
     def channels_for(self, source: str) -> list[ChannelRuntime]:
         return self._by_source.get(source, [])
+
+    def sources(self) -> list[str]:
+        """The source keys this process's channels listen on: the only messages it routes."""
+        return list(self._by_source)
 
     def _load_channels_or_raise(self) -> list[ChannelRuntime]:
         path = self.settings.channels_path()
@@ -228,6 +250,7 @@ class Engine:
                 old.close()
         self.channels = {runtime.name: runtime for runtime in runtimes}
         self._by_source = by_source
+        self.channel_set_hash = nodes.channel_set_hash(runtimes)
         # Workers are replaced only when their destination's settings changed.
         wanted_workers: dict[tuple[str, str], tuple[str, Any]] = {}
         for runtime in runtimes:
@@ -251,6 +274,46 @@ class Engine:
             self.workers[key] = (fingerprint, worker, task)
         if self.processor is not None:
             self.processor.wake.set()
+        # Last: an await before the workers are replaced would let an old worker claim a delivery
+        # of the new channels and lose the claim when it is stopped (its lease would then hold it).
+        await self._publish()
+
+    # ---- several processes on one store (engine/nodes.py) -------------------------------------
+    async def _publish(self) -> None:
+        assert self.writer is not None
+        owner, channel_set, sources, started_at = self.owner, self.channel_set_hash, self.sources(), self._started_at
+        await self.writer.run(lambda connection: nodes.publish(
+            connection, owner=owner, channel_set=channel_set, sources=sources, started_at=started_at))
+
+    async def _heartbeat(self) -> None:
+        while not self._heartbeat_stop.is_set():
+            try:
+                await self._publish()
+                self._report_cluster(await self.read(nodes.cluster_view))
+            except Exception as exc:  # noqa: BLE001 - the store is down; /healthz says so, retry later
+                log.warning("engine heartbeat failed", extra={"error_class": type(exc).__name__})
+            try:
+                await asyncio.wait_for(self._heartbeat_stop.wait(), nodes.HEARTBEAT)
+            except TimeoutError:
+                pass
+
+    def _report_cluster(self, view: nodes.ClusterView) -> None:
+        self.metrics.config_drift.set(int(bool(view.drift)))
+        self.metrics.channel_sets.set(max(len(view.drift), 1 if view.nodes else 0))
+        waiting = sum(view.unknown_sources.values())
+        self.metrics.unroutable_received.set(waiting)
+        if view.drift != self._drift_seen:
+            if view.drift:
+                log.warning("config drift: engine processes on this store run different channel sets",
+                            extra={"channel_sets": view.drift, "this_node": self.owner,
+                                   "channel_set_hash": self.channel_set_hash})
+            else:
+                log.info("config drift resolved: every engine process runs the same channel set")
+            self._drift_seen = view.drift
+        if waiting and waiting != self._unroutable_seen:
+            log.warning("messages wait for a source no live engine process listens on",
+                        extra={"sources": view.unknown_sources})
+        self._unroutable_seen = waiting
 
     def _message_committed(self) -> None:
         if self.processor is not None:
@@ -307,6 +370,9 @@ class Engine:
             # Through the writer, so a stuck writer or a missing table shows, not just a live socket.
             backlog = await asyncio.wait_for(self.writer.run(_unprocessed_count, durable=False), 5)
             report["unprocessed_messages"] = backlog
+            view = await asyncio.wait_for(self.read(nodes.cluster_view), 5)
+            report["channel_set_hash"] = self.channel_set_hash
+            report.update(view.health())
         except Exception as exc:  # noqa: BLE001 - health reports, it does not raise
             report.update(status="unavailable", store=type(exc).__name__)
         return report

@@ -163,6 +163,7 @@ class Delivery:
     content_type: str
     replay_of: int | None
     ordered_as: int | None
+    lease_token: str | None      # the current claim's token (engine/delivery.py); None when not claimed
 
     @classmethod
     def from_row(cls, row: _Row) -> Self:
@@ -180,7 +181,7 @@ def delivery_row(*, message_id: int, channel: str, destination: str, order_key: 
         "order_key": _cut(order_key, 250), "status": DeliveryStatus.PENDING, "attempts": 0,
         "created_at": created_at, "next_attempt_at": next_attempt_at, "lease_until": None, "lease_owner": None,
         "delivered_at": None, "last_error": None, "last_response": None, "payload": payload,
-        "content_type": content_type, "replay_of": replay_of, "ordered_as": ordered_as,
+        "content_type": content_type, "replay_of": replay_of, "ordered_as": ordered_as, "lease_token": None,
     }
 
 
@@ -433,3 +434,26 @@ def archive_entry_row(*, archive_id: int, message_id: int, channel: str, receive
                       control_id: str, patient_id: str) -> dict[str, Any]:
     return {"archive_id": archive_id, "message_id": message_id, "channel": channel, "received_at": received_at,
             "message_type": message_type, "control_id": control_id, "patient_id": patient_id}
+
+
+# ---- engine processes sharing the store ---------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class EngineNode:
+    """One engine process as it last reported itself (engine/nodes.py): its channel set and sources."""
+
+    owner: str
+    channel_set_hash: str
+    sources: str                 # JSON list of source keys
+    started_at: float
+    heartbeat_at: float
+
+    @classmethod
+    def from_row(cls, row: _Row) -> Self:
+        return cls(**_values(cls, row))
+
+
+def engine_node_row(*, owner: str, channel_set_hash: str, sources: str, started_at: float,
+                    heartbeat_at: float) -> dict[str, Any]:
+    return {"owner": _cut(owner, 120), "channel_set_hash": channel_set_hash, "sources": sources,
+            "started_at": started_at, "heartbeat_at": heartbeat_at}

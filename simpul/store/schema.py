@@ -226,3 +226,23 @@ Index("ix_archive_entries_archive", archive_entries.c.archive_id)
 Index("ix_archive_entries_control_id", archive_entries.c.control_id)
 Index("ix_archive_entries_patient_id", archive_entries.c.patient_id)
 Index("ix_archive_entries_received_at", archive_entries.c.received_at)
+
+# ---- several engine processes on one store (revision 0004; owned by engine/delivery.py) ---------
+
+# A fresh random token per claim: an outcome or a lease renewal lands only if the row still carries
+# the token its writer claimed it with, so a worker whose lease was taken over cannot overwrite the
+# new holder's result.
+deliveries.append_column(Column("lease_token", String(32), nullable=True))
+
+# Every running engine process, as it last reported itself (revision 0005; owned by
+# engine/nodes.py). A process routes only messages from sources its channels listen on, so the
+# store must show which process knows which source, and whether the processes run the same
+# channel set (config drift). A row whose heartbeat is old belongs to a process that died.
+engine_nodes = Table(
+    "engine_nodes", metadata,
+    Column("owner", String(120), primary_key=True),           # host:pid, or settings.engine_id
+    Column("channel_set_hash", String(64), nullable=False),
+    Column("sources", Text, nullable=False),                  # JSON list of source keys
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+)

@@ -33,6 +33,7 @@ TABLES: dict[str, tuple[type, Any]] = {
     "destination_controls": (rows.DestinationControl, rows.destination_control_row),
     "archives": (rows.Archive, rows.archive_row),
     "archive_entries": (rows.ArchiveEntry, rows.archive_entry_row),
+    "engine_nodes": (rows.EngineNode, rows.engine_node_row),
 }
 
 
