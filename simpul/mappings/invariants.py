@@ -208,15 +208,21 @@ def broken_invariants(resource: dict[str, Any]) -> list[str]:
     return sorted({f"{key}: {human}" for severity, key, human in findings(resource) if severity == "error"})
 
 
-def bundle_findings(bundle: dict[str, Any]) -> list[str]:
-    """Every broken invariant of a Bundle and its resources, as `Type(entry n) key: meaning`."""
-    out = [f"Bundle {f}" for f in broken_invariants({**bundle, "entry": [
-        {k: v for k, v in e.items() if k != "resource"} | {"resource": {"resourceType": "Basic"}}
-        for e in bundle.get("entry", [])]})]
+def bundle_checks(bundle: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Every constraint a Bundle and its resources break: (severity, key, "Type(entry n) key: meaning")."""
+    stub = {**bundle, "entry": [{k: v for k, v in e.items() if k != "resource"} | {"resource": {"resourceType": "Basic"}}
+                                for e in bundle.get("entry", [])]}   # entries are checked one by one below
+    out = [(severity, key, f"Bundle {key}: {human}") for severity, key, human in findings(stub)]
     for i, entry in enumerate(bundle.get("entry", [])):
         resource = entry.get("resource") or {}
-        out += [f"{resource.get('resourceType')}(entry {i}) {f}" for f in broken_invariants(resource)]
-    return out
+        out += [(severity, key, f"{resource.get('resourceType')}(entry {i}) {key}: {human}")
+                for severity, key, human in findings(resource)]
+    return sorted(set(out), key=out.index)
+
+
+def bundle_findings(bundle: dict[str, Any]) -> list[str]:
+    """Every broken error-severity invariant of a Bundle and its resources, as `Type(entry n) key: meaning`."""
+    return [text for severity, _key, text in bundle_checks(bundle) if severity == "error"]
 
 
 def check_invariants(bundle: dict[str, Any]) -> None:
