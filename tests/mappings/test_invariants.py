@@ -124,6 +124,10 @@ def test_warnings_are_reported_but_never_refuse_a_bundle() -> None:
     validate_bundle(bundle)
 
 
+def test_a_type_without_loaded_definitions_is_flagged_not_passed_silently() -> None:
+    assert ("warning", "no-definitions") in [(s, k) for s, k, _ in invariants.findings({"resourceType": "Basic"})]
+
+
 def test_bundle_level_constraints_apply_to_the_bundle() -> None:
     entry = {"fullUrl": "urn:uuid:0b0e4b8a-2f4e-4d0e-9d7c-1a2b3c4d5e6f", "resource": PATIENT,
              "request": {"method": "POST", "url": "Patient"}}
