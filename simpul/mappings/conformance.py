@@ -25,7 +25,7 @@ from typing import Any
 
 from simpul.errors import MappingError, MessageError, NothingToMap, UnsupportedMessageType
 from simpul.mappings.loader import load_mapping
-from simpul.mappings.invariants import bundle_findings
+from simpul.mappings.invariants import bundle_checks, definitions
 from simpul.mappings.validation import validate_structure
 from simpul.v2 import MessageHeader, read_header, read_message, split_file
 
@@ -55,6 +55,7 @@ class Report:
     unmapped_codes: Counter[str] = field(default_factory=Counter)
     unmapped_fields: Counter[str] = field(default_factory=Counter)   # "OBX-18" -> messages x times
     invariant_failures: list[str] = field(default_factory=list)       # "file: Type(entry n) key: meaning"
+    invariant_warnings: Counter[str] = field(default_factory=Counter)  # warning key -> resources
     messages: int = 0
 
     @property
@@ -82,6 +83,10 @@ class Report:
                       f"{sum(self.refused.values()) + sum(self.unsupported.values())} (with reason, above), "
                       f"failed {sum(self.failed.values())}; FHIR invariant failures: {len(self.invariant_failures)}"]
         lines += [f"  {f}" for f in self.invariant_failures[:20]]
+        source = definitions()["source"]
+        lines.append(f"  (the official FHIR {source['fhirVersion']} constraints, from {source['package']} "
+                     f"{source['version']}; warnings, which do not fail: "
+                     + (", ".join(f"{k} x{n}" for k, n in sorted(self.invariant_warnings.items())) or "none") + ")")
         if self.unmapped_fields:
             lines += ["", "Fields and segments the maps did not use, most frequent (SEG-n: times):"]
             lines += [f"  {name}: {n}" for name, n in self.unmapped_fields.most_common(15)]
@@ -160,7 +165,11 @@ def run(corpus_dir: str | pathlib.Path, *, validate: bool = True) -> Report:
             try:
                 bundle = mapping.map(text)
                 if validate:
-                    report.invariant_failures += [f"{name}: {f}" for f in bundle_findings(bundle)]
+                    for severity, key, finding in bundle_checks(bundle):
+                        if severity == "error":
+                            report.invariant_failures.append(f"{name}: {finding}")
+                        else:
+                            report.invariant_warnings[key] += 1
                     validate_structure(bundle)
             except NothingToMap as exc:
                 report.unsupported[mtype] += 1

@@ -1,9 +1,10 @@
 """Validate a Bundle with the fhir.resources R4B models and the R4 invariants (tests, the conformance
 report and the per-channel `validate: true`).
 
-Cost: about 0.3-0.4 ms per resource for the models and about as much again for the invariants
-(FHIRPath), i.e. several times the cost of mapping itself; that is why the hot path builds plain
-dicts and validation is opt-in per channel.
+Cost: about 0.3-0.4 ms per resource for the models and about 1 ms for the official R4 invariants
+(FHIRPath; the 2211 corpus resources in 2.2 s, against 2.7 s for the earlier hand-written list),
+i.e. several times the cost of mapping itself; that is why the hot path builds plain dicts and
+validation is opt-in per channel.
 """
 from __future__ import annotations
 
