@@ -8,6 +8,9 @@ never a traceback.
 """
 from __future__ import annotations
 
+# fail, format_time and print_json live in output.py (light: commands that need no settings or
+# store, such as `simpul send`, import only that); they are re-exported here for the others.
+
 import getpass
 import sys
 import time
@@ -15,9 +18,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, Optional
+from typing import Annotated, Any, Optional
 
-import orjson
 import typer
 from sqlalchemy import Connection
 
@@ -27,6 +29,9 @@ from simpul.engine.config.channels import load_channels
 from simpul.config_types import parse_duration
 from simpul.engine.config.settings import Settings, load_settings
 from simpul.store.database import open_database
+from simpul.cli.output import fail as fail
+from simpul.cli.output import format_time as format_time
+from simpul.cli.output import print_json as print_json
 from simpul.errors import ConfigError, OperationRefused, SimpulError
 
 DEFAULT_SETTINGS = Path("config/simpul.yaml")
@@ -43,12 +48,6 @@ DestinationOption = Annotated[Optional[str], typer.Option(help="Destination labe
 PatientOption = Annotated[Optional[str], typer.Option("--patient-id", "--mrn", help="PID-3 identifier.")]
 ControlIdOption = Annotated[Optional[str], typer.Option(help="MSH-10.")]
 TypeOption = Annotated[Optional[str], typer.Option("--type", help="MSH-9, e.g. ORU^R01 or ADT^*.")]
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    """One line on stderr, then exit with `code`."""
-    typer.echo(message, err=True)
-    raise typer.Exit(code)
 
 
 def settings_from(config: Path | None) -> Settings:
@@ -75,17 +74,6 @@ def parse_when(value: str | None) -> float | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.timestamp()
-
-
-def format_time(value: float | None) -> str:
-    """Unix seconds as `YYYY-MM-DD HH:MM:SS` (UTC); empty for None."""
-    if value is None:
-        return ""
-    return datetime.fromtimestamp(value, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def print_json(value: Any) -> None:
-    typer.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
 
 
 def actor_or_user(actor: str | None) -> str:

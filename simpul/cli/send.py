@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from simpul.cli.common import fail
+from simpul.cli.output import fail
 from simpul.engine.message_files import read_message_file
 from simpul.errors import MessageError, MllpError, MllpTimeout, NegativeAck
 from simpul.mllp.ack import read_ack
