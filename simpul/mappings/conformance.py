@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from simpul.errors import MappingError, MessageError, NothingToMap, UnsupportedMessageType
-from simpul.mappings.loader import load_mapping
 from simpul.mappings.invariants import bundle_checks, definitions
+from simpul.mappings.loader import load_mapping
 from simpul.mappings.validation import validate_structure
 from simpul.v2 import MessageHeader, read_header, read_message, split_file
 

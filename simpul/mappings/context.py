@@ -6,7 +6,7 @@ from typing import Any
 
 from simpul.mappings.bundle import BundleBuilder
 from simpul.mappings.options import MappingSpec
-from simpul.mappings.v2 import Message, Segment
+from simpul.v2 import Message, Segment
 
 
 class MapContext:

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from simpul.mappings import vocabulary as vocab
 from simpul.mappings.context import MapContext
-from simpul.mappings.v2 import Encoding
+from simpul.v2 import Delimiters as Encoding
 
 V2 = "http://terminology.hl7.org/CodeSystem/v2-"
 

@@ -16,8 +16,8 @@ from simpul.mappings.messages import message_map
 from simpul.mappings.options import MappingSpec
 from simpul.mappings.report import MapReport, account
 from simpul.mappings.segments.provenance import map_provenance
-from simpul.mappings.v2 import Message, parse_message
 from simpul.mappings.validation import validate_bundle
+from simpul.v2 import Message, parse_message
 
 BUILTINS = ("v2_to_fhir",)
 

@@ -9,14 +9,17 @@ from simpul.errors import MappingError
 from simpul.mappings import datatypes as dt
 from simpul.mappings import vocabulary as vocab
 from simpul.mappings.context import MapContext
-from simpul.mappings.segments import (clinical, documents, financial, imaging, immunization, orders, results,
-                                     scheduling)
+from simpul.mappings.segments import clinical, documents, financial, imaging, immunization, orders, results, scheduling
 from simpul.mappings.segments.encounter import map_encounter
 from simpul.mappings.segments.encounter_events import apply_adt_event
 from simpul.mappings.segments.patient import business_identifier, map_patient
-from simpul.mappings.segments.patient_admin import (map_account_merge, map_identifier_change, map_patient_delete,
-                                                   pid_mrg_pairs)
-from simpul.mappings.v2 import Segment
+from simpul.mappings.segments.patient_admin import (
+    map_account_merge,
+    map_identifier_change,
+    map_patient_delete,
+    pid_mrg_pairs,
+)
+from simpul.v2 import Segment
 
 MessageMap = Callable[[MapContext], None]
 

@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from simpul.mappings.datatypes import READ_COMPONENTS
-from simpul.mappings.v2 import Message, Segment
+from simpul.v2 import Message, Segment
 
 # Field 1 of these segments is a Set ID (a sequence number of the segment itself), not data.
 _SET_ID_FIRST = {"PID", "PV1", "PV2", "OBX", "OBR", "NTE", "NK1", "AL1", "DG1", "PR1", "IN1", "IN2", "GT1",

@@ -9,9 +9,8 @@ from typing import Any
 from urllib.parse import unquote
 
 from simpul.errors import MappingError
+from simpul.mappings.fhir_to_v2.vocabulary import V2_TABLE_PREFIX, coding_system_names, identifier_system_names
 from simpul.v2 import er7
-from simpul.mappings.fhir_to_v2.vocabulary import (V2_TABLE_PREFIX, coding_system_names,
-                                                    identifier_system_names)
 
 Components = list[Any]  # each item a string or a list of subcomponent strings
 

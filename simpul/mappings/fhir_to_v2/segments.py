@@ -4,12 +4,17 @@ from __future__ import annotations
 from typing import Any
 
 from simpul.errors import MappingError
-from simpul.v2 import er7
 from simpul.mappings.fhir_to_v2 import datatypes as dt
 from simpul.mappings.fhir_to_v2.inputs import Located
-from simpul.mappings.fhir_to_v2.vocabulary import (ENCOUNTER_CLASS_TO_0004, GENDER_TO_0001,
-                                                    PRIORITY_TEXT, PRIORITY_TO_0027,
-                                                    STATUS_TO_ORDER_CONTROL, V2_TABLE_PREFIX)
+from simpul.mappings.fhir_to_v2.vocabulary import (
+    ENCOUNTER_CLASS_TO_0004,
+    GENDER_TO_0001,
+    PRIORITY_TEXT,
+    PRIORITY_TO_0027,
+    STATUS_TO_ORDER_CONTROL,
+    V2_TABLE_PREFIX,
+)
+from simpul.v2 import er7
 
 BUSINESS_EVENT_SUFFIX = "businessEvent"  # event-/workflow-businessEvent extension carrying ORC-1
 

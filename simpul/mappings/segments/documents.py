@@ -7,7 +7,7 @@ from typing import Any
 from simpul.mappings import datatypes as dt
 from simpul.mappings.context import MapContext
 from simpul.mappings.segments.results import ed_attachment
-from simpul.mappings.v2 import Segment
+from simpul.v2 import Segment
 
 # TXA-17 document completion status (v2 table 0271) -> DocumentReference.docStatus
 _DOC_STATUS = {"AU": "final", "LA": "final", "DO": "preliminary", "IP": "preliminary", "IN": "preliminary",

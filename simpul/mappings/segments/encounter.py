@@ -6,7 +6,7 @@ from typing import Any
 from simpul.mappings import datatypes as dt
 from simpul.mappings import vocabulary as vocab
 from simpul.mappings.context import MapContext
-from simpul.mappings.v2 import Segment
+from simpul.v2 import Segment
 
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"

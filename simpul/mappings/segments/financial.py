@@ -14,7 +14,7 @@ from typing import Any
 
 from simpul.mappings import datatypes as dt
 from simpul.mappings.context import MapContext
-from simpul.mappings.v2 import Segment
+from simpul.v2 import Segment
 
 TRANSACTION_TYPE_EXT = "https://simpul.dev/fhir/StructureDefinition/v2-ft1-transaction-type"
 

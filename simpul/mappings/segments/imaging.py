@@ -19,7 +19,7 @@ from typing import Any
 
 from simpul.mappings import datatypes as dt
 from simpul.mappings.context import MapContext
-from simpul.mappings.v2 import Segment
+from simpul.v2 import Segment
 
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
 _UID_CHARS = set("0123456789.")

@@ -25,7 +25,7 @@ from simpul.errors import MappingError
 from simpul.mappings import datatypes as dt
 from simpul.mappings.context import MapContext
 from simpul.mappings.segments.orders import order_identifiers, order_key
-from simpul.mappings.v2 import Segment
+from simpul.v2 import Segment
 
 PERFORMER_FUNCTION = "http://terminology.hl7.org/CodeSystem/v2-0443"
 MVX = "http://hl7.org/fhir/sid/mvx"

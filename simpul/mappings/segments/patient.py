@@ -7,7 +7,7 @@ from simpul.mappings import datatypes as dt
 from simpul.mappings import identity
 from simpul.mappings import vocabulary as vocab
 from simpul.mappings.context import MapContext
-from simpul.mappings.v2 import Segment
+from simpul.v2 import Segment
 
 EXT = "http://hl7.org/fhir/StructureDefinition/"
 UNMAPPED_CODE_EXT = "https://simpul.dev/fhir/StructureDefinition/v2-original-code"

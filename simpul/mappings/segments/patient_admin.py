@@ -23,7 +23,7 @@ from simpul.mappings.context import MapContext
 from simpul.mappings.segments import financial
 from simpul.mappings.segments.encounter import map_encounter
 from simpul.mappings.segments.patient import business_identifier, map_patient
-from simpul.mappings.v2 import Segment
+from simpul.v2 import Segment
 
 
 def pid_mrg_pairs(ctx: MapContext) -> list[tuple[Segment, Segment | None]]:

@@ -11,7 +11,7 @@ from simpul.mappings import vocabulary as vocab
 from simpul.mappings.context import MapContext
 from simpul.mappings.segments.orders import notes, order_identifiers
 from simpul.mappings.segments.patient import unmapped_code
-from simpul.mappings.v2 import Segment
+from simpul.v2 import Segment
 
 TERM = "http://terminology.hl7.org/CodeSystem/"
 NARRATIVE_TYPES = {"TX", "FT"}

@@ -9,7 +9,7 @@ from simpul.mappings import vocabulary as vocab
 from simpul.mappings.context import MapContext
 from simpul.mappings.segments.orders import notes
 from simpul.mappings.segments.patient import unmapped_code
-from simpul.mappings.v2 import Segment
+from simpul.v2 import Segment
 
 EVENT_STATUS = {"S12": "booked", "S13": "booked", "S14": "booked", "S15": "cancelled", "S16": "cancelled",
                 "S17": "entered-in-error", "S26": "noshow"}
