@@ -25,6 +25,7 @@ from tests.helpers import (
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 MAX_IN_FLIGHT = 8
+LEASE_SECONDS = 3
 
 
 def lis_channel(port: int, lis_port: int, *, extra: str = "") -> str:
@@ -44,7 +45,7 @@ def engine_in(folder: Path, database_url: str, channels: dict[str, str]) -> tupl
     for name, text in channels.items():
         (folder / "channels" / name).write_text(text)
     http_port = free_port()
-    settings = write_settings(folder, database_url, http_port=http_port, lease="3s", poll_interval="50ms")
+    settings = write_settings(folder, database_url, http_port=http_port, lease=f"{LEASE_SECONDS}s", poll_interval="50ms")
     with settings.open("a") as extra:
         extra.write("mapping_workers: 0\n")
     mllp_port = int(channels["adt.yaml"].split("port: ", 1)[1].split()[0])
@@ -108,7 +109,7 @@ def plan(engine: int, connections: int, patients: int, per_patient: int) -> list
 async def test_three_engines_started_together_deliver_every_acked_message_once_in_order_through_kill_9(
         tmp_path: Path, postgres_database: str) -> None:
     url = postgres_database
-    kills: list[float] = []
+    kills: list[tuple[float, float]] = []    # (just before SIGKILL, once the process is gone)
     receipts: list[tuple[float, str]] = []
 
     def record(index: int, payload: bytes) -> str:
@@ -130,8 +131,9 @@ async def test_three_engines_started_together_deliver_every_acked_message_once_i
         for fraction in (0.3, 0.6):
             while len(loads[0].acked) < fraction * total / 3 and not all(task.done() for task in senders):
                 await asyncio.sleep(0.05)
-            kills.append(time.monotonic())
+            before = time.monotonic()
             await asyncio.to_thread(victim.kill)
+            kills.append((before, time.monotonic()))
             await asyncio.sleep(0.5)
             await asyncio.to_thread(victim.start, 30.0)
         await asyncio.gather(*senders)
@@ -160,14 +162,21 @@ async def test_three_engines_started_together_deliver_every_acked_message_once_i
     not_routed = store_rows(url, "SELECT count(*) FROM messages WHERE status <> 'routed'")[0][0]
 
     # The receiver: everything ACKed arrived. A second copy is allowed only for a send that was in
-    # flight in the process killed between the two copies (its lease ran out, another process
-    # resent it: at-least-once); anything else would be two processes holding one delivery.
+    # flight in the process killed between the two copies: the first copy reached the receiver
+    # before that process was gone, the second after it was gone (another process took the
+    # abandoned delivery over once its lease ran out: at-least-once). Two copies with no kill
+    # between them would be two processes holding one delivery.
     copies: dict[str, list[float]] = {}
     for at, control_id in receipts:
         copies.setdefault(control_id, []).append(at)
     missing = acked - set(copies)
+
+    def resent_after(times: list[float], kill: tuple[float, float]) -> bool:
+        _, gone = kill
+        return times[0] <= gone < times[-1]
+
     resent_after_kill = [cid for cid, times in copies.items()
-                         if len(times) > 1 and any(times[0] < kill < times[-1] for kill in kills)]
+                         if len(times) > 1 and any(resent_after(times, kill) for kill in kills)]
     duplicates = [cid for cid, times in copies.items() if len(times) > 1 and cid not in resent_after_kill]
     # Per-patient order as the receiver saw it: a patient's sequence never goes back.
     last: dict[str, int] = {}
@@ -187,7 +196,9 @@ async def test_three_engines_started_together_deliver_every_acked_message_once_i
     assert not_routed == 0
     assert len(acked) == total
     assert missing == set()
-    assert duplicates == []
+    assert duplicates == [], [(cid, [round(at - started, 2) for at in copies[cid]],
+                               [(round(b - started, 2), round(g - started, 2)) for b, g in kills])
+                              for cid in duplicates]
     assert violations == 0
     assert len(resent_after_kill) <= len(kills) * MAX_IN_FLIGHT
 
