@@ -88,7 +88,10 @@ _ORDER_FIELDS = {"patient": "patient_id", "visit": "visit_number", "accession": 
 
 
 def order_key(order_by: str, fields: Mapping[str, Any], message_id: int) -> str:
-    """FIFO lane of a delivery. `none` gives every message its own lane, so nothing waits."""
+    """FIFO lane of a delivery. `none` gives every message its own lane, so nothing waits;
+    `channel` puts every message in one lane (strict arrival order)."""
     if order_by == "none":
         return f"#{message_id}"
+    if order_by == "channel":
+        return "*channel"
     return str(fields.get(_ORDER_FIELDS[order_by], ""))

@@ -1,8 +1,10 @@
 """Delivery workers: one per destination, sending queued deliveries with leases, FIFO per key.
 
 A delivery is eligible when it is due and it is the oldest unfinished delivery of its ordering
-key, so a failing message holds back only its own patient (or accession...). Claiming sets a
-lease; a worker that dies leaves the lease to expire and any worker takes the delivery over.
+key, so a failing message holds back only its own patient (or accession...). A claim takes a
+key's run of waiting deliveries at once (engine/claims.py) and the worker sends the run in order,
+one at a time, up to `max_in_flight` keys at once. Claiming sets a lease; a worker that dies
+leaves the lease to expire and any worker takes the deliveries over.
 After the retry policy is spent (attempts or age) the delivery becomes a dead letter that
 keeps the original bytes, the stage label and every attempt, and the key moves on — or, with
 `on_failure: block`, the delivery is `held` and its key waits until the dead letter is replayed
@@ -27,24 +29,27 @@ from types import SimpleNamespace
 from typing import Any
 
 import tenacity
-from sqlalchemy import BindParameter, Connection, and_, bindparam, exists, func, or_, select, tuple_, update
-from sqlalchemy.orm import aliased
+from sqlalchemy import Connection, bindparam, func, select, tuple_, update
 
 from simpul.connectors.base import Connector, Outgoing
+from simpul.engine.claims import Claim, Claimed, claim
 from simpul.engine.delivery_gate import DeliveryControl
 from simpul.engine.config.channel import RetryPolicy
 from simpul.engine.metrics import Metrics
-from simpul.store.schema import (
-    dead_letters, deliveries, delivery_attempts, destination_controls, messages,
-)
+from simpul.store.schema import dead_letters, deliveries, delivery_attempts, messages
 from simpul.store.rows import Message, dead_letter_row, delivery_attempt_row
-from simpul.store.status import UNFINISHED_DELIVERY, AttemptOutcome, DeliveryStatus
+from simpul.store.status import AttemptOutcome, DeliveryStatus
 from simpul.store.writer import StoreWriter
 from simpul.errors import ConnectorError, ConnectorRejected, ConnectorUnavailable
 
 log = logging.getLogger("simpul.delivery")
 
 MAX_KEPT_TEXT = 8000
+# Most deliveries of one key taken under one claim and sent in order (destination option `run_length`).
+DEFAULT_RUN_LENGTH = 100
+# Outcomes of one run that may wait for their commit while its next deliveries are sent: after a
+# crash, at most this many more per run are sent again (at-least-once).
+OUTCOMES_AHEAD = 16
 
 
 def backoff_seconds(policy: RetryPolicy, attempt: int) -> float:
@@ -56,68 +61,12 @@ def backoff_seconds(policy: RetryPolicy, attempt: int) -> float:
     return min(float(wait(SimpleNamespace(attempt_number=attempt))), policy.max_delay + policy.initial_delay)
 
 
-@dataclass
-class Claimed:
-    id: int
-    message_id: int
-    payload: bytes
-    content_type: str
-    attempts: int
-    created_at: float
-    control_id: str
-    message_type: str
-    idempotency_id: int = 0      # the first delivery of a replay chain; connectors key on it
-    lease_token: str = ""        # this claim's token: the outcome is recorded only while the row still has it
-
-
-def _claim_statements() -> tuple[Any, Any, Any]:
-    """The claim's three queries, built once (SQLAlchemy then reuses their compiled SQL)."""
-    d = deliveries
-    channel: BindParameter[str] = bindparam("channel")
-    label: BindParameter[str] = bindparam("label")
-    earlier = aliased(deliveries)
-    position = func.coalesce(d.c.ordered_as, d.c.id)
-    earlier_position = func.coalesce(earlier.c.ordered_as, earlier.c.id)
-    # FIFO per key: a delivery waits while an earlier one of its key is unfinished. The check
-    # seeks ix_deliveries_order (channel, destination, order_key, status), so it reads only the
-    # few unfinished rows of one key however long the history is.
-    blocked = exists().where(and_(
-        earlier.c.channel == d.c.channel, earlier.c.destination == d.c.destination,
-        earlier.c.order_key == d.c.order_key, earlier.c.status.in_(UNFINISHED_DELIVERY),
-        or_(earlier_position < position, and_(earlier_position == position, earlier.c.id < d.c.id))))
-    columns = (d.c.id, d.c.message_id, d.c.payload, d.c.content_type, d.c.attempts, d.c.created_at,
-               messages.c.control_id, messages.c.message_type, func.coalesce(d.c.replay_of, d.c.id))
-    mine = (d.c.channel == channel, d.c.destination == label)
-    # Work whose worker died (lease expired) first, then due pending work in id order: walking
-    # ix_deliveries_queue (channel, destination, status, id) stops at the limit. Order between
-    # keys is only fairness; order within a key is the `blocked` check. A worker never takes
-    # over what it is sending itself (`sending`), however slow.
-    # Several processes (PostgreSQL): FOR UPDATE OF deliveries SKIP LOCKED, so a row another
-    # process is claiming (or recording) right now is passed over instead of taken twice; a row it
-    # claimed and committed meanwhile fails the status/lease re-check PostgreSQL makes on lock. The
-    # `blocked` check sees the predecessor as unfinished until its outcome is committed, so a
-    # key's next delivery is never claimed while any process holds the previous one. SQLite
-    # ignores the clause: its writers are serialised by BEGIN IMMEDIATE.
-    orphaned = (select(*columns).join(messages, messages.c.id == d.c.message_id)
-                .where(*mine, d.c.status == DeliveryStatus.IN_FLIGHT, d.c.lease_until < bindparam("now"),
-                       d.c.id.notin_(bindparam("sending", expanding=True)), ~blocked)
-                .order_by(d.c.id).limit(bindparam("limit")).with_for_update(of=d, skip_locked=True))
-    due = (select(*columns).join(messages, messages.c.id == d.c.message_id)
-           .where(*mine, d.c.status == DeliveryStatus.PENDING, d.c.next_attempt_at <= bindparam("now"), ~blocked)
-           .order_by(d.c.id).limit(bindparam("limit")).with_for_update(of=d, skip_locked=True))
-    c = destination_controls.c
-    paused = select(c.paused_at).where(c.channel == channel, c.destination == label)
-    return paused, orphaned, due
-
-
-_PAUSED, _ORPHANED, _DUE = _claim_statements()
-
-
 class DestinationWorker:
     def __init__(self, channel: str, label: str, connector: Connector, policy: RetryPolicy, *,
                  writer: StoreWriter, metrics: Metrics, max_in_flight: int, lease: float,
                  poll_interval: float, owner: str, send_timeout: float = 300.0,
-                 control: DeliveryControl | None = None) -> None:
+                 control: DeliveryControl | None = None, ordered: bool = True,
+                 run_length: int = DEFAULT_RUN_LENGTH) -> None:
         self.channel = channel
         self.label = label
         self.connector = connector
@@ -129,11 +78,14 @@ class DestinationWorker:
         self.owner = owner
         self.send_timeout = send_timeout
         self.control = control or DeliveryControl()
+        self.ordered = ordered
+        self.run_length = run_length
         self.wake = asyncio.Event()
         self._stopping = False
         self._in_flight: set[asyncio.Task[None]] = set()
-        self._sending: dict[int, str] = {}       # delivery id -> lease token, sent or being sent, not yet recorded
-        self._sends = 0                          # sends in progress (the in-flight slots taken)
+        self._sending: dict[int, str] = {}       # delivery id -> lease token: claimed, outcome not yet recorded
+        self._runs = 0                           # runs being sent (the in-flight slots taken)
+        self._after: str | None = None           # the last key claimed: the next key scan starts after it
         self._renewed_at = time.monotonic()
         self._delivered = metrics.delivered.labels(channel, label)
         self._retried = metrics.retried.labels(channel, label)
@@ -148,24 +100,25 @@ class DestinationWorker:
         except ConnectorError:
             pass  # the first send reconnects and its failure is retried like any other
         while not self._stopping:
-            # A slot frees when its send returns; recording the outcome is batched behind it
-            # (until then the delivery stays in_flight in the store, so its key stays blocked).
-            free = self.max_in_flight - self._sends
-
-            claimed: list[Claimed] = []
-            limit = self.control.claim_limit(free)
-            if limit > 0:
-                claimed, self.control.paused = await self.writer.run(self._claim_job(limit))
-                self.control.claimed(len(claimed))
+            # A slot frees when its run's last send returns; recording outcomes is batched behind
+            # the sends (until then a delivery stays in_flight in the store, so its key stays blocked).
+            free = self.max_in_flight - self._runs
+            runs: list[list[Claimed]] = []
+            budget = self.control.claim_limit(free * self.run_length)
+            if free > 0 and budget > 0:
+                taken = await self.writer.run(self._claim_job(free, budget))
+                runs, self.control.paused, self._after = taken.runs, taken.paused, taken.last_key
+                self.control.claimed(sum(len(run) for run in runs))
             self._report_state()
             await self._renew_leases()
-            for item in claimed:
-                self._sending[item.id] = item.lease_token
-                self._sends += 1
-                task = asyncio.create_task(self._deliver(item))
+            for run in runs:
+                for item in run:
+                    self._sending[item.id] = item.lease_token
+                self._runs += 1
+                task = asyncio.create_task(self._deliver_run(run))
                 self._in_flight.add(task)
                 task.add_done_callback(self._finished)
-            if not claimed or free <= len(claimed):
+            if not runs or free <= len(runs):
                 self.wake.clear()
                 try:
                     await asyncio.wait_for(self.wake.wait(), timeout=self.control.next_wake(self.poll_interval))
@@ -178,8 +131,8 @@ class DestinationWorker:
                                             circuit=self.control.circuit_state)
 
     async def _renew_leases(self) -> None:
-        """A slow send must not look abandoned: extend the leases of what is being sent, so no
-        worker (this one included) takes it over while it is still in flight."""
+        """A slow send, or a long run, must not look abandoned: extend the leases of what is claimed
+        and not yet recorded, so no worker (this one included) takes it over meanwhile."""
         if not self._sending or time.monotonic() - self._renewed_at < self.lease / 3:
             return
         self._renewed_at = time.monotonic()
@@ -192,7 +145,8 @@ class DestinationWorker:
         self.wake.set()
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Stop claiming; let sends in flight finish (their leases cover a crash if they do not)."""
+        """Stop claiming; let sends in flight finish (their leases cover a crash if they do not).
+        The unsent rest of each run goes back to pending at once."""
         self._stopping = True
         self.wake.set()
         if self._in_flight:
@@ -201,46 +155,58 @@ class DestinationWorker:
             task.cancel()
         await self.connector.close()
 
-    def _claim_job(self, limit: int) -> Callable[[Connection], tuple[list[Claimed], bool]]:
-        """Claim up to `limit` due deliveries; returns (claimed, paused). A paused destination claims none."""
-        params = {"channel": self.channel, "label": self.label, "sending": list(self._sending)}
-        owner, lease = self.owner, self.lease
+    def _claim_job(self, runs: int, budget: int) -> Callable[[Connection], Claim]:
+        """Claim up to `runs` runs of at most `budget` deliveries in all."""
+        sending, after = list(self._sending), self._after
         token = uuid.uuid4().hex
 
-        def claim(connection: Connection) -> tuple[list[Claimed], bool]:
-            if connection.execute(_PAUSED, params).scalar() is not None:
-                return [], True
+        def job(connection: Connection) -> Claim:
             now = time.time()
-            rows = [Claimed(*row) for row in connection.execute(_ORPHANED, {**params, "now": now, "limit": limit})]
-            if len(rows) < limit:
-                rows.extend(Claimed(*row) for row in connection.execute(
-                    _DUE, {**params, "now": now, "limit": limit - len(rows)}))
-            for item in rows:
-                item.lease_token = token
-            if rows:
-                connection.execute(update(deliveries).where(deliveries.c.id.in_([r.id for r in rows]))
-                                   .values(status=DeliveryStatus.IN_FLIGHT, lease_until=now + lease, lease_owner=owner,
-                                           lease_token=token))
-            return rows, False
-        return claim
+            return claim(connection, channel=self.channel, label=self.label, ordered=self.ordered, runs=runs,
+                         budget=budget, run_length=self.run_length, sending=sending, after=after, now=now,
+                         lease_until=now + self.lease, owner=self.owner, token=token)
+        return job
 
-    async def _deliver(self, item: Claimed) -> None:
-        released = False
-
-        def release_slot() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                self._sends -= 1
-                self.wake.set()
-
+    async def _deliver_run(self, run: list[Claimed]) -> None:
+        """Send a key's run in order, one at a time. The next send does not wait for the previous
+        outcome's commit (outcomes are written in batches behind the sends), but at most
+        OUTCOMES_AHEAD outcomes may be uncommitted: that bounds what a crash makes send again."""
+        recorded: list[asyncio.Future[None]] = []
         try:
-            await self._send_and_record(item, release_slot)
+            for index, item in enumerate(run):
+                if self._stopping:
+                    self._release(run[index:], recorded)
+                    break
+                result = await self._send(item)
+                recorded.append(self._recorder.submit(result))
+                if result.outcome == AttemptOutcome.RETRY or (
+                        result.outcome == AttemptOutcome.FAILED and result.hold):
+                    # The key waits (for the retry, or for the on-call decision): the rest of the
+                    # run goes back to pending in its place, not sent and no attempt counted.
+                    self._release(run[index + 1:], recorded)
+                    break
+                waiting = [future for future in recorded if not future.done()]
+                if len(waiting) > OUTCOMES_AHEAD:
+                    await asyncio.wait(waiting[:1])
+                    if waiting[0].exception() is not None:
+                        # Outcomes cannot be written: stop here. The run's leases run out and
+                        # the deliveries are sent again from the first unrecorded one.
+                        log.error("delivery outcomes could not be recorded", extra={
+                            "channel": self.channel, "stage": self.label, "control_id": item.control_id})
+                        break
         finally:
-            release_slot()
-            self._sending.pop(item.id, None)
+            self._runs -= 1
+            self.wake.set()
+            if recorded:
+                await asyncio.gather(*(asyncio.shield(future) for future in recorded), return_exceptions=True)
+            for item in run:
+                self._sending.pop(item.id, None)
 
-    async def _send_and_record(self, item: Claimed, release_slot: Callable[[], None]) -> None:
+    def _release(self, rest: list[Claimed], recorded: list[asyncio.Future[None]]) -> None:
+        if rest:
+            recorded.append(self._recorder.submit_release(rest))
+
+    async def _send(self, item: Claimed) -> _Result:
         started = time.time()
         outgoing = Outgoing(item.payload, item.content_type, item.control_id, self.channel, self.label,
                             item.idempotency_id or item.id, item.message_type)
@@ -280,11 +246,8 @@ class DestinationWorker:
                 "channel": self.channel, "stage": self.label, "control_id": item.control_id,
                 "attempt": attempt, "outcome": outcome, "error_class": type(error).__name__, "error": str(error)})
         next_at = finished + backoff_seconds(self.policy, attempt) if outcome == AttemptOutcome.RETRY else None
-        release_slot()
-        await self._recorder.record(_Result(item, attempt, outcome, error, response, started, finished, next_at,
-                                            hold=self.control.on_failure == "block"))
-        if outcome == AttemptOutcome.RETRY:
-            self.wake.set()
+        return _Result(item, attempt, outcome, error, response, started, finished, next_at,
+                       hold=self.control.on_failure == "block")
 
 
 @dataclass
@@ -301,28 +264,47 @@ class _Result:
 
 
 class _Recorder:
-    """Writes attempt outcomes in batches: every send that finished while the previous batch was
+    """Writes attempt outcomes in batches: every outcome submitted while the previous batch was
     being written shares one store job (a few executemany statements instead of a job each).
-    `record` returns once its outcome is committed, so the delivery's slot frees only then."""
+    A submit returns the future of the batch it joined, done once that batch is committed."""
 
     def __init__(self, writer: StoreWriter, channel: str, label: str) -> None:
         self.writer = writer
         self.channel = channel
         self.label = label
         self._pending: list[_Result] = []
+        self._released: list[Claimed] = []
         self._flush: asyncio.Future[None] | None = None
 
-    async def record(self, result: _Result) -> None:
+    def submit(self, result: _Result) -> asyncio.Future[None]:
         self._pending.append(result)
+        return self._schedule()
+
+    def submit_release(self, items: list[Claimed]) -> asyncio.Future[None]:
+        """Claimed deliveries that were not sent: back to pending, lease cleared, no attempt."""
+        self._released.extend(items)
+        return self._schedule()
+
+    async def record(self, result: _Result) -> None:
+        await asyncio.shield(self.submit(result))
+
+    def _schedule(self) -> asyncio.Future[None]:
         if self._flush is None:
             self._flush = asyncio.ensure_future(self._write())
-        await asyncio.shield(self._flush)
+        return self._flush
 
     async def _write(self) -> None:
         await asyncio.sleep(0)       # let sends finishing in this loop turn join the batch
-        batch, self._pending, self._flush = self._pending, [], None
+        batch, released = self._pending, self._released
+        self._pending, self._released, self._flush = [], [], None
         channel, label = self.channel, self.label
-        refused = await self.writer.run(lambda connection: _record_batch(connection, batch, channel, label))
+
+        def write(connection: Connection) -> list[_Result]:
+            if released:
+                connection.execute(_RELEASE, [{"b_id": item.id, "b_token": item.lease_token} for item in released])
+            return _record_batch(connection, batch, channel, label) if batch else []
+
+        refused = await self.writer.run(write)
         for result in refused:
             # Another process took the delivery over (this one stalled past its lease): its
             # outcome is the one that counts. Ids and the outcome only; no message content.
@@ -330,6 +312,11 @@ class _Recorder:
                 "channel": channel, "stage": label, "delivery_id": result.item.id, "outcome": result.outcome,
                 "attempt": result.attempt})
 
+
+_RELEASE = (update(deliveries).where(deliveries.c.id == bindparam("b_id"),
+                                     deliveries.c.lease_token == bindparam("b_token"),
+                                     deliveries.c.status == DeliveryStatus.IN_FLIGHT)
+            .values(status=DeliveryStatus.PENDING, lease_until=None, lease_owner=None, lease_token=None))
 
 _UPDATE_DELIVERY = (update(deliveries).where(deliveries.c.id == bindparam("b_id"),
                                              deliveries.c.lease_token == bindparam("b_token")).values(

@@ -269,7 +269,8 @@ class Engine:
                 destination.retry, writer=self.writer, metrics=self.metrics,
                 max_in_flight=destination.max_in_flight, lease=self.settings.delivery.lease,
                 poll_interval=self.settings.delivery.poll_interval, owner=self.owner,
-                control=DeliveryControl.for_destination(destination))
+                control=DeliveryControl.for_destination(destination), ordered=destination.order_by != "none",
+                run_length=destination.run_length)
             task = asyncio.create_task(worker.run(), name=f"deliver:{key[0]}/{key[1]}")
             self.workers[key] = (fingerprint, worker, task)
         if self.processor is not None:

@@ -184,12 +184,17 @@ class DestinationBase(Strict):
     """One labelled delivery stage; exactly one destination connector key (generated below)."""
 
     label: str = Field(pattern=LABEL, description="Names this stage in logs, metrics and dead letters.")
-    order_by: Literal["patient", "visit", "accession", "placer", "filler", "control_id", "none"] = Field(
-        "patient", description="FIFO per this key; a failing message blocks only its own key.")
+    order_by: Literal["patient", "visit", "accession", "placer", "filler", "control_id", "channel", "none"] = Field(
+        "patient", description="FIFO per this key; a failing message blocks only its own key. channel = one "
+                               "lane for the whole destination (strict order); none = no order.")
     payload: Literal["mapped", "raw"] | None = Field(
         None, description="What to send: the mapping's output or the original message "
                           f"(default: raw for {_one_of(RAW_BY_DEFAULT)}, mapped otherwise).")
-    max_in_flight: int = Field(8, ge=1, le=256, description="Deliveries in flight at once (always one per key).")
+    max_in_flight: int = Field(8, ge=1, le=256, description="Keys being sent at once (one delivery at a time "
+                                                             "per key).")
+    run_length: int = Field(100, ge=1, le=10_000, description="Most waiting deliveries of one key taken under one "
+                                                              "claim and sent in order (a busy key goes at the "
+                                                              "receiver's speed).")
     retry: RetryPolicy = Field(default_factory=RetryPolicy, description="Attempts and backoff before a dead "
                                                                         "letter (retryable errors only).")
     on_failure: Literal["skip", "block"] = Field(
