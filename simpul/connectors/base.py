@@ -12,18 +12,23 @@ response text kept on the delivery row, or raises `ConnectorUnavailable` (retrya
 `ConnectorRejected` (final): the delivery runtime's retry policy reads only those two. Error text
 names the peer and the failure, never the payload or a credential.
 
+A destination may also offer `send_batch(outgoings)`: send several deliveries of one key in their
+order with one round trip to its worker thread or peer. It returns one entry per delivery it
+attempted, in order: the response text, or the ConnectorError that ended the batch (it is the
+last entry; deliveries after it were not sent). The delivery runtime uses it for a key's run.
+
 Each module in this package (and each `simpul.connectors` entry point) declares one
 `CONNECTOR = ConnectorSpec(...)`; `simpul.connectors.registry` finds them by name.
 """
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel
 
-from simpul.errors import ConfigError
+from simpul.errors import ConfigError, ConnectorError
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +50,10 @@ class Connector(Protocol):
     async def send(self, outgoing: Outgoing) -> str: ...
 
     async def close(self) -> None: ...
+
+
+class BatchConnector(Connector, Protocol):
+    async def send_batch(self, outgoings: Sequence[Outgoing]) -> list[str | ConnectorError]: ...
 
 
 Receive = Callable[[bytes], Awaitable[bytes | None]]

@@ -164,9 +164,10 @@ _UNORDERED_DUE = _unordered_due()
 
 def claim(connection: Connection, *, channel: str, label: str, ordered: bool, runs: int, budget: int,
           run_length: int, sending: list[int], after: str | None, now: float, lease_until: float,
-          owner: str, token: str) -> Claim:
+          owner: str, token: str, group: int = 1) -> Claim:
     """Claim up to `runs` runs holding at most `budget` deliveries in all, and mark them in_flight
-    under `token`. A paused destination claims nothing."""
+    under `token`. A paused destination claims nothing. Unordered deliveries are handed out in
+    groups of `group` (the worker sends a group as one batch when its connector takes batches)."""
     params: dict[str, Any] = {"channel": channel, "label": label}
     if connection.execute(_PAUSED, params).scalar() is not None:
         return Claim([], True, after)
@@ -176,8 +177,9 @@ def claim(connection: Connection, *, channel: str, label: str, ordered: bool, ru
     if ordered:
         taken, last_key = _claim_runs(connection, params, runs, budget, run_length, after, now)
     else:
-        taken = [[Claimed(*row)] for row in connection.execute(
-            _UNORDERED_DUE, {**params, "now": now, "limit": min(runs, budget)})]
+        due = [Claimed(*row) for row in connection.execute(
+            _UNORDERED_DUE, {**params, "now": now, "limit": min(runs * group, budget)})]
+        taken = [due[start:start + group] for start in range(0, len(due), group)]
         last_key = after
     ids = [item.id for run in taken for item in run]
     if ids:

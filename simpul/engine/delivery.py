@@ -31,7 +31,7 @@ from typing import Any
 import tenacity
 from sqlalchemy import Connection, bindparam, func, select, tuple_, update
 
-from simpul.connectors.base import Connector, Outgoing
+from simpul.connectors.base import BatchConnector, Connector, Outgoing
 from simpul.engine.claims import Claim, Claimed, claim
 from simpul.engine.delivery_gate import DeliveryControl
 from simpul.engine.config.channel import RetryPolicy
@@ -49,7 +49,9 @@ MAX_KEPT_TEXT = 8000
 DEFAULT_RUN_LENGTH = 100
 # Outcomes of one run that may wait for their commit while its next deliveries are sent: after a
 # crash, at most this many more per run are sent again (at-least-once).
-OUTCOMES_AHEAD = 16
+OUTCOMES_AHEAD = 32
+# Most deliveries of a run handed at once to a connector that takes batches (`send_batch`).
+BATCH = 32
 
 
 def backoff_seconds(policy: RetryPolicy, attempt: int) -> float:
@@ -164,36 +166,42 @@ class DestinationWorker:
             now = time.time()
             return claim(connection, channel=self.channel, label=self.label, ordered=self.ordered, runs=runs,
                          budget=budget, run_length=self.run_length, sending=sending, after=after, now=now,
-                         lease_until=now + self.lease, owner=self.owner, token=token)
+                         lease_until=now + self.lease, owner=self.owner, token=token,
+                         group=BATCH if hasattr(self.connector, "send_batch") else 1)
         return job
 
     async def _deliver_run(self, run: list[Claimed]) -> None:
-        """Send a key's run in order, one at a time. The next send does not wait for the previous
-        outcome's commit (outcomes are written in batches behind the sends), but at most
-        OUTCOMES_AHEAD outcomes may be uncommitted: that bounds what a crash makes send again."""
+        """Send a key's run in order: one at a time, or in batches of up to BATCH to a connector
+        that takes batches. The next send does not wait for the previous outcomes' commit
+        (outcomes are written in batches behind the sends), but at most OUTCOMES_AHEAD of them
+        may be uncommitted: that bounds what a crash makes send again."""
         recorded: list[asyncio.Future[None]] = []
+        batches = hasattr(self.connector, "send_batch")
+        index = 0
         try:
-            for index, item in enumerate(run):
-                if self._stopping:
-                    self._release(run[index:], recorded)
-                    break
-                result = await self._send(item)
-                recorded.append(self._recorder.submit(result))
-                if result.outcome == AttemptOutcome.RETRY or (
-                        result.outcome == AttemptOutcome.FAILED and result.hold):
+            while index < len(run) and not self._stopping:
+                chunk = run[index:index + BATCH] if batches else run[index:index + 1]
+                results = await (self._send_batch(chunk) if len(chunk) > 1 else self._send(chunk[0]))
+                index += len(results)
+                for result in results:
+                    recorded.append(self._recorder.submit(result))
+                last = results[-1]
+                if len(results) < len(chunk) or last.outcome == AttemptOutcome.RETRY or (
+                        last.outcome == AttemptOutcome.FAILED and last.hold):
                     # The key waits (for the retry, or for the on-call decision): the rest of the
                     # run goes back to pending in its place, not sent and no attempt counted.
-                    self._release(run[index + 1:], recorded)
                     break
                 waiting = [future for future in recorded if not future.done()]
                 if len(waiting) > OUTCOMES_AHEAD:
-                    await asyncio.wait(waiting[:1])
-                    if waiting[0].exception() is not None:
-                        # Outcomes cannot be written: stop here. The run's leases run out and
-                        # the deliveries are sent again from the first unrecorded one.
-                        log.error("delivery outcomes could not be recorded", extra={
-                            "channel": self.channel, "stage": self.label, "control_id": item.control_id})
-                        break
+                    await asyncio.wait(waiting[:len(waiting) - OUTCOMES_AHEAD])
+                if any(future.done() and future.exception() is not None for future in recorded):
+                    # Outcomes cannot be written: stop sending. The leases run out and the
+                    # deliveries are sent again from the first unrecorded one.
+                    log.error("delivery outcomes could not be recorded", extra={
+                        "channel": self.channel, "stage": self.label})
+                    return
+            if index < len(run):
+                recorded.append(self._recorder.submit_release(run[index:]))
         finally:
             self._runs -= 1
             self.wake.set()
@@ -202,28 +210,53 @@ class DestinationWorker:
             for item in run:
                 self._sending.pop(item.id, None)
 
-    def _release(self, rest: list[Claimed], recorded: list[asyncio.Future[None]]) -> None:
-        if rest:
-            recorded.append(self._recorder.submit_release(rest))
-
-    async def _send(self, item: Claimed) -> _Result:
+    async def _send(self, item: Claimed) -> list[_Result]:
         started = time.time()
-        outgoing = Outgoing(item.payload, item.content_type, item.control_id, self.channel, self.label,
-                            item.idempotency_id or item.id, item.message_type)
         error: ConnectorError | None = None
         response = ""
         try:
-            response = await asyncio.wait_for(self.connector.send(outgoing), timeout=self.send_timeout)
+            response = await asyncio.wait_for(self.connector.send(self._outgoing(item)), timeout=self.send_timeout)
         except ConnectorError as exc:
             error = exc
         except TimeoutError as exc:
             error = ConnectorUnavailable(f"send did not finish within {self.send_timeout:g}s")
             error.__cause__ = exc
         except Exception as exc:  # noqa: BLE001 - a connector bug must not kill the worker; retry it
-            log.exception("connector raised an unexpected error", extra={"channel": self.channel,
-                                                                         "stage": self.label})
-            error = ConnectorUnavailable(f"unexpected {type(exc).__name__} in connector")
+            error = self._connector_bug(exc)
+        return [self._result(item, error, response, started, time.time())]
+
+    async def _send_batch(self, items: list[Claimed]) -> list[_Result]:
+        """One `send_batch` call: an outcome per delivery the connector attempted."""
+        started = time.time()
+        connector: BatchConnector = self.connector  # type: ignore[assignment]  # checked by the caller
+        answers: list[str | ConnectorError]
+        try:
+            answers = await asyncio.wait_for(connector.send_batch([self._outgoing(item) for item in items]),
+                                             timeout=self.send_timeout)
+        except TimeoutError as exc:
+            timeout = ConnectorUnavailable(f"send did not finish within {self.send_timeout:g}s")
+            timeout.__cause__ = exc
+            answers = [timeout]
+        except Exception as exc:  # noqa: BLE001 - a connector bug must not kill the worker; retry it
+            answers = [self._connector_bug(exc)]
+        if not answers:
+            answers = [ConnectorUnavailable("connector answered a batch with no outcome")]
         finished = time.time()
+        return [self._result(item, answer if isinstance(answer, ConnectorError) else None,
+                             answer if isinstance(answer, str) else "", started, finished)
+                for item, answer in zip(items, answers)]
+
+    def _connector_bug(self, exc: Exception) -> ConnectorError:
+        log.exception("connector raised an unexpected error", extra={"channel": self.channel, "stage": self.label})
+        return ConnectorUnavailable(f"unexpected {type(exc).__name__} in connector")
+
+    def _outgoing(self, item: Claimed) -> Outgoing:
+        return Outgoing(item.payload, item.content_type, item.control_id, self.channel, self.label,
+                        item.idempotency_id or item.id, item.message_type)
+
+    def _result(self, item: Claimed, error: ConnectorError | None, response: str, started: float,
+                finished: float) -> _Result:
+        """The outcome of one attempt, counted in the metrics, the circuit breaker and the log."""
         self._latency.observe(finished - started)
         attempt = item.attempts + 1
         if error is None:

@@ -156,3 +156,29 @@ async def test_no_secret_or_message_content_in_errors_or_logs(connector: Connect
     assert PATIENT_MARKER not in text
     if peer.secret:
         assert peer.secret not in text
+
+
+async def test_a_batch_delivers_in_order_with_one_answer_per_delivery(connector: Connector, peer: Peer) -> None:
+    """Connectors that take a key's run as a batch (`send_batch`): every payload arrives, in order,
+    and each delivery gets its own response text."""
+    if not hasattr(connector, "send_batch"):
+        pytest.skip(f"{peer.connector} sends one delivery at a time")
+    await connector.connect()
+    answers = await connector.send_batch([peer.outgoing(number) for number in (1, 2, 3)])
+    await connector.close()
+    assert len(answers) == 3 and all(isinstance(answer, str) for answer in answers)
+    assert peer.received() == [peer.outgoing(number).payload for number in (1, 2, 3)]
+
+
+async def test_a_failed_batch_answers_with_a_retryable_error_and_sends_again(connector: Connector,
+                                                                            peer: Peer) -> None:
+    if not hasattr(connector, "send_batch"):
+        pytest.skip(f"{peer.connector} sends one delivery at a time")
+    await connector.connect()
+    peer.answer_next("retryable")
+    answers = await connector.send_batch([peer.outgoing(number) for number in (1, 2)])
+    assert isinstance(answers[-1], ConnectorUnavailable) and len(answers) <= 2
+    await peer.heal()
+    assert all(isinstance(answer, str) for answer in await connector.send_batch([peer.outgoing(1), peer.outgoing(2)]))
+    await connector.close()
+    assert peer.received()[-2:] == [peer.outgoing(1).payload, peer.outgoing(2).payload]
