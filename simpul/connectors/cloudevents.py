@@ -203,9 +203,9 @@ def event_keys(event: CloudEvent) -> EventKeys:
     """Patient, visit, placer, filler and accession numbers of FHIR data (empty for other data)."""
     if not event.is_fhir or not isinstance(event.data, dict):
         return EventKeys()
-    resources = [event.data]
+    resources: list[dict[str, Any]] = [event.data]
     if event.data.get("resourceType") == "Bundle":
-        resources = [entry.get("resource") for entry in event.data.get("entry") or []
+        resources = [entry["resource"] for entry in event.data.get("entry") or []
                      if isinstance(entry, dict) and isinstance(entry.get("resource"), dict)]
     keys: dict[str, str] = {}
     for resource in resources:
