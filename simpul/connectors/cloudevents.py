@@ -213,15 +213,16 @@ def event_keys(event: CloudEvent) -> EventKeys:
         identifiers = resource.get("identifier")
         if kind == "Patient":
             keys.setdefault("patient_id", _identifier_of_type(identifiers, "MR") or _first_value(identifiers))
-        elif kind == "Encounter":
+            continue
+        if kind == "Encounter":
             keys.setdefault("visit_number", _identifier_of_type(identifiers, "VN") or _first_value(identifiers))
-        else:
+        elif kind != "Specimen":     # a specimen's PLAC/FILL numbers are the specimen's, not the order's
             for column, code in (("placer_number", "PLAC"), ("filler_number", "FILL"),
                                  ("accession_number", "ACSN")):
                 if value := _identifier_of_type(identifiers, code):
                     keys.setdefault(column, value)
-            if subject := _reference_key(resource.get("subject") or resource.get("patient")):
-                keys.setdefault("subject", subject)
+        if subject := _reference_key(resource.get("subject") or resource.get("patient")):
+            keys.setdefault("subject", subject)
     if not keys.get("patient_id") and keys.get("subject"):
         keys["patient_id"] = keys["subject"]
     keys.pop("subject", None)

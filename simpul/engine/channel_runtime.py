@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from simpul.connectors.cloudevents import CLOUDEVENTS_JSON, looks_like_event
+from simpul.connectors.cloudevents import VERSION_ID as EVENT_VERSION_ID
 from simpul.engine.config.channel import Channel, Destination
 from simpul.engine.filter_expression import Evaluator, compile_expression
 from simpul.mappings import MappingSpec, load_mapping
@@ -59,6 +60,9 @@ class ChannelRuntime:
                                        or fnmatch.fnmatchcase(fields["message_type"], pattern + "^*")
                                        for pattern in f.message_types):
             return False
+        if f.event_types and not (fields["version_id"] == EVENT_VERSION_ID and any(
+                fnmatch.fnmatchcase(fields["message_type"], pattern) for pattern in f.event_types)):
+            return False
         if f.sending_application and fields["sending_application"] not in f.sending_application:
             return False
         if f.sending_facility and fields["sending_facility"] not in f.sending_facility:
@@ -82,7 +86,7 @@ class ChannelRuntime:
                 kind = CLOUDEVENTS_JSON if looks_like_event(raw) else HL7_V2
                 deliveries.append(RoutedDelivery(destination, raw, kind, key))
             elif mapped is not None:
-                deliveries.append(RoutedDelivery(destination, mapped, FHIR_JSON, key))
+                deliveries.append(RoutedDelivery(destination, mapped, self.mapping.output_content_type, key))
         return deliveries
 
 

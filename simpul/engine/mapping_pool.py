@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from simpul.connectors.cloudevents import looks_like_event, read_event
 from simpul.engine.process_guard import die_with_parent
 from simpul.mappings import load_mapping
 from simpul.v2 import decode_message
@@ -50,9 +51,18 @@ def _map_with(mappings: dict[str, Any], jobs: Sequence[Job]) -> list[Result]:
     results: list[Result] = []
     for channel, raw, codec in jobs:
         try:
-            # The codec ingest decoded these bytes with (stored with the message).
-            text, _ = decode_message(raw, "", default=codec or "utf-8")
-            bundle, report = mappings[channel].map_with_report(text)
+            mapping = mappings[channel]
+            if looks_like_event(raw):
+                # A CloudEvent (broker source, emit_event): its data is the input, FHIR or HL7v2 text.
+                event = read_event(raw)
+                if not event.is_hl7v2:
+                    results.append((mapping.map_fhir(event.data, event_id=event.id), None, None, None))
+                    continue
+                text = event.data
+            else:
+                # The codec ingest decoded these bytes with (stored with the message).
+                text, _ = decode_message(raw, "", default=codec or "utf-8")
+            bundle, report = mapping.map_with_report(text)
             counts = {"not_mapped": dict(report.not_mapped), "events": dict(report.counts)}
             results.append((orjson.dumps(bundle), None, None, counts))
         except Exception as exc:  # noqa: BLE001 - any mapping failure becomes a dead letter
