@@ -1,8 +1,10 @@
 """A TCP proxy on 127.0.0.1 in front of a real service, to make the service look down or stalled.
 
 `stop()` closes the listening socket and cuts every proxied connection (the service "went away");
-`start()` listens again on the same port; `stall(True)` stops moving bytes either way (a peer
-that takes a request and never answers) until `stall(False)`.
+`start()` listens again on the same port. `stall(True)` holds every byte either way (a peer that
+takes a request and never answers) until `stall(False)`; `stall_upstream(True)` holds only what
+the client sends (a consumer's acks never reach the broker). Held bytes of a connection that
+closes are dropped, and a closed side closes the other at once, as a dead process's would.
 """
 from __future__ import annotations
 
@@ -16,8 +18,10 @@ class TcpProxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
-        self._flowing = asyncio.Event()
-        self._flowing.set()
+        self._to_upstream = asyncio.Event()
+        self._to_client = asyncio.Event()
+        self._to_upstream.set()
+        self._to_client.set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
@@ -33,10 +37,17 @@ class TcpProxy:
         await asyncio.sleep(0)
 
     def stall(self, on: bool) -> None:
+        self.stall_upstream(on)
         if on:
-            self._flowing.clear()
+            self._to_client.clear()
         else:
-            self._flowing.set()
+            self._to_client.set()
+
+    def stall_upstream(self, on: bool) -> None:
+        if on:
+            self._to_upstream.clear()
+        else:
+            self._to_upstream.set()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -45,23 +56,42 @@ class TcpProxy:
             writer.transport.abort()
             return
         self._writers.update((writer, up_writer))
-        await asyncio.gather(self._pump(reader, up_writer), self._pump(up_reader, writer), return_exceptions=True)
+        pumps = [asyncio.ensure_future(self._pump(reader, up_writer, self._to_upstream)),
+                 asyncio.ensure_future(self._pump(up_reader, writer, self._to_client))]
+        # Either side closing ends both, whatever is held.
+        await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        for pump in pumps:
+            pump.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
         for one in (writer, up_writer):
             self._writers.discard(one)
             one.transport.abort()
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, flowing: asyncio.Event) -> None:
+        held = bytearray()
+        arrived = asyncio.Event()
+
+        async def flush() -> None:
             while True:
-                await self._flowing.wait()
-                data = await reader.read(65536)
-                if not data:
+                await arrived.wait()
+                arrived.clear()
+                await flowing.wait()
+                if held:
+                    data = bytes(held)
+                    held.clear()
+                    writer.write(data)
+                    await writer.drain()
+
+        flusher = asyncio.ensure_future(flush())
+        try:
+            while data := await reader.read(65536):
+                held += data
+                arrived.set()
+                if flusher.done():
                     break
-                await self._flowing.wait()
-                writer.write(data)
-                await writer.drain()
         except (ConnectionError, OSError):
             pass
         finally:
-            with contextlib.suppress(Exception):
-                writer.transport.abort()
+            flusher.cancel()
+            with contextlib.suppress(BaseException):
+                await flusher
