@@ -236,8 +236,8 @@ class Engine:
         assert self.writer is not None
         by_source: dict[str, list[ChannelRuntime]] = {}
         for runtime in runtimes:
-            for key in source_keys(runtime.channel):
-                by_source.setdefault(key, []).append(runtime)
+            for source in source_keys(runtime.channel):
+                by_source.setdefault(source, []).append(runtime)
         if self._listener_set is not None:
             # Listeners whose settings did not change keep running, with their open connections.
             await self._listener_set.apply(wanted_listeners([runtime.channel for runtime in runtimes]),
