@@ -19,6 +19,7 @@ Dedup survives a restart: the index is refilled from the store when the source s
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -64,7 +65,9 @@ class EventIngest:
         seen = self.dedup.get(key, now)
         if seen is not None:
             if seen.committed is not None:
-                await seen.committed      # the first copy's commit; StoreError: this one is not stored either
+                # The first copy's commit (shielded: a cancelled redelivery must not cancel it for
+                # the first); StoreError means this copy is not stored either.
+                await asyncio.shield(seen.committed)
             self._duplicates.inc()
             log.info("duplicate event acknowledged", extra={"control_id": event.id, "source": self.source})
             return answer("duplicate", id=event.id)
