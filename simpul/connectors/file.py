@@ -36,7 +36,8 @@ from simpul.errors import ConnectorError, ConnectorUnavailable
 PARALLEL_WRITES = 8
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-_EXTENSIONS = {"application/fhir+json": "json", "application/json": "json", "x-application/hl7-v2+er7": "hl7"}
+_EXTENSIONS = {"application/fhir+json": "json", "application/json": "json", "application/cloudevents+json": "json",
+               "x-application/hl7-v2+er7": "hl7"}
 
 
 class FileDestinationConfig(BaseModel):

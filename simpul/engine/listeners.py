@@ -22,11 +22,13 @@ from sqlalchemy import Connection, select
 
 from simpul.config_types import IngestOptions
 from simpul.connectors import registry
-from simpul.connectors.base import SourceConnector
+from simpul.connectors.base import Receive, SourceConnector
+from simpul.connectors.events import EventsSource, event_source
 from simpul.connectors.file import FileSourceConfig
 from simpul.connectors.http import HttpSource
 from simpul.connectors.mllp import MllpSource, MllpSourceConnector
 from simpul.engine.config.channel import Channel
+from simpul.engine.event_ingest import EventIngest
 from simpul.engine.file_source import FilePoller
 from simpul.engine.http_source import HttpSourceServer
 from simpul.engine.ingest import DedupIndex, Ingest, _Seen
@@ -42,7 +44,20 @@ log = logging.getLogger("simpul.listeners")
 Read = Callable[[Callable[[Connection], Any]], Awaitable[Any]]
 
 
+def source_keys(channel: Channel) -> list[str]:
+    """The store sources whose messages this channel routes: its listener's key, or one
+    `event:<type>` per event type of an `events` source."""
+    events = channel.source.settings
+    if isinstance(events, EventsSource):
+        return [event_source(name) for name in events.types]
+    return [source_key(channel)]
+
+
 def source_key(channel: Channel) -> str:
+    """The channel's source as one name (its listener's key; `events:a,b` for an events source)."""
+    events = channel.source.settings
+    if isinstance(events, EventsSource):
+        return "events:" + ",".join(events.types)
     # Port 0 (tests) means "any free port": such a listener is the channel's own.
     folder = channel.source.settings
     if isinstance(folder, FileSourceConfig):
@@ -60,7 +75,9 @@ def source_key(channel: Channel) -> str:
 
 
 def wanted_listeners(channels: list[Channel]) -> dict[str, BaseModel]:
-    return {source_key(channel): channel.source.settings for channel in channels if channel.enabled}
+    # An events source has nothing to listen on: emit_event writes into the store directly.
+    return {source_key(channel): channel.source.settings for channel in channels
+            if channel.enabled and not isinstance(channel.source.settings, EventsSource)}
 
 
 class _CountingEvents(ListenerEvents):
@@ -210,9 +227,13 @@ class ListenerSet:
             await source.start()
             log.info("listening", extra={"source": key, "port": source.port, "tls": bool(settings.tls)})
         else:
-            factory = registry.spec(key.split(":", 1)[0]).create_source
+            spec = registry.spec(key.split(":", 1)[0])
+            factory = spec.create_source
             assert factory is not None      # source_key refuses a source without one
-            source = factory(settings, ingest.handle)
+            receive: Receive = ingest.handle
+            if spec.source_takes == "events":
+                receive = EventIngest(key, self.writer, dedup, self.metrics, ingest).handle
+            source = factory(settings, receive)
             await source.start()
             log.info("source started", extra={"source": key})
         return Listener(settings, source, ingest)

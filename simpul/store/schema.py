@@ -254,3 +254,9 @@ engine_nodes = Table(
     Column("started_at", Float, nullable=False),
     Column("heartbeat_at", Float, nullable=False),
 )
+
+# Business events (revision 0006; written by engine/events.py): 1 = deliver ahead of a backlog.
+# The processor takes `received` priority messages before the others (ix_messages_priority finds
+# them without walking the backlog), so a critical result is routed the moment it is stored.
+messages.append_column(Column("priority", Integer, nullable=False, server_default="0", default=0))
+Index("ix_messages_priority", messages.c.status, messages.c.priority, messages.c.id)
