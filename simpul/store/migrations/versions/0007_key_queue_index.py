@@ -1,7 +1,7 @@
 """deliveries: index the waiting deliveries of each key in FIFO position
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006_events
 
 The claim finds the keys that have pending deliveries by skipping from key to key in this index,
 then takes a key's run of waiting deliveries in FIFO position (coalesce(ordered_as, id)) from
@@ -12,8 +12,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0006'
-down_revision = '0005'
+revision = '0007'
+down_revision = '0006_events'
 branch_labels = None
 depends_on = None
 
