@@ -23,7 +23,8 @@ outcome is refused because its lease token no longer matches.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import (
@@ -52,6 +53,8 @@ class Claimed:
     message_type: str
     idempotency_id: int = 0      # the first delivery of a replay chain; connectors key on it
     lease_token: str = ""        # this claim's token: the outcome is recorded only while the row still has it
+    order_key: str = ""
+    position: int = 0            # FIFO position within the key (coalesce(ordered_as, id))
 
 
 @dataclass
@@ -59,6 +62,8 @@ class Claim:
     runs: list[list[Claimed]]
     paused: bool
     last_key: str | None        # where the next claim's key scan starts
+    # Continuations of keys this worker is sending: key -> the next deliveries after its last claimed.
+    continued: dict[str, list[Claimed]] = field(default_factory=dict)
 
 
 _d = deliveries
@@ -164,31 +169,59 @@ _UNORDERED_DUE = _unordered_due()
 
 def claim(connection: Connection, *, channel: str, label: str, ordered: bool, runs: int, budget: int,
           run_length: int, sending: list[int], after: str | None, now: float, lease_until: float,
-          owner: str, token: str, group: int = 1) -> Claim:
-    """Claim up to `runs` runs holding at most `budget` deliveries in all, and mark them in_flight
-    under `token`. A paused destination claims nothing. Unordered deliveries are handed out in
-    groups of `group` (the worker sends a group as one batch when its connector takes batches)."""
+          owner: str, token: str, group: int = 1, extend: Sequence[Claimed] = ()) -> Claim:
+    """Claim up to `runs` runs of new keys holding at most `budget` deliveries in all, and mark them
+    in_flight under `token`. A paused destination claims nothing. Unordered deliveries are handed
+    out in groups of `group` (the worker sends a group as one batch when its connector takes batches).
+
+    `extend`: the last delivery claimed of each key this worker is still sending; the key's next
+    waiting deliveries after it are claimed too (its run continues without waiting for the
+    outcomes before it to be committed). No other process can take them meanwhile: this worker's
+    in_flight deliveries come first in the key, so the key is blocked for everyone else."""
     params: dict[str, Any] = {"channel": channel, "label": label}
     if connection.execute(_PAUSED, params).scalar() is not None:
         return Claim([], True, after)
     expired = list(connection.execute(_EXPIRED, {**params, "now": now, "sending": sending}).scalars())
     if expired:
         connection.execute(_RELEASE_EXPIRED, {"ids": expired})
+    continued: dict[str, list[Claimed]] = {}
     if ordered:
+        for last in extend:
+            if budget <= 0:
+                break
+            more = _run_from(connection, params, last.order_key, last.position, last.id, min(run_length, budget), now)
+            if more:
+                continued[last.order_key] = more
+                budget -= len(more)
         taken, last_key = _claim_runs(connection, params, runs, budget, run_length, after, now)
     else:
         due = [Claimed(*row) for row in connection.execute(
             _UNORDERED_DUE, {**params, "now": now, "limit": min(runs * group, budget)})]
         taken = [due[start:start + group] for start in range(0, len(due), group)]
         last_key = after
-    ids = [item.id for run in taken for item in run]
-    if ids:
-        for run in taken:
-            for item in run:
-                item.lease_token = token
-        connection.execute(update(_d).where(_d.c.id.in_(ids)).values(
+    claimed = [item for run in [*taken, *continued.values()] for item in run]
+    if claimed:
+        for item in claimed:
+            item.lease_token = token
+        connection.execute(update(_d).where(_d.c.id.in_([item.id for item in claimed])).values(
             status=DeliveryStatus.IN_FLIGHT, lease_until=lease_until, lease_owner=owner, lease_token=token))
-    return Claim(taken, False, last_key)
+    return Claim(taken, False, last_key, continued)
+
+
+def _run_from(connection: Connection, params: dict[str, Any], key: str, position: int, start: int, limit: int,
+              now: float) -> list[Claimed]:
+    """A key's pending deliveries from FIFO place (position, start) on, in order, up to the first
+    that is not due or that comes after a delivery of the key in flight or held elsewhere."""
+    where = {**params, "key": key, "position": position, "head": start}
+    stop = connection.execute(_RUN_END, where).first()
+    run: list[Claimed] = []
+    for *columns, next_attempt_at, run_position in connection.execute(_RUN, {**where, "limit": limit}):
+        if next_attempt_at > now or (stop is not None and (run_position, columns[0]) >= tuple(stop)):
+            break       # the run ends at a delivery that waits for a retry or another's outcome
+        item = Claimed(*columns)
+        item.order_key, item.position = key, run_position
+        run.append(item)
+    return run
 
 
 def _claim_runs(connection: Connection, params: dict[str, Any], runs: int, budget: int, run_length: int,
@@ -209,14 +242,7 @@ def _claim_runs(connection: Connection, params: dict[str, Any], runs: int, budge
             break
         if connection.execute(_LOCK_HEAD, {"head": head}).scalar() is None:
             continue        # another process took this key meanwhile
-        where = {**params, "key": key, "position": position, "head": head}
-        stop = connection.execute(_RUN_END, where).first()
-        run: list[Claimed] = []
-        for *columns, next_attempt_at, run_position in connection.execute(
-                _RUN, {**where, "limit": min(run_length, budget)}):
-            if next_attempt_at > now or (stop is not None and (run_position, columns[0]) >= tuple(stop)):
-                break       # the run ends at a delivery that waits for a retry or another's outcome
-            run.append(Claimed(*columns))
+        run = _run_from(connection, params, key, position, head, min(run_length, budget), now)
         if run and run[0].id == head:
             taken.append(run)
             budget -= len(run)

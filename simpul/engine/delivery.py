@@ -24,7 +24,8 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
@@ -46,10 +47,10 @@ log = logging.getLogger("simpul.delivery")
 
 MAX_KEPT_TEXT = 8000
 # Most deliveries of one key taken under one claim and sent in order (destination option `run_length`).
-DEFAULT_RUN_LENGTH = 100
+DEFAULT_RUN_LENGTH = 200
 # Outcomes of one run that may wait for their commit while its next deliveries are sent: after a
 # crash, at most this many more per run are sent again (at-least-once).
-OUTCOMES_AHEAD = 32
+OUTCOMES_AHEAD = 128
 # Most deliveries of a run handed at once to a connector that takes batches (`send_batch`).
 BATCH = 32
 
@@ -61,6 +62,24 @@ def backoff_seconds(policy: RetryPolicy, attempt: int) -> float:
     if policy.jitter:
         wait = wait + tenacity.wait_random(0, policy.initial_delay)
     return min(float(wait(SimpleNamespace(attempt_number=attempt))), policy.max_delay + policy.initial_delay)
+
+
+@dataclass(eq=False)
+class _Stream:
+    """What one slot is sending: a key's claimed, unsent deliveries in FIFO order (continuations
+    are appended while it runs), or for an unordered destination a group (key None)."""
+    key: str | None
+    queue: deque[Claimed]
+    last: Claimed                    # the last claimed: a continuation starts after it
+    more: asyncio.Event = field(default_factory=asyncio.Event)
+    extending: bool = False          # a claim that may bring its continuation is under way
+    exhausted: bool = False          # a continuation found nothing: no more asked for
+    failed: bool = False             # a send failed and the key waits: nothing more may be sent
+    closed: bool = False
+
+    @property
+    def ident(self) -> object:
+        return self.key if self.key is not None else id(self)
 
 
 class DestinationWorker:
@@ -86,7 +105,7 @@ class DestinationWorker:
         self._stopping = False
         self._in_flight: set[asyncio.Task[None]] = set()
         self._sending: dict[int, str] = {}       # delivery id -> lease token: claimed, outcome not yet recorded
-        self._runs = 0                           # runs being sent (the in-flight slots taken)
+        self._streams: dict[object, _Stream] = {}  # what is being sent, one per slot (a key, or a group)
         self._after: str | None = None           # the last key claimed: the next key scan starts after it
         self._renewed_at = time.monotonic()
         self._delivered = metrics.delivered.labels(channel, label)
@@ -102,30 +121,77 @@ class DestinationWorker:
         except ConnectorError:
             pass  # the first send reconnects and its failure is retried like any other
         while not self._stopping:
-            # A slot frees when its run's last send returns; recording outcomes is batched behind
+            # A slot frees when its key's last send returns; recording outcomes is batched behind
             # the sends (until then a delivery stays in_flight in the store, so its key stays blocked).
-            free = self.max_in_flight - self._runs
-            runs: list[list[Claimed]] = []
-            budget = self.control.claim_limit(free * self.run_length)
-            if free > 0 and budget > 0:
-                taken = await self.writer.run(self._claim_job(free, budget))
-                runs, self.control.paused, self._after = taken.runs, taken.paused, taken.last_key
-                self.control.claimed(sum(len(run) for run in runs))
+            free = self.max_in_flight - len(self._streams)
+            # Keys being sent whose claimed deliveries run low: claim their continuation now, so a
+            # busy key streams on instead of waiting for its outcomes to be committed first.
+            extend = [stream for stream in self._streams.values()
+                      if stream.key is not None and not stream.extending and not stream.exhausted
+                      and len(stream.queue) <= self.run_length // 2]
+            claimed = Claim([], self.control.paused, self._after)
+            budget = self.control.claim_limit((max(free, 0) + len(extend)) * self.run_length)
+            if (free > 0 or extend) and budget > 0:
+                for stream in extend:
+                    stream.extending = True
+                try:
+                    claimed = await self.writer.run(self._claim_job(max(free, 0), budget, [s.last for s in extend]))
+                except Exception as exc:  # noqa: BLE001 - the store refused the claim: nothing was taken
+                    # (locked, a deadlock between processes, connection gone): try again shortly.
+                    log.warning("claim failed; retrying", extra={"channel": self.channel, "stage": self.label,
+                                                                 "error_class": type(exc).__name__})
+                    await asyncio.sleep(self.poll_interval)
+                finally:
+                    # Before any other await: a stream waiting for its continuation must find it queued.
+                    for stream in extend:
+                        stream.extending = False
+                        self._continue(stream, claimed.continued.get(stream.key or ""), claimed)
+                        stream.more.set()
+                self.control.paused, self._after = claimed.paused, claimed.last_key
+                self.control.claimed(sum(map(len, claimed.runs)) + sum(map(len, claimed.continued.values())))
             self._report_state()
-            await self._renew_leases()
-            for run in runs:
-                for item in run:
-                    self._sending[item.id] = item.lease_token
-                self._runs += 1
-                task = asyncio.create_task(self._deliver_run(run))
+            if self._stopping and claimed.runs:
+                for run in claimed.runs:
+                    self._recorder.submit_release(run)
+                claimed.runs = []
+            for run in claimed.runs:
+                self._hold(run)
+                stream = _Stream(run[0].order_key if self.ordered else None, deque(run), run[-1])
+                running = self._streams.get(stream.ident)
+                if running is not None:     # its key is being sent here already: keep one sender per key
+                    running.queue.extend(run)
+                    running.last = run[-1]
+                    running.more.set()
+                    continue
+                self._streams[stream.ident] = stream
+                task = asyncio.create_task(self._send_stream(stream))
                 self._in_flight.add(task)
                 task.add_done_callback(self._finished)
-            if not runs or free <= len(runs):
+            await self._renew_leases()
+            if not claimed.runs and not claimed.continued or free <= len(claimed.runs):
                 self.wake.clear()
                 try:
                     await asyncio.wait_for(self.wake.wait(), timeout=self.control.next_wake(self.poll_interval))
                 except TimeoutError:
                     pass
+
+    def _continue(self, stream: _Stream, more: list[Claimed] | None, claimed: Claim) -> None:
+        if not more:
+            stream.exhausted = True
+        elif stream.failed or self._stopping:
+            # Claimed while its key's send failed (that delivery is going back to pending, before
+            # these in the key's order) or while stopping: back to pending, unsent.
+            self._recorder.submit_release(more)
+        elif stream.closed:                 # it finished meanwhile: the continuation is a new run
+            claimed.runs.append(more)
+        else:
+            self._hold(more)
+            stream.queue.extend(more)
+            stream.last = more[-1]
+
+    def _hold(self, items: list[Claimed]) -> None:
+        for item in items:
+            self._sending[item.id] = item.lease_token
 
     def _report_state(self) -> None:
         self._metrics.set_destination_state(self.channel, self.label, paused=self.control.paused,
@@ -151,14 +217,17 @@ class DestinationWorker:
         The unsent rest of each run goes back to pending at once."""
         self._stopping = True
         self.wake.set()
+        for stream in self._streams.values():
+            stream.more.set()
         if self._in_flight:
             await asyncio.wait(set(self._in_flight), timeout=grace)
         for task in list(self._in_flight):
             task.cancel()
         await self.connector.close()
 
-    def _claim_job(self, runs: int, budget: int) -> Callable[[Connection], Claim]:
-        """Claim up to `runs` runs of at most `budget` deliveries in all."""
+    def _claim_job(self, runs: int, budget: int, extend: list[Claimed]) -> Callable[[Connection], Claim]:
+        """Claim up to `runs` runs of new keys, and the continuations of `extend`, of at most
+        `budget` deliveries in all."""
         sending, after = list(self._sending), self._after
         token = uuid.uuid4().hex
 
@@ -167,29 +236,38 @@ class DestinationWorker:
             return claim(connection, channel=self.channel, label=self.label, ordered=self.ordered, runs=runs,
                          budget=budget, run_length=self.run_length, sending=sending, after=after, now=now,
                          lease_until=now + self.lease, owner=self.owner, token=token,
-                         group=BATCH if hasattr(self.connector, "send_batch") else 1)
+                         group=BATCH if hasattr(self.connector, "send_batch") else 1, extend=extend)
         return job
 
-    async def _deliver_run(self, run: list[Claimed]) -> None:
-        """Send a key's run in order: one at a time, or in batches of up to BATCH to a connector
-        that takes batches. The next send does not wait for the previous outcomes' commit
-        (outcomes are written in batches behind the sends), but at most OUTCOMES_AHEAD of them
-        may be uncommitted: that bounds what a crash makes send again."""
+    async def _send_stream(self, stream: _Stream) -> None:
+        """Send a key's claimed deliveries in order: one at a time, or in batches of up to BATCH
+        to a connector that takes batches, while continuations keep being appended. The next send
+        does not wait for the previous outcomes' commit (outcomes are written in batches behind the
+        sends), but at most OUTCOMES_AHEAD of them may be uncommitted: that bounds what a crash
+        makes send again."""
         recorded: list[asyncio.Future[None]] = []
+        done: list[Claimed] = []
         batches = hasattr(self.connector, "send_batch")
-        index = 0
         try:
-            while index < len(run) and not self._stopping:
-                chunk = run[index:index + BATCH] if batches else run[index:index + 1]
+            while not self._stopping:
+                if not stream.queue:
+                    if not stream.extending:
+                        break
+                    stream.more.clear()             # a claim may bring the key's next deliveries
+                    await stream.more.wait()
+                    continue
+                chunk = [stream.queue.popleft() for _ in range(min(BATCH if batches else 1, len(stream.queue)))]
                 results = await (self._send_batch(chunk) if len(chunk) > 1 else self._send(chunk[0]))
-                index += len(results)
+                done.extend(chunk)
                 for result in results:
                     recorded.append(self._recorder.submit(result))
                 last = results[-1]
                 if len(results) < len(chunk) or last.outcome == AttemptOutcome.RETRY or (
                         last.outcome == AttemptOutcome.FAILED and last.hold):
-                    # The key waits (for the retry, or for the on-call decision): the rest of the
-                    # run goes back to pending in its place, not sent and no attempt counted.
+                    # The key waits (for the retry, or for the on-call decision): the rest goes
+                    # back to pending in its place, not sent and no attempt counted.
+                    stream.failed = True
+                    stream.queue.extendleft(reversed(chunk[len(results):]))
                     break
                 waiting = [future for future in recorded if not future.done()]
                 if len(waiting) > OUTCOMES_AHEAD:
@@ -199,15 +277,20 @@ class DestinationWorker:
                     # deliveries are sent again from the first unrecorded one.
                     log.error("delivery outcomes could not be recorded", extra={
                         "channel": self.channel, "stage": self.label})
-                    return
-            if index < len(run):
-                recorded.append(self._recorder.submit_release(run[index:]))
+                    stream.failed = True
+                    stream.queue.clear()
+                    break
         finally:
-            self._runs -= 1
+            stream.closed = True
+            self._streams.pop(stream.ident, None)
+            rest = list(stream.queue)
+            stream.queue.clear()
+            if rest:
+                recorded.append(self._recorder.submit_release(rest))
             self.wake.set()
             if recorded:
                 await asyncio.gather(*(asyncio.shield(future) for future in recorded), return_exceptions=True)
-            for item in run:
+            for item in [*done, *rest]:
                 self._sending.pop(item.id, None)
 
     async def _send(self, item: Claimed) -> list[_Result]:

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from simpul.mllp.sender import open_mllp_connection
 from tests.fakes.fake_lis import FakeLis
 from tests.helpers import adt, channel_yaml, free_port, segment, send_one
 
@@ -197,3 +198,38 @@ async def test_mllp_destination_recovers_from_a_misbehaving_peer(harness, knob):
             "SELECT count(*) AS n FROM delivery_attempts WHERE outcome='retry'")[0].n >= 2)
         setattr(lis, knob, 0)
         await harness.wait_for(lambda: harness.sql("SELECT id FROM deliveries WHERE status='delivered'"))
+
+
+async def test_one_busy_key_streams_in_order_and_a_failure_mid_stream_is_retried_before_its_successors(harness):
+    """One patient's messages keep arriving while earlier ones are sent (the worker claims each
+    key's continuation while sending it). The LIS refuses message 60 once (AE): the receiver sees
+    every message, the refused one again right after itself and before anything that follows it."""
+    refused: list[str] = []
+
+    def answer(index: int, payload: bytes) -> str:
+        control_id = payload.split(b"\r", 1)[0].split(b"|")[9].decode()
+        if control_id == "ONE-060" and not refused:
+            refused.append(control_id)
+            return "AE"
+        return "AA"
+
+    async with FakeLis(answer=answer) as lis:
+        port = free_port()
+        await harness.start({"lis.yaml": channel_yaml("to-lis", port, f"""\
+            - label: lis
+              run_length: 20
+              mllp: {{host: 127.0.0.1, port: {lis.port}, response_timeout: 2s}}
+              {FAST_RETRY}
+            """)})
+        connection = await open_mllp_connection("127.0.0.1", port)
+        try:
+            for n in range(150):
+                await connection.send(adt(f"ONE-{n:03d}", patient="MRBUSY"))
+        finally:
+            await connection.close()
+        await harness.wait_for(lambda: harness.sql(
+            "SELECT count(*) AS n FROM deliveries WHERE status='delivered'")[0].n == 150, timeout=60)
+    received = [payload.split(b"\r", 1)[0].split(b"|")[9].decode() for payload in lis.received]
+    assert refused == ["ONE-060"]
+    expected = [f"ONE-{n:03d}" for n in range(150)]
+    assert received == expected[:61] + expected[60:]
