@@ -25,6 +25,11 @@ def backlog(store: Engine) -> int:
     return int(unrouted) + int(waiting)
 
 
+def delivered_count(store: Engine) -> int:
+    with store.connect() as connection:
+        return int(connection.execute(text("SELECT count(*) FROM deliveries WHERE status = 'delivered'")).scalar_one())
+
+
 def stored_messages(store: Engine) -> int:
     with store.connect() as connection:
         return int(connection.execute(text("SELECT count(*) FROM messages")).scalar_one())
