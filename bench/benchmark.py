@@ -417,16 +417,16 @@ def print_report(context: Run, ingest: list[IngestRow], peak: dict[str, dict[str
     print(f"== Sustained: open loop, ADT/ORU mix, {SUSTAINED_CONNECTIONS} connections "
           f"(bounded = backlog at the end <= {BOUNDED_BACKLOG_SECONDS:g} s of messages) ==")
     header = (f"{'scenario':<9}{'rate/s':>8}{'secs':>6}{'delivered/s':>13}{'age p50':>10}{'age p99':>10}"
-              f"{'backlog':>9}{'bounded':>9}  cpu us/msg ingest/map/deliver (bare commit)  peak RSS MB")
+              f"{'backlog':>9}{'bounded':>9}  cpu us/msg ingest/map/deliver (bare commit)  peak RSS MB ingest/map/deliver = sum")
     print(header)
     print("-" * len(header))
     for run in context.sustained:
         cpu = "/".join(f"{run.cpu_us_per_msg.get(role, math.nan):.0f}" for role in ROLES)
-        rss = sum(run.peak_rss_mb.values())
+        rss = "/".join(f"{run.peak_rss_mb.get(role, 0.0):.0f}" for role in ROLES) + f" = {sum(run.peak_rss_mb.values()):.0f}"
         print(f"{run.scenario:<9}{run.rate:>8.0f}{run.duration:>6.0f}{run.delivered_per_s:>13.0f}"
               f"{_s(run.delivered.age_p50_s):>10}{_s(run.delivered.age_p99_s):>10}{run.backlog_at_end:>9}"
               f"{'yes' if run.bounded else 'no':>9}  {cpu:<14} ({run.bare_commit_cpu_us_per_msg:.0f})"
-              f"{'':>16}{rss:.0f}")
+              f"{'':>16}{rss}")
     for name, run in best.items():
         print(f"highest bounded rate, {name}: " + (f"{run.rate:.0f} msg/s (delivered {run.delivered_per_s:.0f}/s, "
                                                     f"age p99 {_s(run.delivered.age_p99_s)})" if run else "none"))
