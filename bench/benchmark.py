@@ -79,12 +79,13 @@ class Databases:
         self.kind = "postgresql" if base_url and base_url.startswith("postgresql") else "sqlite"
 
     def fresh(self, name: str) -> str:
+        """A new, empty store on every call (a run must never start on another run's backlog)."""
+        self.created.append(f"simpul_bench_{os.getpid()}_{len(self.created)}_{name.replace('-', '_')}")
+        database = self.created[-1]
         if self.kind == "sqlite":
-            return f"sqlite:///{self.folder / (name + '.db')}"
-        database = f"simpul_bench_{os.getpid()}_{len(self.created)}_{name.replace('-', '_')}"
+            return f"sqlite:///{self.folder / (database + '.db')}"
         with self._admin() as connection:
             connection.execute(f'CREATE DATABASE "{database}"')
-        self.created.append(database)
         assert self.base_url is not None
         head = self.base_url.rsplit("/", 1)[0]
         return f"{head}/{database}"
@@ -185,15 +186,25 @@ class SustainedRun:
     bare_commit_cpu_us_per_msg: float
     peak_rss_mb: dict[str, float]
     sink_rss_mb: float = 0.0
+    bare_commit_now: DriveResult | None = None    # bare commit-then-ACK, 10 connections, just before
 
 
 def run_sustained(context: "Run", scenario: Scenario, rate: float, duration: float) -> SustainedRun:
     """One open-loop run at `rate` on a fresh engine and store; waits for the backlog to drain after."""
     folder = context.folder / f"{scenario.name}-{int(rate)}-{len(context.sustained)}"
     folder.mkdir()
+    # The machine is shared: the bare commit-then-ACK server is driven again right before each
+    # run, so every sustained figure has a reference from the same minutes.
+    reference = python_server("bare_commit_server.py", "bare-commit", "--database",
+                              context.databases.fresh(f"bare-{len(context.sustained)}")).start()
+    try:
+        bare = drive(context.driver, context.templates.path(), reference.port, 10, duration=2.0, warmup=0.5,
+                     tag=f"R{len(context.sustained)}", processes=1)
+    finally:
+        reference.stop()
     sink = python_server("http_sink.py", "sink").start() if scenario.destination == "fhir" else None
     engine = EngineProcess(folder, context.databases.fresh(scenario.name), destination=scenario.destination,
-                           sink_port=sink.port if sink else 0)
+                           sink_port=sink.port if sink else 0, max_in_flight=context.max_in_flight)
     store = store_probe.open_store(engine.database_url)
     warmup = min(5.0, duration / 5)
     try:
@@ -247,11 +258,12 @@ def run_sustained(context: "Run", scenario: Scenario, rate: float, duration: flo
                and backlog_at_end <= rate * BOUNDED_BACKLOG_SECONDS and delivered.delivered == delivered.received)
     run = SustainedRun(scenario.name, rate, duration, result, delivered, delivered.delivered_in_window / duration,
                        samples, backlog_at_end, drained, bounded, _cpu_per_message(before, after, processed),
-                       context.bare_commit_cpu, after.rss_mb, sink_rss)
+                       context.bare_commit_cpu, after.rss_mb, sink_rss, bare)
     context.sustained.append(run)
     context.say(f"  {scenario.name:<8} @{rate:>6.0f}/s for {duration:g} s: delivered {run.delivered_per_s:>7.0f}/s, "
                 f"queue age p50 {_s(delivered.age_p50_s)} p99 {_s(delivered.age_p99_s)}, backlog at end "
-                f"{backlog_at_end}, {'bounded' if bounded else 'NOT bounded'} (drained {drained:.1f} s after)")
+                f"{backlog_at_end}, {'bounded' if bounded else 'NOT bounded'} (drained {drained:.1f} s after; "
+                f"bare commit-then-ACK just before: {bare.msg_per_s:.0f} msg/s at 10 connections)")
     return run
 
 
@@ -296,6 +308,7 @@ class Run:
         self.probe_duration: float = arguments.probe_duration
         self.steps: int = arguments.steps
         self.quick_rate: float = arguments.quick_rate
+        self.max_in_flight: int | None = arguments.max_in_flight
         self.claim_sizes: list[int] = arguments.claim_sizes
         self.scenarios = [s for s in SCENARIOS if s.name in arguments.scenarios]
         self.folder = Path(tempfile.mkdtemp(prefix="simpul-bench-"))
@@ -415,9 +428,10 @@ def print_report(context: Run, ingest: list[IngestRow], peak: dict[str, dict[str
                                       for name, roles in peak.items()))
     print()
     print(f"== Sustained: open loop, ADT/ORU mix, {SUSTAINED_CONNECTIONS} connections "
-          f"(bounded = backlog at the end <= {BOUNDED_BACKLOG_SECONDS:g} s of messages) ==")
+          f"(bounded = backlog at the end <= {BOUNDED_BACKLOG_SECONDS:g} s of messages; bare now = bare "
+          f"commit-then-ACK msg/s at 10 connections just before the run) ==")
     header = (f"{'scenario':<9}{'rate/s':>8}{'secs':>6}{'delivered/s':>13}{'age p50':>10}{'age p99':>10}"
-              f"{'backlog':>9}{'bounded':>9}  cpu us/msg ingest/map/deliver (bare commit)  peak RSS MB ingest/map/deliver = sum")
+              f"{'backlog':>9}{'bounded':>9}{'bare now':>10}  cpu us/msg ingest/map/deliver (bare commit)  peak RSS MB ingest/map/deliver = sum")
     print(header)
     print("-" * len(header))
     for run in context.sustained:
@@ -425,7 +439,8 @@ def print_report(context: Run, ingest: list[IngestRow], peak: dict[str, dict[str
         rss = "/".join(f"{run.peak_rss_mb.get(role, 0.0):.0f}" for role in ROLES) + f" = {sum(run.peak_rss_mb.values()):.0f}"
         print(f"{run.scenario:<9}{run.rate:>8.0f}{run.duration:>6.0f}{run.delivered_per_s:>13.0f}"
               f"{_s(run.delivered.age_p50_s):>10}{_s(run.delivered.age_p99_s):>10}{run.backlog_at_end:>9}"
-              f"{'yes' if run.bounded else 'no':>9}  {cpu:<14} ({run.bare_commit_cpu_us_per_msg:.0f})"
+              f"{'yes' if run.bounded else 'no':>9}"
+              f"{(run.bare_commit_now.msg_per_s if run.bare_commit_now else math.nan):>10.0f}  {cpu:<14} ({run.bare_commit_cpu_us_per_msg:.0f})"
               f"{'':>16}{rss}")
     for name, run in best.items():
         print(f"highest bounded rate, {name}: " + (f"{run.rate:.0f} msg/s (delivered {run.delivered_per_s:.0f}/s, "
@@ -459,6 +474,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--probe-duration", type=float, default=10.0, help="seconds of the probe at the target rate")
     parser.add_argument("--steps", type=int, default=3, help="sustained runs per scenario in the rate search")
     parser.add_argument("--quick-rate", type=float, default=200.0, help="--quick: the one sustained rate")
+    parser.add_argument("--max-in-flight", type=int, default=None,
+                        help="diagnostic: the destinations' max_in_flight (default: the engine's default)")
     parser.add_argument("--claim-sizes", default="10,1000000", help="waiting deliveries for the claim timing")
     parser.add_argument("--scenarios", default="file,fhir,one-key", help="sustained scenarios to run")
     parser.add_argument("--skip", default="", help="parts to skip: ingest,sustained,claims")

@@ -161,22 +161,23 @@ def simpul_executable() -> str:
     return found
 
 
-def destination_yaml(kind: str, workdir: Path, http_port: int = 0) -> str:
+def destination_yaml(kind: str, workdir: Path, http_port: int = 0, max_in_flight: int | None = None) -> str:
     """One destination: `file` (FHIR Bundles into a folder) or `fhir` (POST to the HTTP sink)."""
+    extra = f"    max_in_flight: {max_in_flight}\n" if max_in_flight else ""
     if kind == "fhir":
         return ("  - label: fhir\n"
                 "    fhir_server:\n"
-                f"      base_url: http://{HOST}:{http_port}/fhir\n")
+                f"      base_url: http://{HOST}:{http_port}/fhir\n" + extra)
     return ("  - label: fhir-files\n"
             "    file:\n"
-            f"      directory: {workdir / 'out'}\n")
+            f"      directory: {workdir / 'out'}\n" + extra)
 
 
 class EngineProcess:
     """`simpul run` in its own folder with one channel: MLLP -> v2_to_fhir -> one destination."""
 
     def __init__(self, workdir: Path, database_url: str, *, destination: str = "file", sink_port: int = 0,
-                 store_only: bool = False) -> None:
+                 store_only: bool = False, max_in_flight: int | None = None) -> None:
         self.workdir = workdir
         self.database_url = database_url
         self.mllp_port = free_port()
@@ -191,7 +192,7 @@ class EngineProcess:
             f"source:\n  mllp:\n    host: {HOST}\n    port: {self.mllp_port}\n"
             f"{channel_filter}"
             "mapping: v2_to_fhir\n"
-            "destinations:\n" + destination_yaml(destination, workdir, sink_port))
+            "destinations:\n" + destination_yaml(destination, workdir, sink_port, max_in_flight))
         self.settings = workdir / "simpul.yaml"
         self.settings.write_text(
             f"database:\n  url: {database_url}\n  sqlite_synchronous: FULL\n"
