@@ -286,12 +286,14 @@ def search_rate(context: "Run", scenario: Scenario) -> SustainedRun | None:
             low = max(low, run.rate)
         else:
             high = min(high, run.rate)
+        # Steps of at most 1.5x: the bare halfway point between a low bounded rate and the target
+        # would overshoot far past what the probe showed the engine can deliver.
         if high == math.inf:
             rate = low * 1.3
         elif low == 0.0:
             rate = high * 0.7
         else:
-            rate = (low + high) / 2
+            rate = min((low + high) / 2, low * 1.5)
         if high != math.inf and high - low < 0.05 * high:
             break
     return best
