@@ -480,7 +480,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds per sustained run (default 60)")
     parser.add_argument("--probe-duration", type=float, default=10.0, help="seconds of the probe at the target rate")
     parser.add_argument("--steps", type=int, default=3, help="sustained runs per scenario in the rate search")
-    parser.add_argument("--quick-rate", type=float, default=200.0, help="--quick: the one sustained rate")
+    parser.add_argument("--quick-rate", type=float, default=100.0, help="--quick: the one sustained rate")
     parser.add_argument("--max-in-flight", type=int, default=None,
                         help="diagnostic: the destinations' max_in_flight (default: the engine's default)")
     parser.add_argument("--claim-sizes", default="10,1000000", help="waiting deliveries for the claim timing")
