@@ -7,6 +7,7 @@ in a hospital feed (many patients, a few messages each) rather than one long que
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 PATIENT_POOL = 2000
 
@@ -58,9 +59,9 @@ _ORU_TAIL = "".join(
     for i, (code, name, value, unit, ref, flag) in enumerate(_ORU_RESULTS, start=1))
 
 
-def message(control_id: str, rng: random.Random) -> bytes:
+def message(control_id: str, rng: random.Random, *, patients: int = PATIENT_POOL) -> bytes:
     """One message of the mix with MSH-10 = ``control_id`` (which must not contain '|' or '^')."""
-    patient = rng.randrange(PATIENT_POOL)
+    patient = rng.randrange(patients)
     values = {"control_id": control_id, "mrn": f"MR{patient:06d}", "mrn_digits": f"{patient:06d}",
               "room": str(100 + patient % 50)}
     draw = rng.random()
@@ -68,3 +69,15 @@ def message(control_id: str, rng: random.Random) -> bytes:
         values["event"] = "A01" if draw < 0.3 else "A08"
         return _ADT_TEMPLATE.format(**values).encode()
     return (_ORU_HEAD.format(**values) + _ORU_TAIL).encode()
+
+
+CONTROL_ID_MARKER = "{CID}"
+
+
+def write_templates(path: Path, *, count: int = 2000, patients: int = PATIENT_POOL, seed: int = 1) -> None:
+    """Message templates for the compiled driver: ``count`` messages of the mix, separated by
+    0x1C, each with the marker {CID} where MSH-10 goes (the driver fills in a unique id).
+    ``patients`` = 1 puts every message on one ordering key."""
+    rng = random.Random(seed)
+    chosen = [message(CONTROL_ID_MARKER, rng, patients=patients) for _ in range(count)]
+    path.write_bytes(b"\x1c".join(chosen))

@@ -1,1 +1,1 @@
-"""Tests of the ingest benchmark (bench/)."""
+"""Tests of the benchmark (bench/) and of what a sustained run must deliver."""
