@@ -4,7 +4,8 @@
 
 The store is filled directly (one INSERT ... SELECT over a generated series per table, so a
 million rows take seconds, not minutes), then the destination worker's own claim runs through
-the engine's StoreWriter, as in `simpul run`: `writer.run(worker._claim_job(limit))`. Each timed
+the engine's StoreWriter, as in `simpul run`: `writer.run(worker._claim_job(runs, budget, []))`
+(8 deliveries per claim: one from each of 8 keys, or a run of 8 of the one key). Each timed
 claim is followed by an untimed update that marks what it took as delivered, so the next claim
 finds the following head of the queue (the steady state of a worker draining a backlog).
 The only engine coupling is DestinationWorker's constructor and its claim job.
@@ -92,17 +93,19 @@ async def time_claims(engine: Engine, waiting: int, keys: str) -> ClaimTiming:
     writer.start()
     # connector=None: the claim never touches the connector (sends are not timed here).
     worker = DestinationWorker(CHANNEL, LABEL, None, RetryPolicy(), writer=writer, metrics=Metrics(),  # type: ignore[arg-type]
-                               max_in_flight=CLAIM_LIMIT, lease=60.0, poll_interval=0.5, owner="bench-claim")
+                               max_in_flight=CLAIM_LIMIT, lease=60.0, poll_interval=0.5, owner="bench-claim",
+                               # 8 deliveries per claim at every size: 8 keys of one each, or one key's run of 8
+                               run_length=1 if keys == "many" else CLAIM_LIMIT)
     timings, claimed = [], 0
     try:
         for _ in range(REPEATS):
             if len(timings) >= 3 and sum(timings) > 5000:
                 break       # a claim that costs seconds is measured three times, not seven
             started = time.perf_counter()
-            rows, _paused = await writer.run(worker._claim_job(CLAIM_LIMIT))
+            taken = await writer.run(worker._claim_job(CLAIM_LIMIT, CLAIM_LIMIT * worker.run_length, []))
             timings.append((time.perf_counter() - started) * 1000.0)
-            claimed += len(rows)
-            ids = [row.id for row in rows]
+            ids = [item.id for run in taken.runs for item in run]
+            claimed += len(ids)
             if ids:
                 await writer.run(lambda connection: connection.execute(
                     text("UPDATE deliveries SET status = 'delivered', delivered_at = :now WHERE id IN (%s)"
