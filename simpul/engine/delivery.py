@@ -44,6 +44,10 @@ from simpul.errors import ConnectorError, ConnectorRejected, ConnectorUnavailabl
 
 log = logging.getLogger("simpul.delivery")
 
+# Called in the transaction that records a batch of outcomes, with (payload, outcome, response)
+# of each; order tracking (engine/orders.py) reads the receiver's answer to an order this way.
+OutcomeHook = Callable[[Connection, list[tuple[bytes, str, "str | None"]]], None]
+
 MAX_KEPT_TEXT = 8000
 
 
@@ -117,7 +121,7 @@ class DestinationWorker:
     def __init__(self, channel: str, label: str, connector: Connector, policy: RetryPolicy, *,
                  writer: StoreWriter, metrics: Metrics, max_in_flight: int, lease: float,
                  poll_interval: float, owner: str, send_timeout: float = 300.0,
-                 control: DeliveryControl | None = None) -> None:
+                 control: DeliveryControl | None = None, on_outcomes: OutcomeHook | None = None) -> None:
         self.channel = channel
         self.label = label
         self.connector = connector
@@ -140,7 +144,7 @@ class DestinationWorker:
         self._dead = metrics.dead_lettered.labels(channel, label)
         self._latency = metrics.delivery_latency.labels(channel, label)
         self._metrics = metrics
-        self._recorder = _Recorder(writer, channel, label)
+        self._recorder = _Recorder(writer, channel, label, on_outcomes)
 
     async def run(self) -> None:
         try:
@@ -305,8 +309,9 @@ class _Recorder:
     being written shares one store job (a few executemany statements instead of a job each).
     `record` returns once its outcome is committed, so the delivery's slot frees only then."""
 
-    def __init__(self, writer: StoreWriter, channel: str, label: str) -> None:
+    def __init__(self, writer: StoreWriter, channel: str, label: str, on_outcomes: OutcomeHook | None = None) -> None:
         self.writer = writer
+        self.on_outcomes = on_outcomes
         self.channel = channel
         self.label = label
         self._pending: list[_Result] = []
@@ -321,8 +326,8 @@ class _Recorder:
     async def _write(self) -> None:
         await asyncio.sleep(0)       # let sends finishing in this loop turn join the batch
         batch, self._pending, self._flush = self._pending, [], None
-        channel, label = self.channel, self.label
-        refused = await self.writer.run(lambda connection: _record_batch(connection, batch, channel, label))
+        channel, label, hook = self.channel, self.label, self.on_outcomes
+        refused = await self.writer.run(lambda connection: _record_batch(connection, batch, channel, label, hook))
         for result in refused:
             # Another process took the delivery over (this one stalled past its lease): its
             # outcome is the one that counts. Ids and the outcome only; no message content.
@@ -353,7 +358,8 @@ _RENEW = (update(deliveries)
           .values(lease_until=bindparam("until")))
 
 
-def _record_batch(connection: Connection, batch: list[_Result], channel: str, label: str) -> list[_Result]:
+def _record_batch(connection: Connection, batch: list[_Result], channel: str, label: str,
+                  hook: OutcomeHook | None = None) -> list[_Result]:
     """Write the outcomes whose lease is still held; return the refused ones (lease taken over)."""
     held = set(connection.execute(_HELD, {"ids": [r.item.id for r in batch],
                                           "held": [(r.item.id, r.item.lease_token) for r in batch]}).scalars())
@@ -385,6 +391,9 @@ def _record_batch(connection: Connection, batch: list[_Result], channel: str, la
                         "b_delivered_at": result.finished if status == DeliveryStatus.DELIVERED else None})
     connection.execute(delivery_attempts.insert(), attempts)
     connection.execute(_UPDATE_DELIVERY, updates)
+    if hook is not None:
+        hook(connection, [(result.item.payload, str(result.outcome), row["response"])
+                          for result, row in zip(batch, attempts)])
     if failed:
         ids = [result.item.message_id for result, _ in failed]
         originals = {message.id: message for message in map(Message.from_row, connection.execute(

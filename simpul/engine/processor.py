@@ -23,7 +23,9 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, text, update
 
+from simpul.engine import orders
 from simpul.engine.channel_runtime import ChannelRuntime
+from simpul.engine.config.channel import OrderTracking
 from simpul.engine.mapping_pool import MappingPool
 from simpul.engine.metrics import Metrics
 from simpul.store.rows import dead_letter_row, delivery_row
@@ -55,6 +57,8 @@ class _Outcome:
     source: str = ""
     control_id: str = ""
     message_type: str = ""
+    # (channel, its `orders:` settings, what the message says about orders): applied with the outcome
+    order_facts: list[tuple[str, OrderTracking, orders.MessageFacts]] = field(default_factory=list)
 
 
 def message_fields(row: Any) -> dict[str, str]:
@@ -140,6 +144,11 @@ class Processor:
             accepted = [channel for channel in self.channels_for(row.source) if channel.accepts(fields)]
             if accepted:
                 outcome.status = MessageStatus.ROUTED
+                tracking = next((c for c in accepted if c.channel.orders is not None), None)
+                if tracking is not None and tracking.channel.orders is not None:
+                    facts = orders.read_facts(row.raw, tracking.channel.orders)
+                    if facts is not None and facts.groups:
+                        outcome.order_facts.append((tracking.name, tracking.channel.orders, facts))
             plans.append((row, outcome, fields, accepted))
             jobs.extend((channel.name, row.raw, row.charset) for channel in accepted if channel.needs_mapping)
         results = iter(await self.pool_for().map_batch(jobs))
@@ -207,3 +216,9 @@ def _write_outcomes(connection: Connection, outcomes: list[_Outcome]) -> None:
     dead_rows = [row for outcome in taken for row in outcome.dead_letter_rows]
     if dead_rows:
         connection.execute(dead_letters.insert(), dead_rows)
+    # Order timelines (engine/orders.py) change in the same transaction as the routing outcome,
+    # so a crash never leaves a result routed but missing from its order (or counted twice).
+    now = time.time()
+    for outcome in taken:
+        for channel, tracking, facts in outcome.order_facts:
+            orders.apply_message(connection, facts, tracking, channel, outcome.message_id, now)

@@ -207,6 +207,9 @@ def obr(order: Located, set_id: int, requester: dt.Components | None, specimens:
         if kind:
             seg.set(15, er7.component(kind[:3]))  # OBR-15 SPS.1: specimen source as subcomponents
     seg.set(16, dt.field(requester))
+    accession = next((i for i in res.get("identifier") or [] if dt.has_type(i, "ACSN")), None)
+    if accession and accession.get("value"):
+        seg.set(18, er7.escape(str(accession["value"])))  # OBR-18 placer field 1: the RIS accession number
     if with_timing:
         seg.set(27, dt.field(["", "", "", start, end, priority_code(order)]))
     seg.set(31, _repeat([dt.cwe(c) for c in res.get("reasonCode") or []]))
