@@ -7,12 +7,15 @@ pipeline: channel filter, order tracking, per-destination queue to the LIS or RI
 Why the conversion happens here and not in a channel mapping: the store and every stage after it
 hold HL7v2 (dedup, business keys, dead-letter edit and replay all read MSH); converting at the door
 keeps one kind of message behind it. A PUT is a change: an active ServiceRequest goes out as ORC-1
-XO, a revoked one as CA. MSH-10 is a hash of the request, so a client that resends after a lost
-answer gets the first answer back (the ingest's dedup) instead of placing the order twice.
+XO, a revoked one as CA. MSH-10 is a hash of the request and MSH-7 its authoredOn, so a client that
+resends after a lost answer sends the same bytes and gets the first answer back (the ingest's dedup)
+instead of placing the order twice. Without authoredOn, MSH-7 is the time of the first copy, kept
+for the last REMEMBERED requests of this process.
 """
 from __future__ import annotations
 
 import copy
+import datetime
 import hashlib
 import logging
 from typing import Any
@@ -24,6 +27,7 @@ from simpul.engine.http_source import HttpSourceServer, respond
 from simpul.engine.ingest import Ingest
 from simpul.errors import AckUnreadable, MappingError
 from simpul.mappings.fhir_to_v2 import build_oml_o21, build_orm_o01
+from simpul.mappings.fhir_to_v2.datatypes import dtm
 from simpul.mllp.ack import read_ack
 from simpul.v2 import MessageHeader
 
@@ -32,6 +36,7 @@ log = logging.getLogger("simpul.fhir_orders")
 FHIR_JSON = "application/fhir+json"
 V2_TABLE_0119 = "http://terminology.hl7.org/CodeSystem/v2-0119"
 BUSINESS_EVENT = "http://hl7.org/fhir/StructureDefinition/event-businessEvent"
+REMEMBERED = 10_000
 PLACER_TYPE = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "PLAC"}]}
 
 
@@ -58,7 +63,8 @@ def _categories(request: dict[str, Any]) -> list[str]:
             for coding in category.get("coding") or [] if isinstance(coding, dict) and coding.get("code")]
 
 
-def order_message(settings: FhirOrderSource, body: dict[str, Any], *, change: bool) -> bytes:
+def order_message(settings: FhirOrderSource, body: dict[str, Any], *, change: bool,
+                  sent_at: dict[str, str] | None = None) -> bytes:
     """The HL7v2 message for one request (MappingError names the FHIR element when it cannot be written)."""
     body = copy.deepcopy(body)
     request = service_request_of(body)
@@ -74,7 +80,15 @@ def order_message(settings: FhirOrderSource, body: dict[str, Any], *, change: bo
                 settings.message_type)
     digest = hashlib.blake2b(orjson.dumps(body, option=orjson.OPT_SORT_KEYS) + (b"PUT" if change else b"POST"),
                              digest_size=10).hexdigest()
-    header = MessageHeader(sending_application=settings.sending_application,
+    if request.get("authoredOn"):
+        when = dtm(str(request["authoredOn"]), "ServiceRequest.authoredOn", segment="MSH", field=7)
+    elif sent_at is not None:
+        when = sent_at.setdefault(digest, datetime.datetime.now().astimezone().strftime("%Y%m%d%H%M%S%z"))
+        while len(sent_at) > REMEMBERED:
+            del sent_at[next(iter(sent_at))]
+    else:
+        when = ""
+    header = MessageHeader(message_datetime=when, sending_application=settings.sending_application,
                            sending_facility=settings.sending_facility,
                            receiving_application=settings.receiving_application,
                            receiving_facility=settings.receiving_facility, control_id=digest)
@@ -90,6 +104,7 @@ class FhirOrderServer(HttpSourceServer):
         self.settings = settings
         self.ingest = ingest
         self.collection = settings.base_path.rstrip("/") + "/ServiceRequest"
+        self.sent_at: dict[str, str] = {}     # request hash -> MSH-7 of its first copy (see module docstring)
 
     async def _app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -128,7 +143,7 @@ class FhirOrderServer(HttpSourceServer):
         if change and str(request.get("id", "")) != path.rsplit("/", 1)[1]:
             return (*outcome(400, "invalid", "ServiceRequest.id must match the id in the URL", "ServiceRequest.id"), {})
         try:
-            message = order_message(self.settings, body, change=change)
+            message = order_message(self.settings, body, change=change, sent_at=self.sent_at)
         except MappingError as exc:
             return (*outcome(422, "processing", str(exc)), {})
         ack = await self.ingest.handle(message)

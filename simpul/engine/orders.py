@@ -215,7 +215,9 @@ def _create(connection: Connection, group: OrderGroup, facts: MessageFacts, trac
                   accession_number=group.accession, patient_id=facts.patient_id, code=group.code[:250],
                   priority=priority, status=status, unknown=int(unknown), placed_at=now, updated_at=now,
                   due_at=None if unknown else _due(tracking, priority, now))
-    new_id = connection.execute(orders.insert().values(**values)).inserted_primary_key[0]
+    inserted = connection.execute(orders.insert().values(**values)).inserted_primary_key
+    assert inserted is not None
+    new_id = inserted[0]
     return connection.execute(select(orders).where(orders.c.id == new_id)).one()
 
 

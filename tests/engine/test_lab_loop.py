@@ -10,8 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.dead_letters.test_cli import simpul
 from tests.fakes.fake_lis import FakeLis, order_result
-from tests.helpers import EngineHarness
+from tests.helpers import EngineHarness, write_settings
 
 PLAC = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "PLAC"}]}
 
@@ -241,3 +242,31 @@ async def test_the_sla_clock_runs_by_itself(harness, fhir_server):
         started = time.monotonic()
         await harness.wait_for(lambda: "overdue" in steps(harness, "PL8001"), timeout=5)
         assert time.monotonic() - started < 3.5
+
+
+async def test_timeline_and_overdue_through_the_api_and_the_cli(harness, fhir_server, tmp_path):
+    async with FakeLis(order_answer=answer_ok) as lis:
+        await harness.start(channels(lis.port, fhir_server.base_url, stat_sla="1s"), http=True)
+        engine = harness.engine
+        assert engine is not None and engine.http_port
+        fhir_port = harness.port_of("lab-orders")
+        assert (await post_order(fhir_port, service_request("PL9001"))).status_code == 201
+        assert (await post_order(fhir_port, service_request("PL9002", priority="routine"))).status_code == 201
+        await harness.wait_for(lambda: "overdue" in steps(harness, "PL9001"), timeout=5)
+        api = f"http://127.0.0.1:{engine.http_port}/api/v1/orders"
+        async with httpx.AsyncClient() as client:
+            shown = (await client.get(f"{api}/FL-PL9001")).json()       # found by the filler number too
+            overdue = (await client.get(api, params={"overdue": "true"})).json()
+            missing = await client.get(f"{api}/NOPE")
+        assert shown["placer_number"] == "PL9001"
+        assert [event["step"] for event in shown["timeline"]] == ["placed", "sent", "accepted", "status", "overdue"]
+        assert [order["placer_number"] for order in overdue] == ["PL9001"]
+        assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
+
+        settings = write_settings(tmp_path, harness.database_url, http_port=0, channels_dir=harness.channels_dir)
+        code, out, _ = await simpul(settings, "orders", "show", "PL9001")
+        assert code == 0 and "placer=PL9001 filler=FL-PL9001" in out and "overdue" in out and "OVERDUE" in out
+        code, out, _ = await simpul(settings, "orders", "overdue")
+        assert code == 0 and "PL9001" in out and "PL9002" not in out and "stat" in out
+        code, _, err = await simpul(settings, "orders", "show", "NOPE")
+        assert code == 1 and "no order" in err
