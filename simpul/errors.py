@@ -17,7 +17,8 @@
     │       └── CommitRejectAck          CR
     ├── MessageError(ValueError)         an HL7v2 message we cannot read
     │   ├── HeaderError                  MSH missing or unreadable (names segment and field)
-    │   └── CharsetError                 bytes that do not decode in the declared MSH-18 charset
+    │   ├── CharsetError                 bytes that do not decode in the declared MSH-18 charset
+    │   └── EventUnreadable              a body that is not a CloudEvents 1.0 JSON event we can read
     ├── MappingError(ValueError)         a message the mapping cannot turn into FHIR
     │   └── UnsupportedMessageType
     │       └── NothingToMap             a supported type with no segment the map reads (MSH only)
@@ -140,6 +141,11 @@ class HeaderError(MessageError):
 
 class CharsetError(MessageError):
     pass
+
+
+class EventUnreadable(MessageError):
+    """A CloudEvents message that cannot be read (not JSON, a required attribute missing, data that
+    does not match its content type). The text names the attribute, never a value."""
 
 
 class MappingError(SimpulError, ValueError):

@@ -27,7 +27,8 @@ from simpul.connectors.base import ConnectorSpec, Outgoing
 from simpul.errors import ConnectorUnavailable
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-_EXTENSIONS = {"application/fhir+json": "json", "application/json": "json", "x-application/hl7-v2+er7": "hl7"}
+_EXTENSIONS = {"application/fhir+json": "json", "application/json": "json", "application/cloudevents+json": "json",
+               "x-application/hl7-v2+er7": "hl7"}
 
 
 class FileDestinationConfig(BaseModel):

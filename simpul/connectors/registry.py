@@ -24,7 +24,7 @@ from simpul.errors import ConfigError
 
 ENTRY_POINT_GROUP = "simpul.connectors"
 _PACKAGE = "simpul.connectors"
-_NOT_CONNECTORS = {"base", "registry"}
+_NOT_CONNECTORS = {"base", "registry", "cloudevents"}   # cloudevents: the envelope, shared
 
 
 @functools.cache

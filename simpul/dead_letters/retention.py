@@ -46,7 +46,7 @@ from simpul.dead_letters.archive import ArchiveKeys, decode_archive, encode_arch
 from simpul.dead_letters.audit import record_audit
 from simpul.engine.channel_runtime import ChannelRuntime
 from simpul.engine.config.channel import RetentionPolicy
-from simpul.engine.listeners import source_key
+from simpul.engine.listeners import source_keys
 from simpul.errors import ConfigError, OperationRefused, StoreError
 from simpul.store.database import inserted_id
 from simpul.store.rows import Archive, archive_entry_row, archive_row
@@ -83,7 +83,8 @@ class Governance:
             name: runtime.channel.retention for name, runtime in channels.items()}
         self.by_source: dict[str, list[str]] = defaultdict(list)
         for name, runtime in channels.items():
-            self.by_source[source_key(runtime.channel)].append(name)
+            for key in source_keys(runtime.channel):
+                self.by_source[key].append(name)
 
     @property
     def retained(self) -> dict[str, "RetentionPolicy"]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from simpul.connectors.cloudevents import CLOUDEVENTS_JSON, looks_like_event
 from simpul.engine.config.channel import Channel, Destination
 from simpul.engine.filter_expression import Evaluator, compile_expression
 from simpul.mappings import MappingSpec, load_mapping
@@ -77,7 +78,9 @@ class ChannelRuntime:
         for destination in self.channel.destinations:
             key = order_key(destination.order_by, fields, message_id)
             if destination.sends == "raw":
-                deliveries.append(RoutedDelivery(destination, raw, HL7_V2, key))
+                # An event goes on as its CloudEvents envelope, exactly as it arrived (or was emitted).
+                kind = CLOUDEVENTS_JSON if looks_like_event(raw) else HL7_V2
+                deliveries.append(RoutedDelivery(destination, raw, kind, key))
             elif mapped is not None:
                 deliveries.append(RoutedDelivery(destination, mapped, FHIR_JSON, key))
         return deliveries

@@ -23,6 +23,7 @@ from sqlalchemy import Connection, select
 from simpul.config_types import IngestOptions
 from simpul.connectors import registry
 from simpul.connectors.base import SourceConnector
+from simpul.connectors.events import EventsSource, event_source
 from simpul.connectors.file import FileSourceConfig
 from simpul.connectors.fhir_orders import FhirOrderSource
 from simpul.connectors.http import HttpSource
@@ -44,7 +45,20 @@ log = logging.getLogger("simpul.listeners")
 Read = Callable[[Callable[[Connection], Any]], Awaitable[Any]]
 
 
+def source_keys(channel: Channel) -> list[str]:
+    """The store sources whose messages this channel routes: its listener's key, or one
+    `event:<type>` per event type of an `events` source."""
+    events = channel.source.settings
+    if isinstance(events, EventsSource):
+        return [event_source(name) for name in events.types]
+    return [source_key(channel)]
+
+
 def source_key(channel: Channel) -> str:
+    """The channel's source as one name (its listener's key; `events:a,b` for an events source)."""
+    events = channel.source.settings
+    if isinstance(events, EventsSource):
+        return "events:" + ",".join(events.types)
     # Port 0 (tests) means "any free port": such a listener is the channel's own.
     folder = channel.source.settings
     if isinstance(folder, FileSourceConfig):
@@ -66,7 +80,9 @@ def source_key(channel: Channel) -> str:
 
 
 def wanted_listeners(channels: list[Channel]) -> dict[str, BaseModel]:
-    return {source_key(channel): channel.source.settings for channel in channels if channel.enabled}
+    # An events source has nothing to listen on: emit_event writes into the store directly.
+    return {source_key(channel): channel.source.settings for channel in channels
+            if channel.enabled and not isinstance(channel.source.settings, EventsSource)}
 
 
 class _CountingEvents(ListenerEvents):

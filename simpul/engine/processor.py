@@ -183,9 +183,15 @@ class Processor:
 _RECEIVED = (select(*_COLUMNS).where(messages.c.status == MessageStatus.RECEIVED,
                                      messages.c.source.in_(bindparam("sources", expanding=True)))
              .order_by(messages.c.id).limit(BATCH))
+# Priority events (engine/events.py) first: ix_messages_priority (status, priority, id) answers
+# this at once, whatever the backlog, and it is empty almost always.
+_PRIORITY = _RECEIVED.where(messages.c.priority > 0)
 
 
 def _fetch_received(connection: Connection, sources: list[str]) -> list[Any]:
+    urgent = list(connection.execute(_PRIORITY, {"sources": sources}))
+    if urgent:
+        return urgent
     return list(connection.execute(_RECEIVED, {"sources": sources}))
 
 

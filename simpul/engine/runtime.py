@@ -30,7 +30,7 @@ from simpul.engine.config.settings import Settings
 from simpul.engine.delivery import DestinationWorker
 from simpul.engine.delivery_gate import DeliveryControl
 from simpul.engine.ingest_process import IngestProcess
-from simpul.engine.listeners import ListenerSet, source_key, wanted_listeners
+from simpul.engine.listeners import ListenerSet, source_keys, wanted_listeners
 from simpul.engine.mapping_pool import MappingPool, specs_of
 from simpul.engine.metrics import IngestMetrics, Metrics
 from simpul.engine import nodes, orders
@@ -241,7 +241,8 @@ class Engine:
         assert self.writer is not None
         by_source: dict[str, list[ChannelRuntime]] = {}
         for runtime in runtimes:
-            by_source.setdefault(source_key(runtime.channel), []).append(runtime)
+            for key in source_keys(runtime.channel):
+                by_source.setdefault(key, []).append(runtime)
         if self._listener_set is not None:
             # Listeners whose settings did not change keep running, with their open connections.
             await self._listener_set.apply(wanted_listeners([runtime.channel for runtime in runtimes]),

@@ -72,6 +72,7 @@ class Message:
     error: str | None
     duplicates: int
     restored_at: float | None
+    priority: int
 
     @classmethod
     def from_row(cls, row: _Row) -> Self:
@@ -116,7 +117,7 @@ class KeyFields(Protocol):
 
 def message_row(source: str, status: MessageStatus, received_at: float, raw: bytes, ack: bytes | None,
                 ack_code: str, *, charset: str, content_hash: str, header: HeaderFields | None = None,
-                keys: KeyFields | None = None, error: str | None = None) -> dict[str, Any]:
+                keys: KeyFields | None = None, error: str | None = None, priority: int = 0) -> dict[str, Any]:
     """The values of one new `messages` row; header fields are cut to their columns' sizes.
 
     Without a header (the message was unreadable) the header columns are empty; without keys,
@@ -136,6 +137,7 @@ def message_row(source: str, status: MessageStatus, received_at: float, raw: byt
         "placer_number": k.placer_number if k else "", "filler_number": k.filler_number if k else "",
         "accession_number": k.accession_number if k else "",
         "raw": raw, "ack": ack, "ack_code": ack_code, "error": error, "duplicates": 0, "restored_at": None,
+        "priority": priority,
     }
 
 

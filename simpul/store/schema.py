@@ -288,3 +288,9 @@ order_events = Table(
     Column("message_id", Integer),
 )
 Index("ix_order_events_order", order_events.c.order_id, order_events.c.id)
+
+# Business events (revision 0006; written by engine/events.py): 1 = deliver ahead of a backlog.
+# The processor takes `received` priority messages before the others (ix_messages_priority finds
+# them without walking the backlog), so a critical result is routed the moment it is stored.
+messages.append_column(Column("priority", Integer, nullable=False, server_default="0", default=0))
+Index("ix_messages_priority", messages.c.status, messages.c.priority, messages.c.id)

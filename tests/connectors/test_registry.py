@@ -24,7 +24,7 @@ from tests.connectors.conformance import TOY_PLUGIN
 from tests.connectors.peers.toy import ToyPeer, ToySender
 from tests.helpers import SIMPUL_CLI, EngineHarness, EngineProcess, adt, channel_yaml, free_port, write_settings
 
-BUILT_IN = ["fhir_server", "file", "http", "mllp"]
+BUILT_IN = ["events", "fhir_server", "file", "http", "mllp"]
 
 
 def install(site: Path, name: str, module: str, source: str) -> None:
@@ -41,7 +41,7 @@ def test_built_ins_come_from_the_files_and_plug_ins_from_entry_points() -> None:
     assert registry.module_path("mllp") == "simpul.connectors.mllp"
     assert registry.module_path("toy") == "simpul_toy_connector"
     assert {spec.name: spec.roles for spec in registry.specs()} == {
-        "fhir_server": ("destination",), "file": ("source", "destination"), "http": ("source",),
+        "events": ("source",), "fhir_server": ("destination",), "file": ("source", "destination"), "http": ("source",),
         "mllp": ("source", "destination"), "toy": ("source", "destination")}
 
 
@@ -104,7 +104,7 @@ async def test_channel_schema_and_openapi_carry_every_connector(harness: EngineH
                                  follow_redirects=True) as client:
         schema = (await client.get("/api/channels/schema")).json()
         openapi = (await client.get("/api/openapi.json")).json()
-    assert set(schema["$defs"]["Source"]["properties"]) == {"file", "http", "mllp"}
+    assert set(schema["$defs"]["Source"]["properties"]) == {"events", "file", "http", "mllp"}
     assert {"fhir_server", "file", "mllp"} <= set(schema["$defs"]["Destination"]["properties"])
     components = openapi["components"]["schemas"]
     assert components["Destination"]["properties"]["fhir_server"]["anyOf"][0] == {

@@ -1,7 +1,7 @@
 """orders: the order-to-result loop (orders and their timeline)
 
-Revision ID: 0006_orders
-Revises: 0005
+Revision ID: 0007_orders
+Revises: 0006_events
 
 Each order sent to a LIS or RIS, and each result that named no known order, gets a row; every
 step (placed, accepted, specimen collected, preliminary, final, corrected, ...) an event row.
@@ -10,8 +10,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0006_orders'
-down_revision = '0005'
+revision = '0007_orders'
+down_revision = '0006_events'
 branch_labels = None
 depends_on = None
 
