@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, or_, select, update
 
 from simpul.engine.config.channel import OrderTracking
+from simpul.engine.events import emit_event
 from simpul.errors import MessageError
 from simpul.store.schema import order_events, orders
 from simpul.v2 import Segment, parse_message, read_message
@@ -154,13 +155,11 @@ def read_facts(raw: bytes, tracking: OrderTracking) -> MessageFacts | None:
 
 def publish_order_event(connection: Connection, type: str, *, subject: str, data: dict[str, Any],
                         priority: bool = False) -> None:
-    """The one place order tracking hands a business event to the event mechanism.
-
-    Until engine/events.py (emit_event: a CloudEvents message stored in this transaction and routed
-    to `events:` channels) is part of this tree, the event is only logged (type and order id, no
-    patient data) and counted in the order's timeline by the caller.
-    """
-    log.info("order event", extra={"event_type": type, "subject": subject, "priority": priority})
+    """The one place order tracking hands a business event on: a CloudEvents message stored in the
+    caller's transaction (engine/events.py), routed to the channels whose source is
+    `events: {types: [...]}`. `priority` (critical results, overdue orders) routes it ahead of any
+    backlog of received messages."""
+    emit_event(connection, type, subject=subject, data=data, source="simpul/orders", priority=priority)
 
 
 # ---- applying steps ------------------------------------------------------------------------------

@@ -1,0 +1,100 @@
+"""Order tracking raises business events through emit_event: lab_result_received for every result,
+critical_result at once (ahead of a backlog), order_overdue when a STAT order misses its SLA."""
+from __future__ import annotations
+
+import hashlib
+import json
+import textwrap
+import time
+from pathlib import Path
+
+from simpul.store.database import open_database
+from simpul.store.migrate import upgrade_to_head
+from simpul.store.rows import message_row
+from simpul.store.schema import messages
+from simpul.store.status import MessageStatus
+from simpul.v2 import extract_business_keys, read_body, read_header
+
+from tests.engine.test_events import events_channel
+from tests.fakes.fake_lis import order_result
+from tests.helpers import EngineHarness, free_port, send_one
+
+
+def results_channel(port: int, directory: Path) -> str:
+    return textwrap.dedent(f"""\
+        name: lab-results
+        source:
+          mllp: {{host: 127.0.0.1, port: {port}}}
+        filter:
+          message_types: [ORU^R01]
+        orders:
+          kind: lab
+        destinations:
+          - label: archive
+            payload: raw
+            order_by: none
+            file: {{directory: {directory}}}
+        """)
+
+
+def events_of(directory: Path) -> list[dict]:
+    return [json.loads(path.read_bytes()) for path in sorted(directory.glob("*.json"))]
+
+
+async def test_result_events_carry_the_order_and_critical_values(tmp_path: Path, sqlite_url: str) -> None:
+    port = free_port()
+    harness = EngineHarness(tmp_path, sqlite_url)
+    await harness.start({"results.yaml": results_channel(port, tmp_path / "archive"),
+                         "critical.yaml": events_channel("critical", ["critical_result"], tmp_path / "critical"),
+                         "lab.yaml": events_channel("lab", ["lab_result_received"], tmp_path / "lab")})
+    try:
+        await send_one(port, order_result("E1", placer="PLE1", filler="FLE1", value="7.2", flag="HH"))
+        await harness.wait_for(lambda: events_of(tmp_path / "critical") and events_of(tmp_path / "lab"))
+        critical = events_of(tmp_path / "critical")[0]
+        assert critical["type"] == "critical_result" and critical["source"] == "simpul/orders"
+        assert critical["subject"] == "ServiceRequest/PLE1"
+        assert critical["data"]["critical"] == [{"code": "2823-3", "flag": "HH", "value": "7.2", "units": "mmol/L"}]
+        assert critical["data"]["unknown"] is True and critical["data"]["filler_number"] == "FLE1"
+        lab = events_of(tmp_path / "lab")[0]
+        assert lab["data"]["result_status"] == "final" and lab["data"]["patient_id"] == "MR001"
+    finally:
+        await harness.stop()
+
+
+async def test_a_critical_result_event_is_delivered_before_the_backlog(tmp_path: Path, sqlite_url: str) -> None:
+    """600 results wait to be routed, the critical one last; its critical_result event is delivered
+    before any lab_result_received event of the results that came before it."""
+    port = free_port()
+    harness = EngineHarness(tmp_path, sqlite_url)
+    channels = {"results.yaml": results_channel(port, tmp_path / "archive"),
+                "critical.yaml": events_channel("critical", ["critical_result"], tmp_path / "critical"),
+                "lab.yaml": events_channel("lab", ["lab_result_received"], tmp_path / "lab")}
+    db = open_database(sqlite_url)
+    upgrade_to_head(db)         # the backlog is stored before any engine runs
+    now = time.time()
+    with db.begin() as connection:
+        rows = []
+        for n in range(600):
+            critical = n == 599
+            raw = order_result(f"B{n}", placer=f"PLB{n}", filler=f"FLB{n}", value="7.4" if critical else "4.2",
+                               flag="HH" if critical else "N")
+            header = read_header(raw)
+            body = read_body(raw, header)
+            keys = extract_business_keys(body.lines, header.field_separator, header.component_separator,
+                                         header.repetition_separator)
+            rows.append(message_row(f"mllp:127.0.0.1:{port}", MessageStatus.RECEIVED, now, raw, None, "AA",
+                                    charset="utf-8", content_hash=hashlib.md5(raw).hexdigest(),
+                                    header=header, keys=keys))
+        connection.execute(messages.insert(), rows)
+    db.dispose()
+    await harness.start(channels)
+    try:
+        await harness.wait_for(lambda: harness.sql(
+            "SELECT count(*) FROM deliveries WHERE channel = 'lab' AND status = 'delivered'")[0][0] == 600,
+            timeout=120)
+        first = {row[0]: row[1] for row in harness.sql(
+            "SELECT channel, min(delivered_at) FROM deliveries WHERE channel IN ('critical', 'lab') "
+            "GROUP BY channel")}
+        assert first["critical"] < first["lab"]
+    finally:
+        await harness.stop()
