@@ -44,9 +44,9 @@ from simpul.errors import ConnectorError, ConnectorRejected, ConnectorUnavailabl
 
 log = logging.getLogger("simpul.delivery")
 
-# Called in the transaction that records a batch of outcomes, with (payload, outcome, response)
-# of each; order tracking (engine/orders.py) reads the receiver's answer to an order this way.
-OutcomeHook = Callable[[Connection, list[tuple[bytes, str, "str | None"]]], None]
+# Called in the transaction that records a batch of outcomes, with (message id, payload, outcome,
+# whole response) of each; order tracking (engine/orders.py) reads the receiver's answer this way.
+OutcomeHook = Callable[[Connection, list[tuple[int, bytes, str, "str | None"]]], None]
 
 MAX_KEPT_TEXT = 8000
 
@@ -392,8 +392,9 @@ def _record_batch(connection: Connection, batch: list[_Result], channel: str, la
     connection.execute(delivery_attempts.insert(), attempts)
     connection.execute(_UPDATE_DELIVERY, updates)
     if hook is not None:
-        hook(connection, [(result.item.payload, str(result.outcome), row["response"])
-                          for result, row in zip(batch, attempts)])
+        hook(connection, [(result.item.message_id, result.item.payload, str(result.outcome),
+                           _whole(result.error.response if result.error is not None else result.response))
+                          for result in batch])
     if failed:
         ids = [result.item.message_id for result, _ in failed]
         originals = {message.id: message for message in map(Message.from_row, connection.execute(
@@ -403,6 +404,10 @@ def _record_batch(connection: Connection, batch: list[_Result], channel: str, la
             stage=label, error_class=type(result.error).__name__, error=error_text, attempts=result.attempt,
             delivery_id=result.item.id, payload=result.item.payload) for result, error_text in failed])
     return refused
+
+
+def _whole(value: str | bytes | None) -> str | None:
+    return value.decode("latin-1") if isinstance(value, bytes) else value
 
 
 def _as_text(value: str | bytes | None) -> str | None:

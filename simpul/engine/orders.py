@@ -21,15 +21,19 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, and_, or_, select, update
 
 from simpul.engine.config.channel import OrderTracking
 from simpul.engine.events import emit_event
 from simpul.errors import MessageError
-from simpul.store.schema import order_events, orders
+from simpul.store.rows import delivery_row
+from simpul.store.schema import deliveries, order_events, orders
 from simpul.v2 import Segment, parse_message, read_message
 
 log = logging.getLogger("simpul.orders")
+
+FHIR_JSON = "application/fhir+json"
 
 # OBR-5 / TQ1-9 / ORC-7.6 priority (HL7 table 0027 and 0485) -> the SLA class.
 PRIORITY = {"S": "stat", "A": "asap", "R": "routine", "P": "routine", "C": "asap", "T": "asap"}
@@ -331,39 +335,98 @@ def _has_step(connection: Connection, order_id: int, step: str) -> bool:
         order_events.c.order_id == order_id, order_events.c.step == step).limit(1)).first() is not None
 
 
-def apply_delivery(connection: Connection, payload: bytes, outcome: str, response: str | None,
-                   tracking: OrderTracking, now: float) -> list[Step]:
-    """The receiver's answer to an order message the channel sent: `outcome` is the attempt's
-    (delivered, retry, failed) and `response` its ACK text (an ORR/ORL carries ORC segments)."""
-    sent = read_facts(payload, tracking)
+@dataclass
+class Answer:
+    """One recorded delivery attempt of a channel that tracks orders (the delivery worker's hook)."""
+
+    message_id: int
+    payload: bytes          # what was sent: the order message
+    outcome: str            # delivered | retry | failed
+    response: str | None    # the receiver's whole answer (an ACK, an ORR/ORL, a dicomweb Bundle)
+    channel: str
+    destination: str        # the destination's label
+    connector: str          # its connector: what the answer means depends on it
+
+
+def apply_delivery(connection: Connection, answer: Answer, tracking: OrderTracking, now: float) -> list[Step]:
+    """Add the receiver's answer to the timelines of the orders in the sent message.
+
+    A LIS or RIS (mllp and other senders): AA sent, AE retrying, AR (or retries spent) rejected,
+    an ORR/ORL answer its ORC-1 and ORC-5. A worklist: the item is scheduled (or removed). A PACS
+    (dicomweb): the study was found, its ImagingStudy goes to `study_destination`; retries spent
+    means no study within the deadline: study_missing.
+    """
+    sent = read_facts(answer.payload, tracking)
     if sent is None or sent.code not in ("ORM", "OML", "OMI"):
         return []
-    answer = None
-    if response:
-        try:
-            answer = facts_from_text(response.replace("\n", "\r"), tracking)
-        except MessageError:
-            answer = None
-    ack_code = _msa_code(response)
     steps: list[Step] = []
     for group in sent.groups:
         row = _find(connection, group)
         if row is None:
             continue
-        if outcome == "delivered":
-            _add_step(connection, row.id, "sent", f"MSA-1 {ack_code or 'AA'}", now, None, steps)
-            if row.status == "placed":
-                row = _set(connection, row, now, status="sent")
-            for answered in (answer.groups if answer is not None else []):
-                if answered.placer in ("", group.placer):
-                    row = _filler_answer(connection, row, answered, None, now, steps)
-        elif outcome == "failed":
-            _add_step(connection, row.id, "rejected", f"MSA-1 {ack_code or 'none'}", now, None, steps)
-            _set(connection, row, now, status="rejected")
-            publish_order_event(connection, "order_rejected", subject=_subject(row), data=_order_data(row))
+        if answer.connector == "dicomweb":
+            _study_answer(connection, row, answer, tracking, now, steps)
+        elif answer.connector == "worklist":
+            if answer.outcome == "delivered":
+                _add_step(connection, row.id, "worklist", (answer.response or "")[:120], now, None, steps)
+            elif answer.outcome == "failed":
+                _add_step(connection, row.id, "worklist_failed", answer.destination, now, None, steps)
         else:
-            _add_step(connection, row.id, "send_failed", f"MSA-1 {ack_code or 'none'}; retrying", now, None, steps)
+            _receiver_answer(connection, row, group, answer, tracking, now, steps)
     return steps
+
+
+def _receiver_answer(connection: Connection, row: Any, group: OrderGroup, answer: Answer, tracking: OrderTracking,
+                     now: float, steps: list[Step]) -> None:
+    ack_code = _msa_code(answer.response)
+    if answer.outcome == "delivered":
+        _add_step(connection, row.id, "sent", f"MSA-1 {ack_code or 'AA'}", now, None, steps)
+        if row.status == "placed":
+            row = _set(connection, row, now, status="sent")
+        reply = None
+        if answer.response and "ORC" in answer.response:
+            try:
+                reply = facts_from_text(answer.response.replace("\n", "\r"), tracking)
+            except MessageError:
+                reply = None
+        for answered in (reply.groups if reply is not None else []):
+            if answered.placer in ("", group.placer):
+                row = _filler_answer(connection, row, answered, None, now, steps)
+    elif answer.outcome == "failed":
+        _add_step(connection, row.id, "rejected", f"MSA-1 {ack_code or 'none'} from {answer.destination}", now,
+                  None, steps)
+        row = _set(connection, row, now, status="rejected")
+        publish_order_event(connection, "order_rejected", subject=_subject(row), data=_order_data(row))
+    else:
+        _add_step(connection, row.id, "send_failed", f"MSA-1 {ack_code or 'none'}; retrying", now, None, steps)
+
+
+def _study_answer(connection: Connection, row: Any, answer: Answer, tracking: OrderTracking, now: float,
+                  steps: list[Step]) -> None:
+    if answer.outcome == "failed":
+        _add_step(connection, row.id, "study_missing", f"no study on the PACS ({answer.destination})", now, None,
+                  steps)
+        row = _set(connection, row, now, study_alerted_at=now)
+        publish_order_event(connection, "study_missing", subject=_subject(row), data=_order_data(row),
+                            priority=True)
+        return
+    if answer.outcome != "delivered" or not answer.response or not answer.response.startswith("{"):
+        return
+    bundle = orjson.loads(answer.response)
+    studies = [entry["resource"] for entry in bundle.get("entry", [])
+               if entry.get("resource", {}).get("resourceType") == "ImagingStudy"]
+    if not studies:
+        return
+    uid = studies[0]["identifier"][0]["value"].removeprefix("urn:oid:")
+    _add_step(connection, row.id, "study_acquired", f"{studies[0].get('numberOfInstances', 0)} instance(s)", now,
+              None, steps)
+    row = _set(connection, row, now, study_found_at=now)
+    if tracking.study_destination:
+        connection.execute(deliveries.insert(), delivery_row(
+            message_id=answer.message_id, channel=answer.channel, destination=tracking.study_destination,
+            order_key=f"study:{uid}", payload=answer.response.encode(), content_type=FHIR_JSON,
+            created_at=now, next_attempt_at=now))
+    publish_order_event(connection, "imaging_study_available", subject=f"ImagingStudy/{uid}", data=bundle)
 
 
 def _msa_code(response: str | None) -> str:
@@ -434,5 +497,5 @@ def list_orders(connection: Connection, *, overdue: bool = False, kind: str | No
     return [_as_dict(row) for row in rows]
 
 
-__all__ = ["MessageFacts", "OrderGroup", "Step", "apply_delivery", "apply_message", "facts_from_text",
+__all__ = ["Answer", "MessageFacts", "OrderGroup", "Step", "apply_delivery", "apply_message", "facts_from_text",
            "find_order", "list_orders", "mark_overdue", "publish_order_event", "read_facts"]

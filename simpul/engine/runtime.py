@@ -241,8 +241,8 @@ class Engine:
         assert self.writer is not None
         by_source: dict[str, list[ChannelRuntime]] = {}
         for runtime in runtimes:
-            for key in source_keys(runtime.channel):
-                by_source.setdefault(key, []).append(runtime)
+            for source in source_keys(runtime.channel):
+                by_source.setdefault(source, []).append(runtime)
         if self._listener_set is not None:
             # Listeners whose settings did not change keep running, with their open connections.
             await self._listener_set.apply(wanted_listeners([runtime.channel for runtime in runtimes]),
@@ -278,7 +278,8 @@ class Engine:
                 max_in_flight=destination.max_in_flight, lease=self.settings.delivery.lease,
                 poll_interval=self.settings.delivery.poll_interval, owner=self.owner,
                 control=DeliveryControl.for_destination(destination),
-                on_outcomes=_order_answers(tracking) if tracking is not None else None)
+                on_outcomes=_order_answers(tracking, key[0], destination.label, destination.connector_name)
+                if tracking is not None else None)
             task = asyncio.create_task(worker.run(), name=f"deliver:{key[0]}/{key[1]}")
             self.workers[key] = (fingerprint, worker, task)
         if self.processor is not None:
@@ -446,12 +447,14 @@ class Engine:
             self.http_port = self._http.servers[0].sockets[0].getsockname()[1]
 
 
-def _order_answers(tracking: OrderTracking) -> Callable[[Connection, list[tuple[bytes, str, str | None]]], None]:
+def _order_answers(tracking: OrderTracking, channel: str, label: str,
+                   connector: str) -> Callable[[Connection, list[tuple[int, bytes, str, str | None]]], None]:
     """The delivery hook of a channel that tracks orders: the receiver's answers join the timelines."""
-    def record(connection: Connection, outcomes: list[tuple[bytes, str, str | None]]) -> None:
+    def record(connection: Connection, outcomes: list[tuple[int, bytes, str, str | None]]) -> None:
         now = time.time()
-        for payload, outcome, response in outcomes:
-            orders.apply_delivery(connection, payload, outcome, response, tracking, now)
+        for message_id, payload, outcome, response in outcomes:
+            orders.apply_delivery(connection, orders.Answer(message_id, payload, outcome, response, channel, label,
+                                                            connector), tracking, now)
     return record
 
 

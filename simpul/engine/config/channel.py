@@ -267,9 +267,10 @@ class OrderTracking(Strict):
     critical_flags: list[str] = Field(["HH", "LL", "AA"], description="OBX-8 abnormal flags that make a "
                                                                      "result critical.")
     critical_rules: list[CriticalRule] = Field(default_factory=list, description="Per-test critical limits.")
-    study_timeout: Duration | None = Field(
-        None, description="Radiology: raise study_missing when no study with the order's accession number "
-                          "is found on the PACS this long after the order was placed.")
+    study_destination: str | None = Field(
+        None, pattern=LABEL, description="Radiology: the label of this channel's FHIR destination that gets the "
+                                         "ImagingStudy a dicomweb destination found (a transaction Bundle).",
+        examples=["fhir"])
 
 
 class Channel(Strict):
@@ -286,6 +287,13 @@ class Channel(Strict):
         None, description="Archive, then remove, finished messages after this long (absent: keep everything).")
     orders: OrderTracking | None = Field(
         None, description="Track the orders and results this channel carries: timeline, SLA, critical values.")
+
+    @model_validator(mode="after")
+    def _study_destination_exists(self) -> "Channel":
+        wanted = self.orders.study_destination if self.orders is not None else None
+        if wanted and wanted not in {d.label for d in self.destinations}:
+            raise ValueError(f"orders.study_destination '{wanted}' is not a destination label of this channel")
+        return self
 
     @field_validator("destinations")
     @classmethod
