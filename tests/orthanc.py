@@ -71,9 +71,10 @@ class Orthanc:
             "Worklists": {"Enable": True, "Database": str(self.worklists)},
         }
         (self.folder / "orthanc.json").write_text(json.dumps(config))
-        log = (self.folder / "stdout.log").open("wb")
-        self._process = subprocess.Popen([ORTHANC, f"--logdir={self.folder / 'log'}", str(self.folder / "orthanc.json")],
-                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with (self.folder / "stdout.log").open("wb") as log:
+            self._process = subprocess.Popen(
+                [ORTHANC, f"--logdir={self.folder / 'log'}", str(self.folder / "orthanc.json")],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self._process.poll() is not None:

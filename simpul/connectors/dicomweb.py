@@ -24,11 +24,13 @@ Errors
 from __future__ import annotations
 
 import asyncio
+import datetime
 import hashlib
+import zoneinfo
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from simpul.config_types import Duration
 from simpul.connectors._imaging_order import ImagingOrder, read_imaging_orders
@@ -41,7 +43,7 @@ RETRYABLE_STATUS = {408, 425, 429}
 STUDY_UID, SERIES_UID, SOP_UID, SOP_CLASS = "0020000D", "0020000E", "00080018", "00080016"
 STUDY_DATE, STUDY_TIME, MODALITY, SERIES_NUMBER = "00080020", "00080030", "00080060", "00200011"
 INSTANCE_NUMBER, BODY_PART, SERIES_DESCRIPTION, STUDY_DESCRIPTION = "00200013", "00180015", "0008103E", "00081030"
-MODALITIES_IN_STUDY = "00080061"
+MODALITIES_IN_STUDY, TIMEZONE_OFFSET = "00080061", "00080201"
 
 
 class DicomwebConfig(BaseModel):
@@ -53,6 +55,18 @@ class DicomwebConfig(BaseModel):
     bearer_token: str | None = Field(None, description="Sent as 'Authorization: Bearer ...'; use ${VAR}.")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers.")
     wado_url: str | None = Field(None, description="WADO-RS base written into the Endpoint (default: url).")
+    timezone: str = Field("UTC", description="IANA zone of StudyDate/StudyTime when a study carries no "
+                                             "TimezoneOffsetFromUTC (FHIR needs the offset).",
+                          examples=["Asia/Jakarta"])
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone '{value}'") from None
+        return value
 
 
 def _value(item: dict[str, Any], tag: str) -> Any:
@@ -64,16 +78,24 @@ def _values(item: dict[str, Any], tag: str) -> list[Any]:
     return list(item.get(tag, {}).get("Value") or [])
 
 
-def _started(study: dict[str, Any]) -> str | None:
+def _started(study: dict[str, Any], zone: str) -> str | None:
+    """StudyDate + StudyTime as a FHIR dateTime, with the study's TimezoneOffsetFromUTC or `zone`."""
     date = str(_value(study, STUDY_DATE) or "")
-    if len(date) != 8:
+    if len(date) != 8 or not date.isdigit():
         return None
     time = str(_value(study, STUDY_TIME) or "").split(".")[0].ljust(6, "0")[:6]
-    return f"{date[:4]}-{date[4:6]}-{date[6:]}T{time[:2]}:{time[2:4]}:{time[4:6]}"
+    if not time.isdigit():
+        return f"{date[:4]}-{date[4:6]}-{date[6:]}"
+    local = datetime.datetime(int(date[:4]), int(date[4:6]), int(date[6:]), int(time[:2]), int(time[2:4]),
+                              int(time[4:6]))
+    offset = str(_value(study, TIMEZONE_OFFSET) or "")
+    if len(offset) == 5 and offset[0] in "+-" and offset[1:].isdigit():
+        return local.strftime("%Y-%m-%dT%H:%M:%S") + f"{offset[:3]}:{offset[3:]}"
+    return local.replace(tzinfo=zoneinfo.ZoneInfo(zone)).isoformat()
 
 
 def imaging_study_bundle(order: ImagingOrder, study: dict[str, Any], series: list[dict[str, Any]],
-                         instances: list[dict[str, Any]], wado_url: str) -> dict[str, Any]:
+                         instances: list[dict[str, Any]], wado_url: str, zone: str = "UTC") -> dict[str, Any]:
     """The transaction Bundle for one study: Endpoint + ImagingStudy, both conditional on identifiers
     so a retried or replayed delivery updates instead of duplicating."""
     uid = str(_value(study, STUDY_UID))
@@ -117,8 +139,9 @@ def imaging_study_bundle(order: ImagingOrder, study: dict[str, Any], series: lis
         imaging["basedOn"] = [{"type": "ServiceRequest", "identifier": {
             "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "PLAC"}]},
             "value": order.placer}}]
-    if _started(study):
-        imaging["started"] = _started(study)
+    started = _started(study, zone)
+    if started:
+        imaging["started"] = started
     if _value(study, STUDY_DESCRIPTION):
         imaging["description"] = str(_value(study, STUDY_DESCRIPTION))
     return {"resourceType": "Bundle", "type": "transaction", "entry": [
@@ -175,13 +198,18 @@ class DicomwebDestination:
 
         client = self._client
         try:
-            studies = client.search_for_studies(search_filters={"AccessionNumber": order.accession})
+            # includefield: PACSs answer QIDO-RS with a minimal attribute set unless asked (PS3.18 8.3.4.3).
+            studies = client.search_for_studies(search_filters={"AccessionNumber": order.accession},
+                                                fields=["StudyDescription", "TimezoneOffsetFromUTC",
+                                                        "ModalitiesInStudy"])
             if not studies:
                 raise ConnectorUnavailable("no study with the order's accession number on the PACS yet")
             study = studies[0]
             uid = str(_value(study, STUDY_UID))
-            series = client.search_for_series(study_instance_uid=uid)
-            instances = client.search_for_instances(study_instance_uid=uid)
+            series = client.search_for_series(study_instance_uid=uid, fields=[
+                "Modality", "SeriesNumber", "SeriesDescription", "BodyPartExamined"])
+            instances = client.search_for_instances(study_instance_uid=uid, fields=[
+                "SeriesInstanceUID", "SOPClassUID", "InstanceNumber"])
         except requests.HTTPError as exc:
             status = exc.response.status_code if exc.response is not None else 0
             if status >= 500 or status in RETRYABLE_STATUS:
@@ -189,7 +217,8 @@ class DicomwebDestination:
             raise ConnectorRejected(f"PACS answered {status}") from exc
         except requests.RequestException as exc:
             raise ConnectorUnavailable(f"PACS unreachable ({type(exc).__name__})") from exc
-        return imaging_study_bundle(order, study, series, instances, self.config.wado_url or self.config.url)
+        return imaging_study_bundle(order, study, series, instances, self.config.wado_url or self.config.url,
+                                    self.config.timezone)
 
     async def close(self) -> None:
         client, self._client = self._client, None
