@@ -161,21 +161,15 @@ class DicomwebDestination:
         import requests
         from dicomweb_client.api import DICOMwebClient
 
-        timeout = self.config.timeout
-
-        class _Session(requests.Session):
-            """requests has no session-wide timeout; every QIDO-RS call gets the configured one."""
-
-            def request(self, *args: Any, **kwargs: Any) -> Any:
-                kwargs.setdefault("timeout", timeout)
-                return super().request(*args, **kwargs)
-
-        session = _Session()
+        session = requests.Session()
         session.headers.update(self.config.headers)
         if self.config.bearer_token:
             session.headers["Authorization"] = f"Bearer {self.config.bearer_token}"
         await self.close()
-        self._client = DICOMwebClient(url=self.config.url, session=session)
+        self._client = DICOMwebClient(url=self.config.url, session=session, timeout=self.config.timeout)
+        # Its own retries (on 503, 504, 429, with waits) would hold a send long past `timeout`;
+        # retrying is the destination's retry policy.
+        self._client.set_http_retry_params(retry=False)
 
     async def send(self, outgoing: Outgoing) -> str:
         orders = read_imaging_orders(outgoing.payload)
@@ -194,6 +188,7 @@ class DicomwebDestination:
                              "entry": [e for b in bundles for e in b["entry"]]}).decode()
 
     def _find(self, order: ImagingOrder) -> dict[str, Any]:
+        # requests comes with dicomweb-client (see connect): loaded only for channels with a PACS.
         import requests
 
         client = self._client
