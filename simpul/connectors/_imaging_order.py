@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 
 from simpul.errors import ConnectorRejected, MessageError
-from simpul.v2 import Segment, parse_message, read_message
+from simpul.v2 import Segment, parse_message, read_message, study_uid_for_accession
 
 CANCEL_CONTROLS = {"CA", "DC", "OC", "CR"}
 
@@ -34,6 +34,8 @@ class ImagingOrder:
     sex: str                     # PID-8
     referring_family: str        # OBR-16.2
     referring_given: str         # OBR-16.3
+    modality: str = ""           # IPC-5.1 (OMI)
+    given_study_uid: str = ""    # IPC-3 (OMI)
 
     @property
     def cancelled(self) -> bool:
@@ -47,10 +49,9 @@ class ImagingOrder:
 
     @property
     def study_uid(self) -> str:
-        """The Study Instance UID the worklist hands the modality: derived from the accession number
-        (a 2.25 UUID-form UID), so a changed order keeps it and the PACS study matches."""
-        digest = hashlib.blake2b(b"simpul-study:" + self.accession.encode(), digest_size=16).digest()
-        return "2.25." + str(int.from_bytes(digest, "big"))
+        """The Study Instance UID the worklist hands the modality: IPC-3 of an OMI, else derived from
+        the accession number the same way the OMI writer does, so a changed order keeps it."""
+        return self.given_study_uid or study_uid_for_accession(self.accession)
 
 
 def read_imaging_orders(payload: bytes) -> list[ImagingOrder]:
@@ -72,8 +73,10 @@ def read_imaging_orders(payload: bytes) -> list[ImagingOrder]:
             tq1 = segment
         elif segment.name == "OBR":
             found.append(_order(pid, orc, tq1, segment))
-        elif segment.name == "IPC" and found and segment.text(1):
-            found[-1].accession = segment.text(1)
+        elif segment.name == "IPC" and found:
+            found[-1].accession = segment.text(1) or found[-1].accession
+            found[-1].given_study_uid = segment.text(3) or found[-1].given_study_uid
+            found[-1].modality = segment.text(5).upper() or found[-1].modality
     if not found:
         raise ConnectorRejected("the order message has no OBR")
     for order in found:

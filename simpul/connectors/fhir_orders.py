@@ -4,7 +4,7 @@ Features
     `POST [base]/ServiceRequest` places an order; `PUT [base]/ServiceRequest/<id>` changes it
     (status active: ORC-1 XO) or cancels it (status revoked or entered-in-error: ORC-1 CA). The
     body is a ServiceRequest with its Patient, Encounter, Specimen and requester `contained`, or a
-    Bundle holding them. Each request becomes one ORM^O01 or OML^O21 (by the order's
+    Bundle holding them. Each request becomes one ORM^O01, OML^O21 or OMI^O23 (by the order's
     category, see `message_types`), stored like any received message (commit, then answer), so
     channels filter, route, track and deliver it as usual.
     A resent identical request is recognised (the MSH-10 is a hash of the request) and answered
@@ -28,7 +28,7 @@ from pydantic import Field
 from simpul.config_types import IngestOptions
 from simpul.connectors.base import ConnectorSpec
 
-OrderMessage = Literal["OML^O21", "ORM^O01"]
+OrderMessage = Literal["OML^O21", "ORM^O01", "OMI^O23"]
 
 
 class FhirOrderSource(IngestOptions):
@@ -42,7 +42,7 @@ class FhirOrderSource(IngestOptions):
     message_types: dict[str, OrderMessage] = Field(
         default_factory=dict, description="Per ServiceRequest.category code (e.g. SNOMED 363679005 imaging), "
                                           "the message to write instead of message_type.",
-        examples=[{"363679005": "ORM^O01"}])
+        examples=[{"363679005": "OMI^O23"}])
     sending_application: str = Field("SIMPUL", description="MSH-3 of the written messages.")
     sending_facility: str = Field("", description="MSH-4.")
     receiving_application: str = Field("", description="MSH-5 (the LIS or RIS).", examples=["LIS"])

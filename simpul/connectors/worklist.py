@@ -15,7 +15,8 @@ Features
 Connection
     directory: the worklist folder of the SCP (Orthanc: `Worklists.Database`).
 Options
-    station_aet, default_modality, modalities (OBR-4 code -> modality), charset.
+    station_aet, default_modality, modalities (OBR-4 code -> modality; IPC-5 or an OBR-4 coded in
+    DCM wins).
 Errors
     A folder that cannot be written (missing, full, read-only): retryable. A message that is not an
     order, or an order without any order number: final.
@@ -81,6 +82,8 @@ class WorklistDestination:
         """Nothing held open."""
 
     def _modality(self, order: ImagingOrder) -> str:
+        if order.modality in DICOM_MODALITIES:
+            return order.modality
         if order.code_system.upper() == "DCM" and order.code.upper() in DICOM_MODALITIES:
             return order.code.upper()
         return self.config.modalities.get(order.code, self.config.default_modality)

@@ -1,6 +1,6 @@
 """The `fhir_orders` source: POST/PUT [base]/ServiceRequest -> one HL7v2 order message -> Ingest.
 
-The request is turned into ORM^O01 or OML^O21 by the FHIR -> v2 writer (simpul/mappings/fhir_to_v2)
+The request is turned into ORM^O01, OML^O21 or OMI^O23 by the FHIR -> v2 writer (simpul/mappings/fhir_to_v2)
 and handed to the same Ingest as MLLP (commit, then answer), so what follows is the ordinary
 pipeline: channel filter, order tracking, per-destination queue to the LIS or RIS.
 
@@ -26,7 +26,7 @@ from simpul.connectors.fhir_orders import FhirOrderSource
 from simpul.engine.http_source import HttpSourceServer, respond
 from simpul.engine.ingest import Ingest
 from simpul.errors import AckUnreadable, MappingError
-from simpul.mappings.fhir_to_v2 import build_oml_o21, build_orm_o01
+from simpul.mappings.fhir_to_v2 import build_oml_o21, build_omi_o23, build_orm_o01
 from simpul.mappings.fhir_to_v2.datatypes import dtm
 from simpul.mllp.ack import read_ack
 from simpul.v2 import MessageHeader
@@ -92,7 +92,7 @@ def order_message(settings: FhirOrderSource, body: dict[str, Any], *, change: bo
                            sending_facility=settings.sending_facility,
                            receiving_application=settings.receiving_application,
                            receiving_facility=settings.receiving_facility, control_id=digest)
-    build = build_orm_o01 if kind == "ORM^O01" else build_oml_o21
+    build = {"ORM^O01": build_orm_o01, "OMI^O23": build_omi_o23}.get(kind, build_oml_o21)
     return build(body, header).encode("utf-8")
 
 

@@ -27,7 +27,7 @@ from sqlalchemy import Connection, and_, or_, select, update
 from simpul.engine.config.channel import OrderTracking
 from simpul.engine.events import emit_event
 from simpul.errors import MessageError
-from simpul.store.rows import delivery_row
+from simpul.store.rows import delivery_row, order_event_row, order_row
 from simpul.store.schema import deliveries, order_events, orders
 from simpul.v2 import Segment, parse_message, read_message
 
@@ -201,8 +201,8 @@ def _subject(row: Any) -> str:
 
 def _add_step(connection: Connection, order_id: int, step: str, detail: str, at: float,
               message_id: int | None, steps: list[Step]) -> None:
-    connection.execute(order_events.insert().values(order_id=order_id, at=at, step=step, detail=detail[:250],
-                                                    message_id=message_id))
+    connection.execute(order_events.insert().values(order_event_row(order_id=order_id, at=at, step=step,
+                                                                    detail=detail, message_id=message_id)))
     steps.append(Step(order_id, step, detail))
 
 
@@ -214,11 +214,11 @@ def _due(tracking: OrderTracking, priority: str, placed_at: float) -> float | No
 def _create(connection: Connection, group: OrderGroup, facts: MessageFacts, tracking: OrderTracking,
             channel: str, status: str, now: float, *, unknown: bool) -> Any:
     priority = PRIORITY.get(group.priority[:1], "routine")
-    values = dict(kind=tracking.kind, channel=channel, placer_number=group.placer, filler_number=group.filler,
-                  accession_number=group.accession, patient_id=facts.patient_id, code=group.code[:250],
-                  priority=priority, status=status, unknown=int(unknown), placed_at=now, updated_at=now,
-                  due_at=None if unknown else _due(tracking, priority, now))
-    inserted = connection.execute(orders.insert().values(**values)).inserted_primary_key
+    values = order_row(kind=tracking.kind, channel=channel, placer_number=group.placer, filler_number=group.filler,
+                       accession_number=group.accession, patient_id=facts.patient_id, code=group.code,
+                       priority=priority, status=status, unknown=unknown, placed_at=now,
+                       due_at=None if unknown else _due(tracking, priority, now))
+    inserted = connection.execute(orders.insert().values(values)).inserted_primary_key
     assert inserted is not None
     new_id = inserted[0]
     return connection.execute(select(orders).where(orders.c.id == new_id)).one()
@@ -446,9 +446,9 @@ def mark_overdue(connection: Connection, now: float) -> list[dict[str, Any]]:
     marked = []
     for row in late:
         connection.execute(update(orders).where(orders.c.id == row.id).values(overdue_at=now))
-        connection.execute(order_events.insert().values(
-            order_id=row.id, at=now, step="overdue", detail=f"no final result {now - row.placed_at:.0f}s after "
-                                                             f"placing ({row.priority} SLA)"))
+        connection.execute(order_events.insert().values(order_event_row(
+            order_id=row.id, at=now, step="overdue", message_id=None,
+            detail=f"no final result {now - row.placed_at:.0f}s after placing ({row.priority} SLA)")))
         data = {**_order_data(row), "due_at": row.due_at, "late_by_seconds": round(now - row.due_at, 1)}
         publish_order_event(connection, "order_overdue", subject=_subject(row), data=data, priority=True)
         marked.append(data)

@@ -1,5 +1,5 @@
 """The radiology loop against a real Orthanc (DICOMweb + worklist plugin): a FHIR ServiceRequest in,
-ORM^O01 to the RIS, a worklist item a modality finds with C-FIND, the study stored with STOW-RS found
+OMI^O23 to the RIS, a worklist item a modality finds with C-FIND, the study stored with STOW-RS found
 by accession and turned into an ImagingStudy at the FHIR server, the report ORU -> DiagnosticReport."""
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def channels(ris_port: int, orthanc: Orthanc, fhir_base: str, events_dir: Path) 
     orders = textwrap.dedent(f"""\
         name: rad-orders
         source:
-          fhir_orders: {{port: 0, message_types: {{"363679005": ORM^O01}}, receiving_application: RIS}}
+          fhir_orders: {{port: 0, message_types: {{"363679005": OMI^O23}}, receiving_application: RIS}}
         orders:
           kind: radiology
           sla: {{routine: 24h}}
@@ -138,9 +138,10 @@ async def test_order_to_worklist_to_study_to_report(tmp_path, sqlite_url, orthan
                 url = f"http://127.0.0.1:{harness.port_of('rad-orders')}/fhir/ServiceRequest"
                 assert (await client.post(url, json=imaging_request("RAD100", "ACC100"))).status_code == 201
                 assert (await client.post(url, json=imaging_request("RAD200", "ACC200"))).status_code == 201
-            # The RIS got ORM^O01 with the accession number in OBR-18.
+            # The RIS got OMI^O23 with the accession number (OBR-18, IPC-1) and the study's UID (IPC-3).
             await harness.wait_for(lambda: len(ris.received) == 2)
-            assert b"ORM^O01" in ris.received[0] and b"|ACC100|" in ris.received[0]
+            assert b"OMI^O23" in ris.received[0] and b"|ACC100|" in ris.received[0]
+            ipc = ris.received[0].split(b"\rIPC|")[1].split(b"\r")[0].split(b"|")
             # A modality's worklist query finds both scheduled orders (pynetdicom C-FIND against Orthanc).
             await harness.wait_for(lambda: len(list(orthanc.worklists.glob("*.wl"))) == 2)
             items = await asyncio.to_thread(worklist_find, orthanc, "ACC100")
@@ -150,12 +151,18 @@ async def test_order_to_worklist_to_study_to_report(tmp_path, sqlite_url, orthan
             assert item.ScheduledProcedureStepSequence[0].Modality == "CT"
             assert item.ScheduledProcedureStepSequence[0].ScheduledStationAETitle == "CT01"
             study_uid = item.StudyInstanceUID
+            assert ipc[0] == b"ACC100" and ipc[2].decode() == study_uid     # RIS, worklist and PACS agree
 
             # The modality stores the study (STOW-RS); the pacs destination finds it by accession.
             web = DICOMwebClient(url=orthanc.dicomweb_url)
             await asyncio.to_thread(web.store_instances, [ct_instance("ACC100", study_uid)])
-            await harness.wait_for(lambda: fhir_server.resources("ImagingStudy"), timeout=15)
-            study = fhir_server.resources("ImagingStudy")[0]
+            # (The OMI's own mapping made an ImagingStudy for IPC-3 already; the PACS's answer fills it in.)
+            await harness.wait_for(lambda: [s for s in fhir_server.resources("ImagingStudy") if "series" in s],
+                                   timeout=15)
+            ours = [s for s in fhir_server.resources("ImagingStudy")
+                    if s["identifier"][0]["value"] == f"urn:oid:{study_uid}"]
+            assert len(ours) == 1
+            study = ours[0]
             assert study["identifier"][0] == {"system": "urn:dicom:uid", "value": f"urn:oid:{study_uid}"}
             assert study["series"][0]["modality"]["code"] == "CT"
             assert study["series"][0]["bodySite"]["display"] == "CHEST"
@@ -182,9 +189,9 @@ async def test_order_to_worklist_to_study_to_report(tmp_path, sqlite_url, orthan
             reports = fhir_server.resources("DiagnosticReport")
             assert len(reports) == 1       # the order's placeholder report became the final one
             diagnostic = reports[0]
-            assert len(fhir_server.resources("ImagingStudy")) == 1
+            assert len(fhir_server.resources("ImagingStudy")) == 2       # one per order, none twice
             linked = diagnostic["imagingStudy"][0]["reference"]
-            assert linked == f"ImagingStudy/{fhir_server.resources('ImagingStudy')[0]['id']}"
+            assert linked == f"ImagingStudy/{study['id']}"
             await harness.wait_for(lambda: "final" in steps(harness, "RAD100"))
             timeline = steps(harness, "RAD100")
             assert timeline[0] == "placed" and timeline[-1] == "final"
