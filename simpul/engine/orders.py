@@ -362,7 +362,9 @@ def apply_delivery(connection: Connection, answer: Answer, tracking: OrderTracki
     steps: list[Step] = []
     for group in sent.groups:
         row = _find(connection, group)
-        if row is None:
+        # Only the channel that placed the order speaks for its receivers: a status update from the
+        # LIS that another channel archives is not "sent" to anybody.
+        if row is None or row.channel != answer.channel or group.control in FILLER_CONTROL:
             continue
         if answer.connector == "dicomweb":
             _study_answer(connection, row, answer, tracking, now, steps)

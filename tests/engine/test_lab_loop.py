@@ -270,3 +270,44 @@ async def test_timeline_and_overdue_through_the_api_and_the_cli(harness, fhir_se
         assert code == 0 and "PL9001" in out and "PL9002" not in out and "stat" in out
         code, _, err = await simpul(settings, "orders", "show", "NOPE")
         assert code == 1 and "no order" in err
+
+
+async def test_status_updates_sent_later_by_the_lis_join_the_timeline(harness, fhir_server, tmp_path):
+    status_channel = textwrap.dedent(f"""\
+        name: lab-status
+        source:
+          mllp: {{port: 0}}
+        filter:
+          message_types: [ORL^O22, ORR^O02, ORM^O01]
+        orders:
+          kind: lab
+        destinations:
+          - label: archive
+            payload: raw
+            file: {{directory: {tmp_path / 'status'}}}
+        """)
+    async with FakeLis() as lis:
+        await harness.start({**channels(lis.port, fhir_server.base_url), "lab-status.yaml": status_channel})
+        assert (await post_order(harness.port_of("lab-orders"), service_request("PL9501"))).status_code == 201
+        await harness.wait_for(lambda: "sent" in steps(harness, "PL9501"))
+        status = harness.port_of("lab-status")
+        accepted = ("MSH|^~\\&|LIS|LAB|SIMPUL|RSUD|20261126090000+0700||ORL^O22^ORL_O22|S1|P|2.5.1\r"
+                    "MSA|AA|x\rORC|OK|PL9501|FL9501||SC\r").encode()
+        in_progress = ("MSH|^~\\&|LIS|LAB|SIMPUL|RSUD|20261126091000+0700||ORM^O01^ORM_O01|S2|P|2.5.1\r"
+                       "PID|1||MR001\rORC|SC|PL9501|FL9501||IP\rOBR|1|PL9501|FL9501|2823-3^Potassium^LN\r").encode()
+        assert b"MSA|AA" in await lis.send_to(status, accepted)
+        assert b"MSA|AA" in await lis.send_to(status, in_progress)
+        await harness.wait_for(lambda: steps(harness, "PL9501").count("status") == 2)
+        assert steps(harness, "PL9501") == ["placed", "sent", "accepted", "status", "status"]
+        row = harness.sql("SELECT status, filler_number FROM orders WHERE placer_number = 'PL9501'")[0]
+        assert tuple(row) == ("in_progress", "FL9501")
+
+
+async def test_a_lis_that_does_not_answer_in_time_gets_the_order_again(harness, fhir_server):
+    silent_first = iter([None, "AA"])
+    async with FakeLis(answer=lambda index, payload: next(silent_first, "AA")) as lis:
+        await harness.start(channels(lis.port, fhir_server.base_url))
+        assert (await post_order(harness.port_of("lab-orders"), service_request("PL9601"))).status_code == 201
+        await harness.wait_for(lambda: "sent" in steps(harness, "PL9601"), timeout=15)
+        assert steps(harness, "PL9601") == ["placed", "send_failed", "sent"]
+        assert len(lis.received) == 2
