@@ -310,7 +310,7 @@ DATA_FLOW = (
     Stage("store writer", "simpul/store/", "group commit: one transaction and one fsync, then the ACK"),
     Stage("processor", "simpul/engine/processor.py", "route to channels, filter, map in a worker process"),
     Stage("delivery worker", "simpul/engine/delivery.py", "lease, FIFO per key, retry with backoff"),
-    Stage("connector", "simpul/connectors/", "FHIR server, LIS over MLLP, files"),
+    Stage("connector", "simpul/connectors/", "FHIR server, LIS over MLLP, files, RabbitMQ"),
     Stage("dead letter", "simpul/dead_letters/", "original bytes, stage, error, every attempt; replay"),
 )
 

@@ -67,6 +67,9 @@ class ConnectorSpec:
     `destination` + `create_destination`: the config model under a destination's `<name>:` key and
     the factory that turns a validated config into a `Connector`.
     `default_payload`: what a destination sends when the channel does not say (`payload:`).
+    `source_takes`: what the engine's `Receive` handed to `create_source` takes: `hl7v2` (the
+    MLLP ingest; its answer is the ACK) or `events` (a broker source: CloudEvents JSON or HL7v2;
+    the answer is read with `cloudevents.outcome_of`, and a failed commit raises).
     """
 
     name: str
@@ -77,6 +80,7 @@ class ConnectorSpec:
     destination_description: str = ""
     create_destination: Callable[[Any], Connector] | None = None
     default_payload: Literal["mapped", "raw"] = "mapped"
+    source_takes: Literal["hl7v2", "events"] = "hl7v2"
 
     def __post_init__(self) -> None:
         if self.source is None and self.destination is None:

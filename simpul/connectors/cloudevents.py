@@ -213,16 +213,43 @@ def event_keys(event: CloudEvent) -> EventKeys:
         identifiers = resource.get("identifier")
         if kind == "Patient":
             keys.setdefault("patient_id", _identifier_of_type(identifiers, "MR") or _first_value(identifiers))
-        elif kind == "Encounter":
+            continue
+        if kind == "Encounter":
             keys.setdefault("visit_number", _identifier_of_type(identifiers, "VN") or _first_value(identifiers))
-        else:
+        elif kind != "Specimen":     # a specimen's PLAC/FILL numbers are the specimen's, not the order's
             for column, code in (("placer_number", "PLAC"), ("filler_number", "FILL"),
                                  ("accession_number", "ACSN")):
                 if value := _identifier_of_type(identifiers, code):
                     keys.setdefault(column, value)
-            if subject := _reference_key(resource.get("subject") or resource.get("patient")):
-                keys.setdefault("subject", subject)
+        if subject := _reference_key(resource.get("subject") or resource.get("patient")):
+            keys.setdefault("subject", subject)
     if not keys.get("patient_id") and keys.get("subject"):
         keys["patient_id"] = keys["subject"]
     keys.pop("subject", None)
     return EventKeys(**{name: value[:250] for name, value in keys.items() if value})
+
+
+# ---- what a broker source's ingest answers (engine/event_ingest.py) ---------------------------
+
+def answer(outcome: str, **detail: str) -> bytes:
+    """The ingest's answer to an event: {"outcome": "stored" | "duplicate" | "rejected", ...}."""
+    return orjson.dumps({"outcome": outcome, **detail})
+
+
+def outcome_of(reply: bytes | None) -> str:
+    """What a broker source does with the ingest's answer: stored | duplicate | rejected.
+
+    For an HL7v2 body the answer is its ACK: AR/CR, and AE/CE (an undecodable charset, stored as
+    rejected), are `rejected`; a failed commit never gets here (the ingest raises instead). No
+    ACK at all (MSH-15 NE) means stored."""
+    if reply is None:
+        return "stored"
+    if looks_like_event(reply):
+        try:
+            return str(orjson.loads(reply).get("outcome", "stored"))
+        except (orjson.JSONDecodeError, AttributeError):
+            return "stored"
+    for line in reply.split(b"\r"):
+        if line.startswith(b"MSA"):
+            return "rejected" if line[4:6] in (b"AR", b"CR", b"AE", b"CE") else "stored"
+    return "stored"

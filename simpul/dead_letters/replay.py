@@ -25,14 +25,13 @@ from sqlalchemy import Connection, func, select, update
 
 from simpul.dead_letters.audit import record_audit
 from simpul.dead_letters.query import DeadLetterFilter
-from simpul.engine.channel_runtime import FHIR_JSON, HL7_V2, ChannelRuntime, order_key
+from simpul.engine.channel_runtime import FHIR_JSON, ChannelRuntime, order_key
 from simpul.engine.processor import message_fields
 from simpul.errors import OperationRefused
 from simpul.store.database import inserted_id
 from simpul.store.rows import DeadLetter, DeadLetterEdit, Delivery, Message, delivery_row, replay_row
 from simpul.store.schema import dead_letter_edits, dead_letters, deliveries, messages, replays
 from simpul.store.status import DeadLetterStatus, DeliveryStatus
-from simpul.v2 import decode_message
 
 DEFAULT_CAP = 100
 SAMPLE_SIZE = 5
@@ -148,7 +147,7 @@ def _items_for(connection: Connection, row: DeadLetter, channels: Mapping[str, C
             continue
         same_destination = original is not None and original.destination == label
         if destination.sends == "raw":
-            item.payload, item.content_type = raw, HL7_V2
+            item.payload, item.content_type = raw, runtime.raw_content_type(raw)
         elif edit is not None and edit.payload is not None:
             item.payload, item.content_type = bytes(edit.payload), edit.content_type or FHIR_JSON
         elif edit is None and same_destination and original is not None:
@@ -159,7 +158,7 @@ def _items_for(connection: Connection, row: DeadLetter, channels: Mapping[str, C
             if mapping_problem is not None:
                 item.problem = mapping_problem
                 continue
-            item.payload, item.content_type = mapped, FHIR_JSON
+            item.payload, item.content_type = mapped, runtime.mapping.output_content_type
         if same_destination and original is not None:
             item.original_delivery_id = original.id
             item.order_key = original.order_key
@@ -177,8 +176,7 @@ def _items_for(connection: Connection, row: DeadLetter, channels: Mapping[str, C
 def remap(runtime: ChannelRuntime, raw: bytes, charset: str) -> tuple[bytes | None, str | None]:
     """Map with the channel's current mapping; (payload, None) or (None, reason)."""
     try:
-        text, _ = decode_message(raw, "", default=charset or "utf-8")
-        return runtime.map(text), None
+        return runtime.map_stored(raw, charset)[0], None
     except Exception as exc:  # noqa: BLE001 - analyst mappings may raise anything; report its class
         reason = getattr(exc, "reason", None)
         return None, f"mapping failed: {type(exc).__name__}" + (f": {reason}" if reason else "")

@@ -15,8 +15,10 @@ from typing import Any
 import orjson
 
 from simpul.connectors.cloudevents import CLOUDEVENTS_JSON, looks_like_event
+from simpul.connectors.cloudevents import VERSION_ID as EVENT_VERSION_ID
 from simpul.engine.config.channel import Channel, Destination
 from simpul.engine.filter_expression import Evaluator, compile_expression
+from simpul.engine.mapping_pool import map_stored
 from simpul.mappings import MappingSpec, load_mapping
 
 FHIR_JSON = "application/fhir+json"
@@ -59,6 +61,9 @@ class ChannelRuntime:
                                        or fnmatch.fnmatchcase(fields["message_type"], pattern + "^*")
                                        for pattern in f.message_types):
             return False
+        if f.event_types and not (fields["version_id"] == EVENT_VERSION_ID and any(
+                fnmatch.fnmatchcase(fields["message_type"], pattern) for pattern in f.event_types)):
+            return False
         if f.sending_application and fields["sending_application"] not in f.sending_application:
             return False
         if f.sending_facility and fields["sending_facility"] not in f.sending_facility:
@@ -71,6 +76,16 @@ class ChannelRuntime:
         """Map in this process (used by `simpul map`; the engine maps in its mapping pool)."""
         return orjson.dumps(self.mapping.map(text))
 
+    def map_stored(self, raw: bytes, charset: str) -> tuple[bytes, str]:
+        """Map a stored message (HL7v2 or an event) in this process, as the pool would: (payload,
+        content type). Dead-letter replay uses it."""
+        return map_stored(self.mapping, raw, charset)[0], self.mapping.output_content_type
+
+    @staticmethod
+    def raw_content_type(raw: bytes) -> str:
+        """What a `payload: raw` destination is sent: an event as its envelope, else HL7v2."""
+        return CLOUDEVENTS_JSON if looks_like_event(raw) else HL7_V2
+
     def deliveries_for(self, raw: bytes, mapped: bytes | None, fields: Mapping[str, str],
                        message_id: int) -> list[RoutedDelivery]:
         """One delivery per destination; mapped destinations get nothing when mapping failed."""
@@ -79,10 +94,9 @@ class ChannelRuntime:
             key = order_key(destination.order_by, fields, message_id)
             if destination.sends == "raw":
                 # An event goes on as its CloudEvents envelope, exactly as it arrived (or was emitted).
-                kind = CLOUDEVENTS_JSON if looks_like_event(raw) else HL7_V2
-                deliveries.append(RoutedDelivery(destination, raw, kind, key))
+                deliveries.append(RoutedDelivery(destination, raw, self.raw_content_type(raw), key))
             elif mapped is not None:
-                deliveries.append(RoutedDelivery(destination, mapped, FHIR_JSON, key))
+                deliveries.append(RoutedDelivery(destination, mapped, self.mapping.output_content_type, key))
         return deliveries
 
 

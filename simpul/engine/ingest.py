@@ -137,19 +137,25 @@ class Ingest:
         self.last_commit_failed = False
 
     async def handle(self, raw: bytes) -> bytes | None:
+        ack, stored = await self.receive(raw)
+        self.last_commit_failed = not stored
+        return ack
+
+    async def receive(self, raw: bytes) -> tuple[bytes | None, bool]:
+        """`handle`, plus whether the message is in the store (False: the commit failed, resend).
+        Sources that handle several messages at once read this instead of `last_commit_failed`."""
         started = time.perf_counter()
-        self.last_commit_failed = False
         self._received.inc()
         now = time.time()
         try:
             header = read_header(raw)
         except HeaderError as error:
-            return await self._reject(raw, None, error, now, started)
+            return await self._reject(raw, None, error, now, started), True
         try:
             body = read_body(raw, header, default_charset=self.default_charset,
                              fallback_charset=self.fallback_charset)
         except MessageError as error:      # undecodable bytes (AE) or binary data (AR)
-            return await self._reject(raw, header, error, now, started)
+            return await self._reject(raw, header, error, now, started), True
 
         key = (header.sending_application, header.sending_facility, header.control_id)
         content_hash = hashlib.blake2b(raw, digest_size=16).hexdigest()
@@ -174,29 +180,28 @@ class Ingest:
             await committed
         except StoreError:
             self.dedup.forget(key, entry)
-            self.last_commit_failed = True
             self._metrics.commit_failures.inc()
             self._metrics.rejected.labels(self.source, "commit").inc()
             log.error("commit failed; answered negatively", extra={"control_id": header.control_id,
                                                                    "source": self.source})
             nack = _commit_failed_ack(header)
             self._latency.observe(time.perf_counter() - started)
-            return nack if not enhanced or accept_ack_wanted(header, False) else None
+            return (nack if not enhanced or accept_ack_wanted(header, False) else None), False
         entry.committed = None
         self._acked.inc()
         if self.on_committed is not None:
             self.on_committed()
         self._latency.observe(time.perf_counter() - started)
-        return ack if not enhanced or accept_ack_wanted(header, True) else None
+        return (ack if not enhanced or accept_ack_wanted(header, True) else None), True
 
-    async def _replay(self, seen: _Seen, header: MessageHeader, started: float, key: DedupKey) -> bytes | None:
+    async def _replay(self, seen: _Seen, header: MessageHeader, started: float,
+                      key: DedupKey) -> tuple[bytes | None, bool]:
         if seen.committed is not None:
             try:
                 await asyncio.shield(seen.committed)
             except StoreError:      # the original was never stored: this resend is told to retry too
-                self.last_commit_failed = True
                 self._latency.observe(time.perf_counter() - started)
-                return _commit_failed_ack(header)
+                return _commit_failed_ack(header), False
         self._duplicates.inc()
         # Count the resend on the stored message (staff see how often a sender resent it); the
         # ACK does not wait for this write.
@@ -211,7 +216,7 @@ class Ingest:
         log.info("duplicate answered with the stored ACK", extra={"control_id": header.control_id,
                                                                   "source": self.source})
         self._latency.observe(time.perf_counter() - started)
-        return seen.ack
+        return seen.ack, True
 
     async def _reject(self, raw: bytes, header: MessageHeader | None, error: MessageError, now: float,
                       started: float) -> bytes | None:

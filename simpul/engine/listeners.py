@@ -22,13 +22,14 @@ from sqlalchemy import Connection, select
 
 from simpul.config_types import IngestOptions
 from simpul.connectors import registry
-from simpul.connectors.base import SourceConnector
+from simpul.connectors.base import Receive, SourceConnector
 from simpul.connectors.events import EventsSource, event_source
 from simpul.connectors.file import FileSourceConfig
 from simpul.connectors.fhir_orders import FhirOrderSource
 from simpul.connectors.http import HttpSource
 from simpul.connectors.mllp import MllpSource, MllpSourceConnector
 from simpul.engine.config.channel import Channel
+from simpul.engine.event_ingest import EventIngest
 from simpul.engine.fhir_order_source import FhirOrderServer
 from simpul.engine.file_source import FilePoller
 from simpul.engine.http_source import HttpSourceServer
@@ -236,9 +237,13 @@ class ListenerSet:
             await source.start()
             log.info("listening for FHIR orders", extra={"source": key, "port": source.port})
         else:
-            factory = registry.spec(key.split(":", 1)[0]).create_source
+            spec = registry.spec(key.split(":", 1)[0])
+            factory = spec.create_source
             assert factory is not None      # source_key refuses a source without one
-            source = factory(settings, ingest.handle)
+            receive: Receive = ingest.handle
+            if spec.source_takes == "events":
+                receive = EventIngest(key, self.writer, dedup, self.metrics, ingest).handle
+            source = factory(settings, receive)
             await source.start()
             log.info("source started", extra={"source": key})
         return Listener(settings, source, ingest)

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from simpul.connectors.cloudevents import looks_like_event, read_event
 from simpul.engine.process_guard import die_with_parent
 from simpul.mappings import load_mapping
 from simpul.v2 import decode_message
@@ -46,15 +47,28 @@ def _load(specs: Specs) -> None:
     _mappings.update(_build(specs))
 
 
+def map_stored(mapping: Any, raw: bytes, codec: str) -> tuple[bytes, dict[str, dict[str, int]] | None]:
+    """Map one stored message as the channel's mapping reads it: (payload, counts for /metrics).
+
+    A CloudEvent (broker source, emit_event): its data is the input, FHIR (map_fhir) or HL7v2
+    text. Anything else is HL7v2 decoded with the codec ingest used (stored with the message)."""
+    if looks_like_event(raw):
+        event = read_event(raw)
+        if not event.is_hl7v2:
+            return mapping.map_fhir(event.data, event_id=event.id), None
+        text = event.data
+    else:
+        text, _ = decode_message(raw, "", default=codec or "utf-8")
+    bundle, report = mapping.map_with_report(text)
+    return orjson.dumps(bundle), {"not_mapped": dict(report.not_mapped), "events": dict(report.counts)}
+
+
 def _map_with(mappings: dict[str, Any], jobs: Sequence[Job]) -> list[Result]:
     results: list[Result] = []
     for channel, raw, codec in jobs:
         try:
-            # The codec ingest decoded these bytes with (stored with the message).
-            text, _ = decode_message(raw, "", default=codec or "utf-8")
-            bundle, report = mappings[channel].map_with_report(text)
-            counts = {"not_mapped": dict(report.not_mapped), "events": dict(report.counts)}
-            results.append((orjson.dumps(bundle), None, None, counts))
+            payload, counts = map_stored(mappings[channel], raw, codec)
+            results.append((payload, None, None, counts))
         except Exception as exc:  # noqa: BLE001 - any mapping failure becomes a dead letter
             results.append((None, type(exc).__name__, str(exc)[:2000], None))
     return results

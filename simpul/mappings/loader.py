@@ -1,25 +1,42 @@
-"""`load_mapping(spec)` -> a `Mapping` whose `map(text)` returns one FHIR transaction Bundle (plain dicts)."""
+"""`load_mapping(spec)` -> a `Mapping` whose `map(text)` returns one FHIR transaction Bundle (plain dicts).
+
+The fhir_to_* built-ins (and `passthrough`) take FHIR instead: the data of a CloudEvents message
+(a FHIR resource or Bundle), through `map_fhir(data, event_id=...)`. `takes` says which input a
+mapping reads and `output_content_type` what it writes.
+"""
 from __future__ import annotations
 
 import difflib
+import hashlib
 import importlib.util
 import pathlib
 from collections import Counter
 from types import ModuleType
 from typing import Any, Callable
 
+import orjson
+
 from simpul.errors import ConfigError, MappingError, MessageError, NothingToMap, UnsupportedMessageType
 from simpul.mappings import datatypes as dt
 from simpul.mappings import vocabulary as vocab
 from simpul.mappings.context import MapContext
+from simpul.mappings.fhir_to_v2 import build_oml_o21, build_orm_o01
 from simpul.mappings.messages import message_map
 from simpul.mappings.options import MappingSpec
 from simpul.mappings.report import MapReport, account
 from simpul.mappings.segments.provenance import map_provenance
 from simpul.mappings.validation import validate_bundle
-from simpul.v2 import Message, parse_message
+from simpul.v2 import Message, MessageHeader, parse_message
 
-BUILTINS = ("v2_to_fhir",)
+FHIR_JSON = "application/fhir+json"
+HL7_V2 = "x-application/hl7-v2+er7"
+# FHIR input -> (writer, output content type); None writes the FHIR data unchanged.
+FHIR_INPUT: dict[str, tuple[Callable[[dict[str, Any], MessageHeader], str] | None, str]] = {
+    "fhir_to_oml_o21": (build_oml_o21, HL7_V2),
+    "fhir_to_orm_o01": (build_orm_o01, HL7_V2),
+    "passthrough": (None, FHIR_JSON),
+}
+BUILTINS = ("v2_to_fhir", *FHIR_INPUT)
 
 Transform = Callable[[Message, dict[str, Any]], dict[str, Any]]
 
@@ -27,6 +44,9 @@ Transform = Callable[[Message, dict[str, Any]], dict[str, Any]]
 class Mapping:
     """A loaded mapping; safe to share between tasks (no per-message state is kept on it
     except the running `unmapped_codes` counter, which only ever grows)."""
+
+    takes = "hl7v2"
+    output_content_type = FHIR_JSON
 
     def __init__(self, spec: MappingSpec, transform: Transform | None = None) -> None:
         self.spec = spec
@@ -61,6 +81,10 @@ class Mapping:
 
     def map_message(self, msg: Message) -> dict[str, Any]:
         return self._map(msg)[0]
+
+    def map_fhir(self, data: Any, *, event_id: str) -> bytes:
+        raise MappingError(f"mapping '{self.spec.builtin}' reads HL7v2, and this event carries FHIR or JSON data: "
+                           "use fhir_to_oml_o21, fhir_to_orm_o01 or passthrough")
 
     def _map(self, msg: Message) -> tuple[dict[str, Any], MapReport]:
         # The report is returned, not read back from self.last_report: one Mapping may serve
@@ -107,6 +131,33 @@ class Mapping:
         return bundle, report
 
 
+class FhirInputMapping(Mapping):
+    """A built-in map that reads FHIR (an event's data): to HL7v2 orders, or unchanged."""
+
+    takes = "fhir"
+
+    def __init__(self, spec: MappingSpec) -> None:
+        super().__init__(spec)
+        self.writer, self.output_content_type = FHIR_INPUT[spec.builtin]
+
+    def _map(self, msg: Message) -> tuple[dict[str, Any], MapReport]:
+        raise MappingError(f"mapping '{self.spec.builtin}' reads FHIR (the data of an event), not an HL7v2 message")
+
+    def map_fhir(self, data: Any, *, event_id: str) -> bytes:
+        if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
+            raise MappingError(f"mapping '{self.spec.builtin}' needs a FHIR resource or Bundle as the event's data")
+        if self.writer is None:
+            return orjson.dumps(data)
+        h = self.spec.header
+        # MSH-10 from the event id (16 hex characters fit v2.5.1's 20): a redelivered or replayed
+        # event gives the receiver the same control id, so it can drop the second copy.
+        control_id = hashlib.blake2b(event_id.encode(), digest_size=8).hexdigest().upper()
+        header = MessageHeader(sending_application=h.sending_application, sending_facility=h.sending_facility,
+                               receiving_application=h.receiving_application,
+                               receiving_facility=h.receiving_facility, control_id=control_id)
+        return self.writer(data, header).encode("utf-8")
+
+
 def load_mapping(spec: MappingSpec | str | None, *, base_dir: pathlib.Path) -> Mapping:
     """Build the Mapping a channel names. `base_dir` is the channel file's folder (for `module:`).
 
@@ -120,6 +171,10 @@ def load_mapping(spec: MappingSpec | str | None, *, base_dir: pathlib.Path) -> M
         close = difflib.get_close_matches(spec.builtin, BUILTINS, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else f"; known: {', '.join(BUILTINS)}"
         raise ConfigError(f"mapping.builtin: unknown map '{spec.builtin}'{hint}")
+    if spec.builtin in FHIR_INPUT:
+        if spec.module:
+            raise ConfigError(f"mapping.module: only v2_to_fhir takes an analyst module, not {spec.builtin}")
+        return FhirInputMapping(spec)
     transform = _load_transform(spec.module, base_dir) if spec.module else None
     return Mapping(spec, transform)
 

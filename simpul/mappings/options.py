@@ -37,8 +37,19 @@ class PatientIdentity(BaseModel):
         examples=[["11111", "TEMP"]])
 
 
+class OutboundHeader(BaseModel):
+    """MSH fields of the HL7v2 a FHIR-input map writes (fhir_to_oml_o21, fhir_to_orm_o01)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sending_application: str = Field("SIMPUL", description="MSH-3.", examples=["SIMPUL"])
+    sending_facility: str = Field("", description="MSH-4.", examples=["RSUD"])
+    receiving_application: str = Field("", description="MSH-5.", examples=["LIS"])
+    receiving_facility: str = Field("", description="MSH-6.", examples=["LAB"])
+
+
 class MappingSpec(BaseModel):
-    """How a channel turns HL7v2 into FHIR.
+    """How a channel turns HL7v2 into FHIR (or, with a fhir_to_* map, FHIR event data into HL7v2).
 
     The string form `mapping: v2_to_fhir` equals `MappingSpec(builtin="v2_to_fhir")`.
     """
@@ -77,6 +88,10 @@ class MappingSpec(BaseModel):
     patient_identity: PatientIdentity = Field(
         default_factory=PatientIdentity,
         description="Which identifiers find an existing Patient; see Mappings, \"Patient identity\".")
+    header: OutboundHeader = Field(
+        default_factory=OutboundHeader,
+        description="fhir_to_oml_o21 / fhir_to_orm_o01 only: the MSH of the message written; MSH-10 is derived "
+                    "from the event id, so a re-sent event gives the same control id.")
     validate_output: bool = Field(
         False, alias="validate",
         description="Validate every Bundle with fhir.resources R4B models (about 0.3-0.4 ms per resource).")

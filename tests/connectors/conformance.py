@@ -70,6 +70,9 @@ class Peer(ABC):
         await self.stop()
         await self.start()
 
+    def finish(self) -> None:
+        """After the last stop: remove what the peer left on a shared service (queues, ...)."""
+
 
 @contextmanager
 def toy_plugin_installed() -> Iterator[None]:
@@ -91,6 +94,9 @@ class Sender(ABC):
     def config(self) -> dict[str, Any]:
         """The channel YAML mapping under `source: {<name>: ...}`; port 0 where there is a port."""
         return {"host": "127.0.0.1", "port": 0}
+
+    async def aclose(self) -> None:
+        """After the test: remove what the sender left on a shared service (queues, ...)."""
 
     @abstractmethod
     async def send(self, source: Any, raw: bytes, *, timeout: float) -> bytes | None:

@@ -39,6 +39,7 @@ async def peer(connector_name: str, tmp_path: Path) -> AsyncIterator[Peer]:
     await found.start()
     yield found
     await found.stop()
+    found.finish()
 
 
 @pytest.fixture
@@ -51,9 +52,10 @@ async def connector(connector_name: str, peer: Peer) -> AsyncIterator[Connector]
 
 
 @pytest.fixture
-def sender(source_name: str) -> Sender:
+async def sender(source_name: str) -> AsyncIterator[Sender]:
     found = sender_for(source_name)
     if found is None:
         pytest.fail(f"source connector '{source_name}' is registered but has no conformance sender: "
                     f"add SENDER to tests/connectors/peers/{source_name}.py (see tests/connectors/conformance.py)")
-    return found
+    yield found
+    await found.aclose()

@@ -150,7 +150,8 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEngine]:
     environment = {**os.environ, "SIMPUL_HTTP_PORT": str(ports[8080]), "SIMPUL_LOG_FORMAT": "text",
                    # the variables the examples name in ${...}
                    "LIS_CERT": str(project / "lis-cert.pem"), "LIS_KEY": str(project / "lis-key.pem"),
-                   "FHIR_BASE": "http://127.0.0.1:9/fhir", "FHIR_TOKEN": "example-token"}
+                   "FHIR_BASE": "http://127.0.0.1:9/fhir", "FHIR_TOKEN": "example-token",
+                   "RABBITMQ_URL": os.environ.get("SIMPUL_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")}
     running = RunningEngine(project, environment, ports)
     (project / "channels").mkdir()
     for channel in (ROOT / "channels").glob("*.yaml"):
@@ -167,7 +168,7 @@ def test_run_sh_starts_the_engine_the_way_this_test_does():
 
 
 def test_every_example_names_only_variables_the_test_provides():
-    provided = {"LIS_CERT", "LIS_KEY", "FHIR_BASE", "FHIR_TOKEN"}
+    provided = {"LIS_CERT", "LIS_KEY", "FHIR_BASE", "FHIR_TOKEN", "RABBITMQ_URL"}
     for page, text in PAGES:
         for example in examples(page, text):
             if example.kind not in ("shell", "channel", "channel-part", "setup"):

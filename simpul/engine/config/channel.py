@@ -72,6 +72,8 @@ class Filter(Strict):
     message_types: list[str] = Field(default_factory=list, description="MSH-9 code^event; '*' wildcards, e.g. ADT^*.")
     sending_application: list[str] = Field(default_factory=list, description="MSH-3 (first component).")
     sending_facility: list[str] = Field(default_factory=list, description="MSH-4 (first component).")
+    event_types: list[str] = Field(default_factory=list, description="CloudEvents type of an event (rabbitmq "
+                                   "source); '*' wildcards, e.g. lab_order_*.", examples=[["lab_order_created"]])
     expression: str | None = Field(None, description="A boolean expression over message fields, e.g. "
                                                      "\"message_type == 'ORU^R01' and patient_id != ''\".")
 
