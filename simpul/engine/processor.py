@@ -144,11 +144,6 @@ class Processor:
             accepted = [channel for channel in self.channels_for(row.source) if channel.accepts(fields)]
             if accepted:
                 outcome.status = MessageStatus.ROUTED
-                tracking = next((c for c in accepted if c.channel.orders is not None), None)
-                if tracking is not None and tracking.channel.orders is not None:
-                    facts = orders.read_facts(row.raw, tracking.channel.orders)
-                    if facts is not None and facts.groups:
-                        outcome.order_facts.append((tracking.name, tracking.channel.orders, facts))
             plans.append((row, outcome, fields, accepted))
             jobs.extend((channel.name, row.raw, row.charset) for channel in accepted if channel.needs_mapping)
         results = iter(await self.pool_for().map_batch(jobs))
@@ -163,12 +158,26 @@ class Processor:
                         self.metrics.count_mapping(channel.name, counts)
                     if mapped is None:
                         self._mapping_failed(row, outcome, channel.name, error_class or "", error_text or "", now)
+                self._track_orders(row, outcome, channel, mapped)
                 for delivery in channel.deliveries_for(row.raw, mapped, fields, row.id):
                     outcome.delivery_rows.append(delivery_row(
                         message_id=row.id, channel=channel.name, destination=delivery.destination.label,
                         order_key=delivery.order_key, payload=delivery.payload,
                         content_type=delivery.content_type, created_at=row.received_at, next_attempt_at=now))
         return [outcome for _, outcome, _, _ in plans]
+
+    @staticmethod
+    def _track_orders(row: Any, outcome: _Outcome, channel: ChannelRuntime, mapped: bytes | None) -> None:
+        """The first accepting channel with `orders:` tracks the message: what the message itself says,
+        or, for an event whose mapping wrote the order (fhir_to_oml_o21 ...), what the written HL7v2 says."""
+        tracking = channel.channel.orders
+        if tracking is None or outcome.order_facts:
+            return
+        facts = orders.read_facts(row.raw, tracking)
+        if (facts is None or not facts.groups) and mapped is not None and mapped.startswith(b"MSH"):
+            facts = orders.read_facts(mapped, tracking)
+        if facts is not None and facts.groups:
+            outcome.order_facts.append((channel.name, tracking, facts))
 
     def _mapping_failed(self, row: Any, outcome: _Outcome, channel: str, error_class: str, error: str,
                         now: float) -> None:

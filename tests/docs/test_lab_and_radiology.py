@@ -17,11 +17,13 @@ EXAMPLE = re.compile(r"<!-- example: ([a-z-]+) -->\n```yaml\n(.*?)```", re.DOTAL
 def test_every_loop_has_a_valid_channel_example(tmp_path: Path) -> None:
     examples = EXAMPLE.findall(PAGE.read_text(encoding="utf-8"))
     names = [name for name, _ in examples]
-    assert names == ["lab-orders", "lab-results", "lab-events", "radiology-orders", "radiology-reports"]
+    assert names == ["lab-orders", "lab-results", "lab-events", "radiology-orders", "radiology-reports",
+                     "lab-order-events"]
     for name, text in examples:
         path = tmp_path / f"{name}.yaml"
         path.write_text(text)
-        loaded, findings = load_channels([path], environ={"FHIR_BASE": "http://fhir.example/fhir"})
+        loaded, findings = load_channels([path], environ={"FHIR_BASE": "http://fhir.example/fhir",
+                                                                 "RABBITMQ_URL": "amqp://u:p@mq/"})
         assert findings == [], f"{name}: {[str(f) for f in findings]}"
         assert len(loaded) == 1
     radiology = load_channels([tmp_path / "radiology-orders.yaml"], environ={"FHIR_BASE": "http://f/fhir"})[0][0]

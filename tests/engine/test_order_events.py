@@ -14,9 +14,11 @@ from simpul.store.rows import message_row
 from simpul.store.schema import messages
 from simpul.store.status import MessageStatus
 from simpul.v2 import extract_business_keys, read_body, read_header
+from simpul.engine.events import emit_event
 
 from tests.engine.test_events import events_channel
-from tests.fakes.fake_lis import order_result
+from tests.engine.test_lab_loop import answer_ok, service_request, steps
+from tests.fakes.fake_lis import FakeLis, order_result
 from tests.helpers import EngineHarness, free_port, send_one
 
 
@@ -98,3 +100,35 @@ async def test_a_critical_result_event_is_delivered_before_the_backlog(tmp_path:
         assert first["critical"] < first["lab"]
     finally:
         await harness.stop()
+
+
+async def test_a_lab_order_created_event_goes_to_the_lis_as_oml_and_is_tracked(tmp_path: Path, sqlite_url: str) -> None:
+    """The EMR's lab_order_created event (a ServiceRequest; here emitted in-process, from RabbitMQ it
+    is the same channel with a rabbitmq source) is written as OML^O21 and its order gets a timeline."""
+    harness = EngineHarness(tmp_path, sqlite_url)
+    async with FakeLis(order_answer=answer_ok) as lis:
+        channel = textwrap.dedent(f"""\
+            name: emr-lab-orders
+            source:
+              events: {{types: [lab_order_created]}}
+            mapping:
+              builtin: fhir_to_oml_o21
+              header: {{receiving_application: LIS}}
+            orders:
+              kind: lab
+              sla: {{stat: 60m}}
+            destinations:
+              - label: lis
+                payload: mapped
+                mllp: {{host: 127.0.0.1, port: {lis.port}}}
+            """)
+        engine = await harness.start({"orders.yaml": channel})
+        try:
+            assert engine.writer is not None
+            await engine.writer.run(lambda connection: emit_event(
+                connection, "lab_order_created", subject="ServiceRequest/PLEV1", data=service_request("PLEV1")))
+            await harness.wait_for(lambda: "accepted" in steps(harness, "PLEV1"))
+            assert b"OML^O21" in lis.received[0]
+            assert steps(harness, "PLEV1") == ["placed", "sent", "accepted", "status"]
+        finally:
+            await harness.stop()
