@@ -14,6 +14,7 @@ for the last REMEMBERED requests of this process.
 """
 from __future__ import annotations
 
+import asyncio
 import copy
 import datetime
 import hashlib
@@ -143,7 +144,9 @@ class FhirOrderServer(HttpSourceServer):
         if change and str(request.get("id", "")) != path.rsplit("/", 1)[1]:
             return (*outcome(400, "invalid", "ServiceRequest.id must match the id in the URL", "ServiceRequest.id"), {})
         try:
-            message = order_message(self.settings, body, change=change, sent_at=self.sent_at)
+            # The writer's structure check (hl7apy) takes milliseconds: off the loop that answers MLLP.
+            message = await asyncio.to_thread(order_message, self.settings, body, change=change,
+                                              sent_at=self.sent_at)
         except MappingError as exc:
             return (*outcome(422, "processing", str(exc)), {})
         ack = await self.ingest.handle(message)

@@ -311,3 +311,10 @@ async def test_a_lis_that_does_not_answer_in_time_gets_the_order_again(harness, 
         await harness.wait_for(lambda: "sent" in steps(harness, "PL9601"), timeout=15)
         assert steps(harness, "PL9601") == ["placed", "send_failed", "sent"]
         assert len(lis.received) == 2
+
+
+async def test_orders_come_in_through_the_separate_ingest_process_too(harness, fhir_server):
+    async with FakeLis(order_answer=answer_ok) as lis:
+        await harness.start(channels(lis.port, fhir_server.base_url), ingest_process=True)
+        assert (await post_order(harness.port_of("lab-orders"), service_request("PL9701"))).status_code == 201
+        await harness.wait_for(lambda: "accepted" in steps(harness, "PL9701"), timeout=20)
