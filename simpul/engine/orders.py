@@ -308,6 +308,8 @@ def _filler_answer(connection: Connection, row: Any, group: OrderGroup, message_
         _add_step(connection, row.id, "status", f"ORC-5 {group.order_status}", now, message_id, steps)
     if values:
         row = _set(connection, row, now, **values)
+    if step == "rejected":
+        publish_order_event(connection, "order_rejected", subject=_subject(row), data=_order_data(row))
     return row
 
 

@@ -318,3 +318,18 @@ async def test_orders_come_in_through_the_separate_ingest_process_too(harness, f
         await harness.start(channels(lis.port, fhir_server.base_url), ingest_process=True)
         assert (await post_order(harness.port_of("lab-orders"), service_request("PL9701"))).status_code == 201
         await harness.wait_for(lambda: "accepted" in steps(harness, "PL9701"), timeout=20)
+
+
+async def test_an_order_the_lis_cannot_accept_is_rejected_in_its_timeline(harness, fhir_server):
+    def unable(control_id: bytes, payload: bytes) -> list[str]:
+        return ["ORC|UA|PL9801"]
+
+    async with FakeLis(order_answer=unable) as lis:
+        await harness.start(channels(lis.port, fhir_server.base_url))
+        assert (await post_order(harness.port_of("lab-orders"), service_request("PL9801"))).status_code == 201
+        await harness.wait_for(lambda: "rejected" in steps(harness, "PL9801"))
+        assert steps(harness, "PL9801") == ["placed", "sent", "rejected"]
+        assert harness.sql("SELECT status FROM orders WHERE placer_number = 'PL9801'")[0][0] == "rejected"
+        # Rejected orders leave the SLA clock alone.
+        engine = harness.engine
+        assert engine is not None and await engine.check_orders(now=time.time() + 10 * 3600) == []
