@@ -3,6 +3,7 @@ back, ORU results in, correlated to the order, to the FHIR server, with a timeli
 from __future__ import annotations
 
 import asyncio
+import json
 import textwrap
 import time
 from typing import Any
@@ -231,6 +232,10 @@ async def test_stat_order_without_a_final_result_raises_overdue_on_time(harness,
         assert [order["placer_number"] for order in late] == ["PL7001"]
         assert await engine.check_orders(now=placed_at + 3700) == []
         assert steps(harness, "PL7001")[-1] == "overdue"
+        # One order_overdue event (a priority CloudEvent for the notification service), for that order only.
+        events = harness.sql("SELECT raw, priority FROM messages WHERE source = 'event:order_overdue'")
+        assert len(events) == 1 and events[0][1] == 1
+        assert json.loads(events[0][0])["data"]["placer_number"] == "PL7001"
         metrics = (await engine.metrics_text()).decode()
         assert 'simpul_orders_overdue_total{kind="lab",priority="stat"} 1.0' in metrics
 
