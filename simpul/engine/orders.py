@@ -59,6 +59,7 @@ class Critical:
     flag: str          # the OBX-8 flag, or "rule" for a per-test limit
     value: str
     units: str
+    interpretation: str = ""    # HH, LL, AA ... (a rule: LL below its limit, HH above)
 
 
 @dataclass
@@ -83,6 +84,7 @@ class MessageFacts:
     code: str                    # MSH-9.1: ORM, OML, OMI, ORR, ORL, ORU ...
     patient_id: str
     groups: list[OrderGroup]
+    fhir: dict[str, Any] | None = None   # the channel's FHIR Bundle of this message, when it maps to one
 
 
 def facts_from_text(text: str, tracking: OrderTracking) -> MessageFacts:
@@ -135,7 +137,7 @@ def _critical(obx: Segment, tracking: OrderTracking) -> Critical | None:
     flags = [flag.upper() for flag in obx.reps(8)]
     for flag in flags:
         if flag in tracking.critical_flags:
-            return Critical(code, flag, value, units)
+            return Critical(code, flag, value, units, flag)
     for rule in tracking.critical_rules:
         if rule.code != code:
             continue
@@ -143,8 +145,10 @@ def _critical(obx: Segment, tracking: OrderTracking) -> Critical | None:
             number = float(value)
         except ValueError:
             continue
-        if (rule.below is not None and number < rule.below) or (rule.above is not None and number > rule.above):
-            return Critical(code, "rule", value, units)
+        if rule.below is not None and number < rule.below:
+            return Critical(code, "rule", value, units, "LL")
+        if rule.above is not None and number > rule.above:
+            return Critical(code, "rule", value, units, "HH")
     return None
 
 
@@ -335,14 +339,64 @@ def _result(connection: Connection, row: Any, group: OrderGroup, facts: MessageF
     if group.critical:
         codes = ", ".join(f"{c.code} {c.flag}" for c in group.critical)
         _add_step(connection, row.id, "critical", codes, now, message_id, steps)
-        publish_order_event(connection, "critical_result", subject=_subject(row), priority=True, data={
-            **_order_data(row), "result_status": step,
-            "critical": [{"code": c.code, "flag": c.flag, "value": c.value, "units": c.units}
-                         for c in group.critical]})
+        for critical in group.critical:
+            observation = _critical_observation(facts.fhir, critical, row)
+            publish_order_event(connection, "critical_result", priority=True, data=observation,
+                                subject=_reference_of(facts.fhir, observation) or _subject(row))
     if tracking.kind == "lab":
-        publish_order_event(connection, "lab_result_received", subject=_subject(row),
-                            data={**_order_data(row), "result_status": step})
+        report = _first(facts.fhir, "DiagnosticReport")
+        publish_order_event(connection, "lab_result_received", data=facts.fhir or {**_order_data(row),
+                                                                                  "result_status": step},
+                            subject=_reference_of(facts.fhir, report) or _subject(row))
     return row
+
+
+# ---- event data: FHIR, as the event catalogue (docs/channels/events.md) describes it ---------------
+
+INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
+
+
+def _resources(bundle: dict[str, Any] | None) -> list[dict[str, Any]]:
+    return [e["resource"] for e in (bundle or {}).get("entry", []) if isinstance(e.get("resource"), dict)]
+
+
+def _first(bundle: dict[str, Any] | None, resource_type: str) -> dict[str, Any] | None:
+    return next((r for r in _resources(bundle) if r.get("resourceType") == resource_type), None)
+
+
+def _reference_of(bundle: dict[str, Any] | None, resource: dict[str, Any] | None) -> str | None:
+    """`Type/id` of a resource of the channel's Bundle (its id, else the id in its PUT url)."""
+    if resource is None:
+        return None
+    if resource.get("id"):
+        return f"{resource['resourceType']}/{resource['id']}"
+    for entry in (bundle or {}).get("entry", []):
+        url = (entry.get("request") or {}).get("url", "")
+        if entry.get("resource") is resource and "/" in url and "?" not in url:
+            return str(url)
+    return None
+
+
+def _critical_observation(bundle: dict[str, Any] | None, critical: Critical, row: Any) -> dict[str, Any]:
+    """The Observation of the critical OBX from the channel's Bundle (else one built from the OBX),
+    its interpretation holding the critical flag (a per-test rule gives HH or LL)."""
+    flag = critical.interpretation
+    found = next((r for r in _resources(bundle) if r.get("resourceType") == "Observation"
+                  and any(c.get("code") == critical.code for c in (r.get("code") or {}).get("coding", []))), None)
+    if found is not None:
+        observation = dict(found)
+    else:
+        observation = {"resourceType": "Observation", "status": "final",
+                       "code": {"coding": [{"code": critical.code}]},
+                       "subject": {"identifier": {"value": row.patient_id}},
+                       "valueString": f"{critical.value} {critical.units}".strip()}
+    if row.placer_number and "basedOn" not in observation:
+        observation["basedOn"] = [{"type": "ServiceRequest", "identifier": {"value": row.placer_number}}]
+    codes = {c.get("code") for i in observation.get("interpretation", []) for c in i.get("coding", [])}
+    if flag not in codes:
+        observation["interpretation"] = [*observation.get("interpretation", []),
+                                         {"coding": [{"system": INTERPRETATION, "code": flag}]}]
+    return observation
 
 
 def _has_step(connection: Connection, order_id: int, step: str) -> bool:
@@ -442,7 +496,12 @@ def _study_answer(connection: Connection, row: Any, answer: Answer, tracking: Or
             message_id=answer.message_id, channel=answer.channel, destination=tracking.study_destination,
             order_key=f"study:{uid}", payload=answer.response.encode(), content_type=FHIR_JSON,
             created_at=now, next_attempt_at=now))
-    publish_order_event(connection, "imaging_study_available", subject=f"ImagingStudy/{uid}", data=bundle)
+    study = dict(studies[0])
+    endpoint = _first(bundle, "Endpoint")
+    if endpoint is not None:     # alone in an event, the study carries its Endpoint inside
+        study["contained"] = [{**endpoint, "id": "endpoint"}]
+        study["endpoint"] = [{"reference": "#endpoint"}]
+    publish_order_event(connection, "imaging_study_available", subject=f"ImagingStudy/{uid}", data=study)
 
 
 def _msa_code(response: str | None) -> str:

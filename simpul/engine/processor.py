@@ -21,6 +21,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, bindparam, select, text, update
 
 from simpul.engine import orders
@@ -177,6 +178,8 @@ class Processor:
         if (facts is None or not facts.groups) and mapped is not None and mapped.startswith(b"MSH"):
             facts = orders.read_facts(mapped, tracking)
         if facts is not None and facts.groups:
+            if facts.code == "ORU" and mapped is not None and mapped.startswith(b"{"):
+                facts.fhir = orjson.loads(mapped)     # the result events carry the channel's FHIR
             outcome.order_facts.append((channel.name, tracking, facts))
 
     def _mapping_failed(self, row: Any, outcome: _Outcome, channel: str, error_class: str, error: str,

@@ -54,11 +54,15 @@ async def test_result_events_carry_the_order_and_critical_values(tmp_path: Path,
         await harness.wait_for(lambda: events_of(tmp_path / "critical") and events_of(tmp_path / "lab"))
         critical = events_of(tmp_path / "critical")[0]
         assert critical["type"] == "critical_result" and critical["source"] == "simpul/orders"
+        # Without a FHIR mapping on the channel, the Observation is built from the OBX.
+        observation = critical["data"]
+        assert observation["resourceType"] == "Observation" and observation["valueString"] == "7.2 mmol/L"
+        assert observation["interpretation"][0]["coding"][0]["code"] == "HH"
+        assert observation["basedOn"][0]["identifier"]["value"] == "PLE1"
         assert critical["subject"] == "ServiceRequest/PLE1"
-        assert critical["data"]["critical"] == [{"code": "2823-3", "flag": "HH", "value": "7.2", "units": "mmol/L"}]
-        assert critical["data"]["unknown"] is True and critical["data"]["filler_number"] == "FLE1"
         lab = events_of(tmp_path / "lab")[0]
         assert lab["data"]["result_status"] == "final" and lab["data"]["patient_id"] == "MR001"
+        assert lab["data"]["unknown"] is True and lab["data"]["filler_number"] == "FLE1"
     finally:
         await harness.stop()
 
@@ -132,3 +136,39 @@ async def test_a_lab_order_created_event_goes_to_the_lis_as_oml_and_is_tracked(t
             assert steps(harness, "PLEV1") == ["placed", "sent", "accepted", "status"]
         finally:
             await harness.stop()
+
+
+async def test_with_a_fhir_mapping_the_events_carry_the_fhir_resources(tmp_path: Path, sqlite_url: str,
+                                                                       fhir_server) -> None:
+    port = free_port()
+    results = textwrap.dedent(f"""\
+        name: lab-results
+        source:
+          mllp: {{host: 127.0.0.1, port: {port}}}
+        orders:
+          kind: lab
+          critical_rules: [{{code: "2823-3", below: 2.8}}]
+        destinations:
+          - label: fhir
+            fhir_server: {{base_url: {fhir_server.base_url}}}
+        """)
+    harness = EngineHarness(tmp_path, sqlite_url)
+    await harness.start({"results.yaml": results,
+                         "critical.yaml": events_channel("critical", ["critical_result"], tmp_path / "critical"),
+                         "lab.yaml": events_channel("lab", ["lab_result_received"], tmp_path / "lab")})
+    try:
+        await send_one(port, order_result("F1", placer="PLF1", filler="FLF1", value="2.1", flag="L"))
+        await harness.wait_for(lambda: events_of(tmp_path / "critical") and events_of(tmp_path / "lab"))
+        lab = events_of(tmp_path / "lab")[0]
+        assert lab["data"]["resourceType"] == "Bundle"
+        types = {e["resource"]["resourceType"] for e in lab["data"]["entry"]}
+        assert {"DiagnosticReport", "Observation", "Patient"} <= types
+        assert lab["subject"].startswith("DiagnosticReport/")
+        critical = events_of(tmp_path / "critical")[0]
+        observation = critical["data"]
+        assert observation["resourceType"] == "Observation" and observation["valueQuantity"]["value"] == 2.1
+        # The LIS flagged L; the per-test rule makes it critical, and the event says LL.
+        assert "LL" in {c["code"] for i in observation["interpretation"] for c in i["coding"]}
+        assert critical["subject"].startswith("Observation/")
+    finally:
+        await harness.stop()

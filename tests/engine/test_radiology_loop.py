@@ -174,6 +174,9 @@ async def test_order_to_worklist_to_study_to_report(tmp_path, sqlite_url, orthan
             await harness.wait_for(lambda: list(events.glob("*.json")))
             available = [json.loads(p.read_bytes()) for p in events.glob("*.json")]
             assert [e["type"] for e in available] == ["imaging_study_available"]
+            event_study = available[0]["data"]
+            assert event_study["resourceType"] == "ImagingStudy" and event_study["endpoint"] == [{"reference": "#endpoint"}]
+            assert event_study["contained"][0]["address"] == orthanc.dicomweb_url
 
             # The report, naming the study, becomes a DiagnosticReport that points at the same ImagingStudy.
             report = ("MSH|^~\\&|RIS|RAD|SIMPUL|RSUD|20261126110000+0700||ORU^R01^ORU_R01|REP1|P|2.5.1\r"
