@@ -520,7 +520,12 @@ def mark_overdue(connection: Connection, now: float) -> list[dict[str, Any]]:
         orders.c.overdue_at.is_(None), orders.c.status.notin_(CLOSED))))
     marked = []
     for row in late:
-        connection.execute(update(orders).where(orders.c.id == row.id).values(overdue_at=now))
+        # Claimed with the condition re-checked: with several engine processes on PostgreSQL, the
+        # second one's UPDATE waits for the first to commit, then matches nothing (one event per order).
+        claimed = connection.execute(update(orders).where(orders.c.id == row.id, orders.c.overdue_at.is_(None))
+                                     .values(overdue_at=now))
+        if claimed.rowcount == 0:
+            continue
         connection.execute(order_events.insert().values(order_event_row(
             order_id=row.id, at=now, step="overdue", message_id=None,
             detail=f"no final result {now - row.placed_at:.0f}s after placing ({row.priority} SLA)")))
