@@ -20,7 +20,9 @@ source scripts/lib/venv.sh
 
 # Only what the suite uses today: the PostgreSQL server (store tests), its client (psql, below),
 # and RabbitMQ (started for the tests by scripts/services.sh). Each later connector adds its own.
-SYSTEM_PACKAGES=(postgresql postgresql-client rabbitmq-server)
+# Orthanc with its DICOMweb plugin is the PACS (and worklist SCP) of the radiology tests, which start
+# their own instance on free ports (tests/orthanc.py).
+SYSTEM_PACKAGES=(postgresql postgresql-client rabbitmq-server orthanc orthanc-dicomweb)
 PG_PORT="${SIMPUL_PG_PORT:-5432}"
 AMQP_PORT="${SIMPUL_AMQP_PORT:-5672}"
 TEST_DATABASE=simpul_test
@@ -38,6 +40,7 @@ no_apt_help() {
     log "  postgresql, postgresql-client  PostgreSQL server and psql (e.g. dnf install postgresql-server postgresql;"
     log "                                 brew install postgresql)"
     log "  rabbitmq-server                RabbitMQ (e.g. dnf install rabbitmq-server; brew install rabbitmq)"
+    log "  orthanc, orthanc-dicomweb      Orthanc PACS with DICOMweb and its worklist plugin (orthancteam builds)"
     log ""
     log "  SIMPUL_SKIP_APT=1 bash scripts/test.sh"
 }

@@ -45,6 +45,10 @@ from simpul.errors import ConnectorError, ConnectorRejected, ConnectorUnavailabl
 
 log = logging.getLogger("simpul.delivery")
 
+# Called in the transaction that records a batch of outcomes, with (message id, payload, outcome,
+# whole response) of each; order tracking (engine/orders.py) reads the receiver's answer this way.
+OutcomeHook = Callable[[Connection, list[tuple[int, bytes, str, "str | None"]]], None]
+
 MAX_KEPT_TEXT = 8000
 # Most deliveries of one key taken under one claim and sent in order (destination option `run_length`).
 DEFAULT_RUN_LENGTH = 200
@@ -87,7 +91,7 @@ class DestinationWorker:
                  writer: StoreWriter, metrics: Metrics, max_in_flight: int, lease: float,
                  poll_interval: float, owner: str, send_timeout: float = 300.0,
                  control: DeliveryControl | None = None, ordered: bool = True,
-                 run_length: int = DEFAULT_RUN_LENGTH) -> None:
+                 run_length: int = DEFAULT_RUN_LENGTH, on_outcomes: OutcomeHook | None = None) -> None:
         self.channel = channel
         self.label = label
         self.connector = connector
@@ -113,7 +117,7 @@ class DestinationWorker:
         self._dead = metrics.dead_lettered.labels(channel, label)
         self._latency = metrics.delivery_latency.labels(channel, label)
         self._metrics = metrics
-        self._recorder = _Recorder(writer, channel, label)
+        self._recorder = _Recorder(writer, channel, label, on_outcomes)
 
     async def run(self) -> None:
         try:
@@ -384,8 +388,9 @@ class _Recorder:
     being written shares one store job (a few executemany statements instead of a job each).
     A submit returns the future of the batch it joined, done once that batch is committed."""
 
-    def __init__(self, writer: StoreWriter, channel: str, label: str) -> None:
+    def __init__(self, writer: StoreWriter, channel: str, label: str, on_outcomes: OutcomeHook | None = None) -> None:
         self.writer = writer
+        self.on_outcomes = on_outcomes
         self.channel = channel
         self.label = label
         self._pending: list[_Result] = []
@@ -413,12 +418,12 @@ class _Recorder:
         await asyncio.sleep(0)       # let sends finishing in this loop turn join the batch
         batch, released = self._pending, self._released
         self._pending, self._released, self._flush = [], [], None
-        channel, label = self.channel, self.label
+        channel, label, hook = self.channel, self.label, self.on_outcomes
 
         def write(connection: Connection) -> list[_Result]:
             if released:
                 connection.execute(_RELEASE, [{"b_id": item.id, "b_token": item.lease_token} for item in released])
-            return _record_batch(connection, batch, channel, label) if batch else []
+            return _record_batch(connection, batch, channel, label, hook) if batch else []
 
         refused = await self.writer.run(write)
         for result in refused:
@@ -456,7 +461,8 @@ _RENEW = (update(deliveries)
           .values(lease_until=bindparam("until")))
 
 
-def _record_batch(connection: Connection, batch: list[_Result], channel: str, label: str) -> list[_Result]:
+def _record_batch(connection: Connection, batch: list[_Result], channel: str, label: str,
+                  hook: OutcomeHook | None = None) -> list[_Result]:
     """Write the outcomes whose lease is still held; return the refused ones (lease taken over)."""
     held = set(connection.execute(_HELD, {"ids": [r.item.id for r in batch],
                                           "held": [(r.item.id, r.item.lease_token) for r in batch]}).scalars())
@@ -488,6 +494,10 @@ def _record_batch(connection: Connection, batch: list[_Result], channel: str, la
                         "b_delivered_at": result.finished if status == DeliveryStatus.DELIVERED else None})
     connection.execute(delivery_attempts.insert(), attempts)
     connection.execute(_UPDATE_DELIVERY, updates)
+    if hook is not None:
+        hook(connection, [(result.item.message_id, result.item.payload, str(result.outcome),
+                           _whole(result.error.response if result.error is not None else result.response))
+                          for result in batch])
     if failed:
         ids = [result.item.message_id for result, _ in failed]
         originals = {message.id: message for message in map(Message.from_row, connection.execute(
@@ -497,6 +507,10 @@ def _record_batch(connection: Connection, batch: list[_Result], channel: str, la
             stage=label, error_class=type(result.error).__name__, error=error_text, attempts=result.attempt,
             delivery_id=result.item.id, payload=result.item.payload) for result, error_text in failed])
     return refused
+
+
+def _whole(value: str | bytes | None) -> str | None:
+    return value.decode("latin-1") if isinstance(value, bytes) else value
 
 
 def _as_text(value: str | bytes | None) -> str | None:

@@ -86,10 +86,10 @@ class HttpSourceServer:
             return
         ack = await ingest.handle(bytes(body))
         if ack is None:
-            await _respond(send, 204, b"", HL7_MEDIA_TYPE)
+            await respond(send, 204, b"", HL7_MEDIA_TYPE)
             return
         code = _msa_code(ack)
-        await _respond(send, _STATUS.get(code, 200), ack, HL7_MEDIA_TYPE)
+        await respond(send, _STATUS.get(code, 200), ack, HL7_MEDIA_TYPE)
 
 
 def _msa_code(ack: bytes) -> str:
@@ -101,10 +101,10 @@ def _msa_code(ack: bytes) -> str:
 
 async def _problem(send: Any, status: int, title: str, **headers: str) -> None:
     body = orjson.dumps(problem_document(status, title))
-    await _respond(send, status, body, "application/problem+json", headers)
+    await respond(send, status, body, "application/problem+json", headers)
 
 
-async def _respond(send: Any, status: int, body: bytes, media_type: str,
+async def respond(send: Any, status: int, body: bytes, media_type: str,
                    headers: dict[str, str] | None = None) -> None:
     raw_headers = [(b"content-type", media_type.encode()), (b"content-length", str(len(body)).encode())]
     raw_headers += [(name.encode(), value.encode()) for name, value in (headers or {}).items()]

@@ -25,10 +25,12 @@ from simpul.connectors import registry
 from simpul.connectors.base import Receive, SourceConnector
 from simpul.connectors.events import EventsSource, event_source
 from simpul.connectors.file import FileSourceConfig
+from simpul.connectors.fhir_orders import FhirOrderSource
 from simpul.connectors.http import HttpSource
 from simpul.connectors.mllp import MllpSource, MllpSourceConnector
 from simpul.engine.config.channel import Channel
 from simpul.engine.event_ingest import EventIngest
+from simpul.engine.fhir_order_source import FhirOrderServer
 from simpul.engine.file_source import FilePoller
 from simpul.engine.http_source import HttpSourceServer
 from simpul.engine.ingest import DedupIndex, Ingest, _Seen
@@ -65,6 +67,10 @@ def source_key(channel: Channel) -> str:
     http = channel.source.settings
     if isinstance(http, HttpSource):
         return f"http:{http.host}:{http.port}{http.path}" if http.port else f"http:{channel.name}{http.path}"
+    orders = channel.source.settings
+    if isinstance(orders, FhirOrderSource):
+        return (f"fhir_orders:{orders.host}:{orders.port}{orders.base_path}" if orders.port
+                else f"fhir_orders:{channel.name}")
     mllp = channel.source.settings
     if not isinstance(mllp, MllpSource):
         kind = channel.source.kind
@@ -226,6 +232,10 @@ class ListenerSet:
             source = MllpSourceConnector(settings, ingest.handle, events=_CountingEvents(self.metrics, key))
             await source.start()
             log.info("listening", extra={"source": key, "port": source.port, "tls": bool(settings.tls)})
+        elif isinstance(settings, FhirOrderSource):
+            source = FhirOrderServer(settings, ingest)
+            await source.start()
+            log.info("listening for FHIR orders", extra={"source": key, "port": source.port})
         else:
             spec = registry.spec(key.split(":", 1)[0])
             factory = spec.create_source

@@ -76,6 +76,8 @@ class Metrics:
                                   registry=r)
         self.unroutable_received = Gauge("simpul_messages_unroutable_received", "Messages waiting in `received` "
                                          "whose source no live engine process listens on", registry=r)
+        self.orders_overdue = Counter("simpul_orders_overdue", "Orders that passed their SLA without a final "
+                                      "result (counted once per order)", ["kind", "priority"], registry=r)
         self.circuit_state = Gauge("simpul_destination_circuit_state", "Circuit breaker: 0 closed, 1 open, "
                                    "2 half-open", ["channel", "destination"], registry=r)
 

@@ -21,9 +21,12 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, bindparam, select, text, update
 
+from simpul.engine import orders
 from simpul.engine.channel_runtime import ChannelRuntime
+from simpul.engine.config.channel import OrderTracking
 from simpul.engine.mapping_pool import MappingPool
 from simpul.engine.metrics import Metrics
 from simpul.store.rows import dead_letter_row, delivery_row
@@ -55,6 +58,8 @@ class _Outcome:
     source: str = ""
     control_id: str = ""
     message_type: str = ""
+    # (channel, its `orders:` settings, what the message says about orders): applied with the outcome
+    order_facts: list[tuple[str, OrderTracking, orders.MessageFacts]] = field(default_factory=list)
 
 
 def message_fields(row: Any) -> dict[str, str]:
@@ -154,12 +159,28 @@ class Processor:
                         self.metrics.count_mapping(channel.name, counts)
                     if mapped is None:
                         self._mapping_failed(row, outcome, channel.name, error_class or "", error_text or "", now)
+                self._track_orders(row, outcome, channel, mapped)
                 for delivery in channel.deliveries_for(row.raw, mapped, fields, row.id):
                     outcome.delivery_rows.append(delivery_row(
                         message_id=row.id, channel=channel.name, destination=delivery.destination.label,
                         order_key=delivery.order_key, payload=delivery.payload,
                         content_type=delivery.content_type, created_at=row.received_at, next_attempt_at=now))
         return [outcome for _, outcome, _, _ in plans]
+
+    @staticmethod
+    def _track_orders(row: Any, outcome: _Outcome, channel: ChannelRuntime, mapped: bytes | None) -> None:
+        """The first accepting channel with `orders:` tracks the message: what the message itself says,
+        or, for an event whose mapping wrote the order (fhir_to_oml_o21 ...), what the written HL7v2 says."""
+        tracking = channel.channel.orders
+        if tracking is None or outcome.order_facts:
+            return
+        facts = orders.read_facts(row.raw, tracking)
+        if (facts is None or not facts.groups) and mapped is not None and mapped.startswith(b"MSH"):
+            facts = orders.read_facts(mapped, tracking)
+        if facts is not None and facts.groups:
+            if facts.code == "ORU" and mapped is not None and mapped.startswith(b"{"):
+                facts.fhir = orjson.loads(mapped)     # the result events carry the channel's FHIR
+            outcome.order_facts.append((channel.name, tracking, facts))
 
     def _mapping_failed(self, row: Any, outcome: _Outcome, channel: str, error_class: str, error: str,
                         now: float) -> None:
@@ -213,3 +234,9 @@ def _write_outcomes(connection: Connection, outcomes: list[_Outcome]) -> None:
     dead_rows = [row for outcome in taken for row in outcome.dead_letter_rows]
     if dead_rows:
         connection.execute(dead_letters.insert(), dead_rows)
+    # Order timelines (engine/orders.py) change in the same transaction as the routing outcome,
+    # so a crash never leaves a result routed but missing from its order (or counted twice).
+    now = time.time()
+    for outcome in taken:
+        for channel, tracking, facts in outcome.order_facts:
+            orders.apply_message(connection, facts, tracking, channel, outcome.message_id, now)

@@ -33,7 +33,8 @@ from simpul.engine.ingest_process import IngestProcess
 from simpul.engine.listeners import ListenerSet, source_keys, wanted_listeners
 from simpul.engine.mapping_pool import MappingPool, specs_of
 from simpul.engine.metrics import IngestMetrics, Metrics
-from simpul.engine import nodes
+from simpul.engine import nodes, orders
+from simpul.engine.config.channel import OrderTracking
 from simpul.engine.processor import Processor
 from simpul.engine.queue_metrics import refresh_queue_gauges
 from simpul.errors import ConfigError
@@ -55,6 +56,9 @@ HttpAppFactory = Callable[["Engine"], Any]
 # inserts wait for the SQLite write lock, so we commit less often (measured at 100 connections:
 # 5 ms -> ~3,500 msg/s with p99 200 ms; 100-200 ms -> ~5,500 msg/s with p99 50 ms). When
 # ingest is quiet, deliveries move on at once.
+# How often the order SLA clock looks for late orders (engine/orders.py mark_overdue): an
+# order_overdue event is raised at most this long after its deadline.
+ORDER_CLOCK_INTERVAL = 1.0
 QUIET_JOB_INTERVAL = 0.005
 BUSY_JOB_INTERVAL = 0.1
 BUSY_FOR = 0.25
@@ -125,6 +129,7 @@ class Engine:
             self._tasks.append(asyncio.create_task(self._relax_writer_when_ingest_is_quiet(), name="writer-pace"))
         self._tasks.append(asyncio.create_task(self.processor.run(), name="processor"))
         self._tasks.append(asyncio.create_task(self._heartbeat(), name="heartbeat"))
+        self._tasks.append(asyncio.create_task(self._order_clock(), name="order-clock"))
         self._tasks.append(asyncio.create_task(refresh_queue_gauges(
             self, interval=min(5.0, self.settings.delivery.poll_interval * 20)), name="queue-gauges"))
         for name, job in self._background_jobs.items():
@@ -253,16 +258,18 @@ class Engine:
         self._by_source = by_source
         self.channel_set_hash = nodes.channel_set_hash(runtimes)
         # Workers are replaced only when their destination's settings changed.
-        wanted_workers: dict[tuple[str, str], tuple[str, Any]] = {}
+        wanted_workers: dict[tuple[str, str], tuple[str, Any, OrderTracking | None]] = {}
         for runtime in runtimes:
+            tracking = runtime.channel.orders
             for destination in runtime.channel.destinations:
-                wanted_workers[(runtime.name, destination.label)] = (destination.model_dump_json(), destination)
+                fingerprint = destination.model_dump_json() + (tracking.model_dump_json() if tracking else "")
+                wanted_workers[(runtime.name, destination.label)] = (fingerprint, destination, tracking)
         for key in list(self.workers):
             if key not in wanted_workers or self.workers[key][0] != wanted_workers[key][0]:
                 _, worker, task = self.workers.pop(key)
                 await worker.stop()
                 task.cancel()
-        for key, (fingerprint, destination) in wanted_workers.items():
+        for key, (fingerprint, destination, tracking) in wanted_workers.items():
             if key in self.workers:
                 continue
             worker = DestinationWorker(
@@ -271,7 +278,9 @@ class Engine:
                 max_in_flight=destination.max_in_flight, lease=self.settings.delivery.lease,
                 poll_interval=self.settings.delivery.poll_interval, owner=self.owner,
                 control=DeliveryControl.for_destination(destination), ordered=destination.order_by != "none",
-                run_length=destination.run_length)
+                run_length=destination.run_length,
+                on_outcomes=_order_answers(tracking, key[0], destination.label, destination.connector_name)
+                if tracking is not None else None)
             task = asyncio.create_task(worker.run(), name=f"deliver:{key[0]}/{key[1]}")
             self.workers[key] = (fingerprint, worker, task)
         if self.processor is not None:
@@ -279,6 +288,28 @@ class Engine:
         # Last: an await before the workers are replaced would let an old worker claim a delivery
         # of the new channels and lose the claim when it is stopped (its lease would then hold it).
         await self._publish()
+
+    # ---- orders: the SLA clock (engine/orders.py) ----------------------------------------------
+    async def check_orders(self, now: float | None = None) -> list[dict[str, Any]]:
+        """Mark the orders past their SLA (once each) and raise order_overdue; `now` for tests."""
+        assert self.writer is not None
+        at = time.time() if now is None else now
+        late: list[dict[str, Any]] = await self.writer.run(lambda connection: orders.mark_overdue(connection, at))
+        for order in late:
+            self.metrics.orders_overdue.labels(order["kind"], order["priority"]).inc()
+            log.warning("order overdue", extra={"order_id": order["order_id"], "kind": order["kind"],
+                                                "priority": order["priority"]})
+        return late
+
+    async def _order_clock(self) -> None:
+        while True:
+            await asyncio.sleep(ORDER_CLOCK_INTERVAL)
+            if not any(runtime.channel.orders is not None for runtime in self.channels.values()):
+                continue
+            try:
+                await self.check_orders()
+            except Exception as exc:  # noqa: BLE001 - the store is down; the next tick tries again
+                log.warning("order SLA check failed", extra={"error_class": type(exc).__name__})
 
     # ---- several processes on one store (engine/nodes.py) -------------------------------------
     async def _publish(self) -> None:
@@ -415,6 +446,17 @@ class Engine:
             await asyncio.sleep(0.01)
         if self._http.servers:
             self.http_port = self._http.servers[0].sockets[0].getsockname()[1]
+
+
+def _order_answers(tracking: OrderTracking, channel: str, label: str,
+                   connector: str) -> Callable[[Connection, list[tuple[int, bytes, str, str | None]]], None]:
+    """The delivery hook of a channel that tracks orders: the receiver's answers join the timelines."""
+    def record(connection: Connection, outcomes: list[tuple[int, bytes, str, str | None]]) -> None:
+        now = time.time()
+        for message_id, payload, outcome, response in outcomes:
+            orders.apply_delivery(connection, orders.Answer(message_id, payload, outcome, response, channel, label,
+                                                            connector), tracking, now)
+    return record
 
 
 def _unprocessed_count(connection: Connection) -> int:

@@ -459,3 +459,64 @@ def engine_node_row(*, owner: str, channel_set_hash: str, sources: str, started_
                     heartbeat_at: float) -> dict[str, Any]:
     return {"owner": _cut(owner, 120), "channel_set_hash": channel_set_hash, "sources": sources,
             "started_at": started_at, "heartbeat_at": heartbeat_at}
+
+
+# ---- orders and their timelines (engine/orders.py) ---------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """One order sent to a LIS or RIS, or one result that named no known order (`unknown`)."""
+
+    id: int
+    kind: str                    # lab | radiology
+    channel: str
+    placer_number: str
+    filler_number: str
+    accession_number: str
+    patient_id: str
+    code: str
+    priority: str                # stat | asap | routine
+    status: str
+    unknown: int
+    placed_at: float
+    updated_at: float
+    due_at: float | None
+    final_at: float | None
+    overdue_at: float | None
+    study_found_at: float | None
+    study_alerted_at: float | None
+
+    @classmethod
+    def from_row(cls, row: _Row) -> Self:
+        return cls(**_values(cls, row))
+
+
+def order_row(*, kind: str, channel: str, placer_number: str, filler_number: str, accession_number: str,
+              patient_id: str, code: str, priority: str, status: str, unknown: bool, placed_at: float,
+              due_at: float | None) -> dict[str, Any]:
+    return {"kind": kind, "channel": _cut(channel, 120), "placer_number": _cut(placer_number, 250),
+            "filler_number": _cut(filler_number, 250), "accession_number": _cut(accession_number, 250),
+            "patient_id": _cut(patient_id, 250), "code": _cut(code, 250), "priority": priority,
+            "status": status, "unknown": int(unknown), "placed_at": placed_at, "updated_at": placed_at,
+            "due_at": due_at, "final_at": None, "overdue_at": None, "study_found_at": None,
+            "study_alerted_at": None}
+
+
+@dataclass(frozen=True, slots=True)
+class OrderEvent:
+    """One step of an order's timeline (placed, sent, accepted, final, ...); `detail` names codes, not data."""
+
+    id: int
+    order_id: int
+    at: float
+    step: str
+    detail: str
+    message_id: int | None
+
+    @classmethod
+    def from_row(cls, row: _Row) -> Self:
+        return cls(**_values(cls, row))
+
+
+def order_event_row(*, order_id: int, at: float, step: str, detail: str, message_id: int | None) -> dict[str, Any]:
+    return {"order_id": order_id, "at": at, "step": step, "detail": _cut(detail, 250), "message_id": message_id}

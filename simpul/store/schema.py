@@ -255,6 +255,48 @@ engine_nodes = Table(
     Column("heartbeat_at", Float, nullable=False),
 )
 
+# ---- orders: the order-to-result loop with the LIS and RIS (engine/orders.py) -----------------
+# One row per placed order (ORC-2 placer number), or per result that named no order we know
+# (`unknown` = 1: accepted and flagged). Status follows the last step of its timeline.
+orders = Table(
+    "orders", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),                  # lab | radiology
+    Column("channel", String(120), nullable=False, default=""),  # the channel that tracks it (its SLA)
+    Column("placer_number", String(250), nullable=False, default=""),
+    Column("filler_number", String(250), nullable=False, default=""),
+    Column("accession_number", String(250), nullable=False, default=""),
+    Column("patient_id", String(250), nullable=False, default=""),
+    Column("code", String(250), nullable=False, default=""),     # OBR-4.1 (the test or procedure)
+    Column("priority", String(16), nullable=False, default="routine"),   # stat | asap | routine
+    Column("status", String(24), nullable=False),
+    Column("unknown", Integer, nullable=False, default=0),
+    Column("placed_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("due_at", Float),             # placed_at + the SLA of its priority; NULL = no SLA
+    Column("final_at", Float),
+    Column("overdue_at", Float),         # when the SLA breach was raised (once per order)
+    Column("study_found_at", Float),     # radiology: the ImagingStudy was built from the PACS
+    Column("study_alerted_at", Float),   # radiology: no study within the configured time
+)
+Index("ix_orders_placer", orders.c.placer_number)
+Index("ix_orders_filler", orders.c.filler_number)
+Index("ix_orders_accession", orders.c.accession_number)
+Index("ix_orders_due", orders.c.final_at, orders.c.due_at)
+
+order_events = Table(
+    "order_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("order_id", Integer, ForeignKey("orders.id"), nullable=False),
+    Column("at", Float, nullable=False),
+    # placed, changed, cancelled, sent, rejected, accepted, status, specimen_collected,
+    # study_acquired, preliminary, final, corrected, critical, overdue, study_missing
+    Column("step", String(24), nullable=False),
+    Column("detail", String(250), nullable=False, default=""),   # e.g. "ORC-5 IP"; never patient data
+    Column("message_id", Integer),
+)
+Index("ix_order_events_order", order_events.c.order_id, order_events.c.id)
+
 # Business events (revision 0006; written by engine/events.py): 1 = deliver ahead of a backlog.
 # The processor takes `received` priority messages before the others (ix_messages_priority finds
 # them without walking the backlog), so a critical result is routed the moment it is stored.

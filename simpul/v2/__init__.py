@@ -16,7 +16,7 @@ mappings and the FHIR->v2 writer.
 """
 from __future__ import annotations
 
-from .business_keys import BusinessKeys, extract_business_keys
+from .business_keys import BusinessKeys, extract_business_keys, study_uid_for_accession
 from .charset import MSH18_CODECS, codec_for, decode_message
 from .delimiters import DEFAULT, Delimiters, escape, read_delimiters, transcode, unescape
 from .header import MessageHeader, is_enhanced_mode, read_header, read_msh_delimiters, read_msh_line
@@ -30,5 +30,5 @@ __all__ = [
     "ReadMessage", "SEGMENT_TERMINATOR", "Segment", "SplitFile", "check_no_binary", "codec_for", "decode_message",
     "escape", "extract_business_keys", "is_enhanced_mode", "join_segments", "parse_message", "read_body",
     "read_delimiters", "read_header", "read_message", "read_msh_delimiters", "read_msh_line",
-    "split_file", "split_messages", "split_segments", "transcode", "unescape",
+    "split_file", "split_messages", "split_segments", "study_uid_for_accession", "transcode", "unescape",
 ]

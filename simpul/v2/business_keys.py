@@ -12,9 +12,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["BusinessKeys", "extract_business_keys"]
+__all__ = ["BusinessKeys", "extract_business_keys", "study_uid_for_accession"]
+
+import hashlib
 
 from .segments import split_segments
+
+
+def study_uid_for_accession(accession: str) -> str:
+    """The Study Instance UID Simpul gives an imaging order (OMI IPC-3, the worklist item): a 2.25
+    UUID-form UID derived from the accession number, so the OMI to the RIS, the modality worklist
+    and the PACS study agree on it without a lookup, and a changed order keeps it."""
+    digest = hashlib.blake2b(b"simpul-study:" + accession.encode(), digest_size=16).digest()
+    return "2.25." + str(int.from_bytes(digest, "big"))
 
 
 @dataclass(slots=True)

@@ -24,7 +24,7 @@ from tests.connectors.conformance import TOY_PLUGIN
 from tests.connectors.peers.toy import ToyPeer, ToySender
 from tests.helpers import SIMPUL_CLI, EngineHarness, EngineProcess, adt, channel_yaml, free_port, write_settings
 
-BUILT_IN = ["events", "fhir_server", "file", "http", "mllp", "rabbitmq"]
+BUILT_IN = ["dicomweb", "events", "fhir_orders", "fhir_server", "file", "http", "mllp", "rabbitmq", "worklist"]
 
 
 def install(site: Path, name: str, module: str, source: str) -> None:
@@ -41,8 +41,10 @@ def test_built_ins_come_from_the_files_and_plug_ins_from_entry_points() -> None:
     assert registry.module_path("mllp") == "simpul.connectors.mllp"
     assert registry.module_path("toy") == "simpul_toy_connector"
     assert {spec.name: spec.roles for spec in registry.specs()} == {
-        "events": ("source",), "fhir_server": ("destination",), "file": ("source", "destination"), "http": ("source",),
-        "mllp": ("source", "destination"), "rabbitmq": ("source", "destination"), "toy": ("source", "destination")}
+        "dicomweb": ("destination",), "events": ("source",), "fhir_orders": ("source",),
+        "fhir_server": ("destination",), "file": ("source", "destination"), "http": ("source",),
+        "mllp": ("source", "destination"), "rabbitmq": ("source", "destination"),
+        "toy": ("source", "destination"), "worklist": ("destination",)}
 
 
 def test_an_unknown_connector_name_suggests_the_close_one() -> None:
@@ -104,7 +106,7 @@ async def test_channel_schema_and_openapi_carry_every_connector(harness: EngineH
                                  follow_redirects=True) as client:
         schema = (await client.get("/api/channels/schema")).json()
         openapi = (await client.get("/api/openapi.json")).json()
-    assert set(schema["$defs"]["Source"]["properties"]) == {"events", "file", "http", "mllp", "rabbitmq"}
+    assert set(schema["$defs"]["Source"]["properties"]) == {"events", "fhir_orders", "file", "http", "mllp", "rabbitmq"}
     assert {"fhir_server", "file", "mllp"} <= set(schema["$defs"]["Destination"]["properties"])
     components = openapi["components"]["schemas"]
     assert components["Destination"]["properties"]["fhir_server"]["anyOf"][0] == {

@@ -22,6 +22,13 @@ Knobs (``every`` counts messages 1-based across all connections; 0 = never):
 * ``wrong_control_id_every``: answer with an MSA-2 that does not echo MSH-10.
 * ``no_answer_every``: never answer every n-th message (the connection stays open).
 * ``ssl``: an ``ssl.SSLContext`` to serve MLLP over TLS.
+* ``order_answer``: ``callable(control_id, payload) -> segments`` appended after MSA, and the answer
+  becomes an ORL^O22 (e.g. ``ORC|OK|<placer>|<filler>||IP``): the application acknowledgement a LIS
+  gives to an order, carrying its filler number and status.
+
+Sending results: ``await lis.send_to(port, message)`` delivers an ORU (or a status update) to the
+engine's MLLP listener with Simpul's own MLLP sender, the way a LIS built on our library would, and
+returns the engine's ACK. ``order_result(...)`` builds such an ORU for an order that was received.
 
 Inspection: ``received`` (every payload, in arrival order, answered or not), ``received_on`` (the
 1-based connection number of each), ``answered``, ``connections_accepted``, ``open_connections``.
@@ -31,6 +38,8 @@ from __future__ import annotations
 import asyncio
 import ssl as ssl_module
 from collections.abc import Callable, Sequence
+
+from simpul.mllp.sender import open_mllp_connection
 
 START_BLOCK = b"\x0b"
 END_BLOCK = b"\x1c\r"
@@ -70,7 +79,9 @@ class FakeLis:
         no_answer_every: int = 0,
         host: str = "127.0.0.1",
         ssl: ssl_module.SSLContext | None = None,
+        order_answer: Callable[[bytes, bytes], Sequence[str]] | None = None,
     ) -> None:
+        self.order_answer = order_answer
         self.ack_code = ack_code
         self.ack_codes = list(ack_codes)
         self.answer = answer
@@ -126,6 +137,14 @@ class FakeLis:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
+    async def send_to(self, port: int, message: bytes, host: str = "127.0.0.1", timeout: float = 5.0) -> bytes:
+        """Send one message (a result, a status update) to an engine listener; returns its ACK."""
+        connection = await open_mllp_connection(host, port, response_timeout=timeout)
+        try:
+            return await connection.send(message)
+        finally:
+            await connection.close()
+
     def _code_for(self, index: int, payload: bytes) -> str | None:
         if self.answer is not None:
             return self.answer(index, payload)
@@ -166,9 +185,16 @@ class FakeLis:
                 control_id = _control_id(payload)
                 if _every(self.wrong_control_id_every, index):
                     control_id += b"-WRONG"
-                ack = (b"MSH|^~\\&|FAKE_LIS|LAB|||20240101120000||ACK^R01^ACK|ACK" + control_id
+                kind = b"ACK^R01^ACK"
+                extra = b""
+                if self.order_answer is not None and code in ("AA", "CA"):
+                    segments = self.order_answer(control_id, payload)
+                    if segments:
+                        kind = b"ORL^O22^ORL_O22"
+                        extra = "".join(f"{segment}\r" for segment in segments).encode()
+                ack = (b"MSH|^~\\&|FAKE_LIS|LAB|||20240101120000||" + kind + b"|ACK" + control_id
                        + b"|P|2.5.1\rMSA|" + code.encode() + b"|" + control_id
-                       + b"|fake lis answered " + code.encode() + b"\r")
+                       + b"|fake lis answered " + code.encode() + b"\r" + extra)
                 start_block = b"" if _every(self.drop_start_block_every, index) else START_BLOCK
                 end = b"" if _every(self.drop_end_block_every, index) else END_BLOCK
                 writer.write(start_block + ack + end)
@@ -182,3 +208,15 @@ class FakeLis:
             self._tasks.discard(task)
             if not writer.transport.is_closing():
                 writer.transport.abort()
+
+
+def order_result(control_id: str, *, placer: str, filler: str, code: str = "2823-3^Potassium^LN",
+                 status: str = "F", value: str = "4.1", flag: str = "N", patient: str = "MR001",
+                 collected: str = "20261126081500+0700") -> bytes:
+    """An ORU^R01 from the fake LIS for one order: OBR-25 `status` (P, F, C), one OBX with `flag` (OBX-8)."""
+    segments = [f"MSH|^~\\&|FAKE_LIS|LAB|SIMPUL|RSUD|20261126101500+0700||ORU^R01^ORU_R01|{control_id}|P|2.5.1",
+                f"PID|1||{patient}^^^RSUD^MR||Suharto^Budi||19800517|M",
+                f"ORC|RE|{placer}|{filler}||CM",
+                f"OBR|1|{placer}|{filler}|{code}|||{collected}||||||||||||||||||{status}",
+                f"OBX|1|NM|{code}||{value}|mmol/L^mmol/L^UCUM|3.5-5.1|{flag}|||{status}"]
+    return ("\r".join(segments) + "\r").encode()

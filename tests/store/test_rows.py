@@ -34,6 +34,8 @@ TABLES: dict[str, tuple[type, Any]] = {
     "archives": (rows.Archive, rows.archive_row),
     "archive_entries": (rows.ArchiveEntry, rows.archive_entry_row),
     "engine_nodes": (rows.EngineNode, rows.engine_node_row),
+    "orders": (rows.Order, rows.order_row),
+    "order_events": (rows.OrderEvent, rows.order_event_row),
 }
 
 

@@ -244,6 +244,42 @@ else:
                                **_connector_fields("destination", DestinationBase))
 
 
+class CriticalRule(Strict):
+    """A per-test critical limit, for results whose sender does not flag OBX-8 (or flags too little)."""
+
+    code: str = Field(description="OBX-3.1, the test code (e.g. a LOINC code).", examples=["2823-3"])
+    below: float | None = Field(None, description="A numeric OBX-5 below this is critical.")
+    above: float | None = Field(None, description="A numeric OBX-5 above this is critical.")
+
+    @model_validator(mode="after")
+    def _a_limit(self) -> "CriticalRule":
+        if self.below is None and self.above is None:
+            raise ValueError("a critical rule needs below, above or both")
+        return self
+
+
+class OrderTracking(Strict):
+    """Track orders and their results on this channel (docs/lab-and-radiology.md).
+
+    Orders this channel carries (ORM/OML/OMI) start a timeline; order acknowledgements and status
+    updates (ORR/ORL, ORC-5), results (ORU, OBR-25) and the receiver's answer to each order
+    (AA/AE/AR) add steps to it. Results for an order nobody placed are kept and flagged.
+    """
+
+    kind: Literal["lab", "radiology"] = Field(description="What the orders are: lab tests or imaging studies.")
+    sla: dict[Literal["stat", "asap", "routine"], Duration] = Field(
+        default_factory=dict, description="Time from placing to a final result, per priority (OBR-5 / TQ1-9: "
+                                          "S stat, A asap, R routine); a later final result raises "
+                                          "order_overdue once.", examples=[{"stat": "60m", "routine": "24h"}])
+    critical_flags: list[str] = Field(["HH", "LL", "AA"], description="OBX-8 abnormal flags that make a "
+                                                                     "result critical.")
+    critical_rules: list[CriticalRule] = Field(default_factory=list, description="Per-test critical limits.")
+    study_destination: str | None = Field(
+        None, pattern=LABEL, description="Radiology: the label of this channel's FHIR destination that gets the "
+                                         "ImagingStudy a dicomweb destination found (a transaction Bundle).",
+        examples=["fhir"])
+
+
 class Channel(Strict):
     name: str = Field(pattern=LABEL, description="Unique channel name.")
     description: str = Field("", description="Free text for people reading the channel list.")
@@ -256,6 +292,15 @@ class Channel(Strict):
                                                                       "own queue, order and retry policy.")
     retention: RetentionPolicy | None = Field(
         None, description="Archive, then remove, finished messages after this long (absent: keep everything).")
+    orders: OrderTracking | None = Field(
+        None, description="Track the orders and results this channel carries: timeline, SLA, critical values.")
+
+    @model_validator(mode="after")
+    def _study_destination_exists(self) -> "Channel":
+        wanted = self.orders.study_destination if self.orders is not None else None
+        if wanted and wanted not in {d.label for d in self.destinations}:
+            raise ValueError(f"orders.study_destination '{wanted}' is not a destination label of this channel")
+        return self
 
     @field_validator("destinations")
     @classmethod

@@ -1,4 +1,4 @@
-"""FHIR R4 -> HL7 v2.5.1 for outbound orders: ORM^O01 and OML^O21.
+"""FHIR R4 -> HL7 v2.5.1 for outbound orders: ORM^O01, OML^O21 and (imaging) OMI^O23.
 
     text = build_oml_o21(bundle)                      # Bundle, one ServiceRequest, or {type: resource}
     text = build_orm_o01(bundle, MessageHeader(sending_application="HIS", control_id="42"))
@@ -44,8 +44,11 @@ Mapping (the inverse of the HL7 V2-to-FHIR IG maps, so v2 -> FHIR -> v2 keeps th
 | SPM-7 / SPM-8     | Specimen.collection.method / bodySite               | CWE                                       |
 | SPM-12            | Specimen.collection.quantity                        | CQ                                        |
 | SPM-17 / SPM-18   | Specimen.collection.collected[x] / receivedTime     | DR / DTM                                  |
+| OBR-18            | ServiceRequest.identifier type ACSN                 | the RIS accession number                  |
+| IPC-1..4 (OMI)    | identifier ACSN (else PLAC), PLAC, derived UID, PLAC | accession, requested procedure id, Study Instance UID (simpul.v2.study_uid_for_accession), step id |
+| IPC-5 (OMI)       | code / orderDetail coding in DCM                    | modality CE                               |
 """
-from simpul.mappings.fhir_to_v2.messages import build_oml_o21, build_orm_o01
+from simpul.mappings.fhir_to_v2.messages import build_oml_o21, build_omi_o23, build_orm_o01
 from simpul.v2 import MessageHeader
 
-__all__ = ["MessageHeader", "build_oml_o21", "build_orm_o01"]
+__all__ = ["MessageHeader", "build_oml_o21", "build_omi_o23", "build_orm_o01"]

@@ -158,3 +158,26 @@ def build_oml_o21(bundle_or_resources: dict[str, Any], header: MessageHeader | N
         part.extend(segments.spm(s, n) for n, s in enumerate(order.specimens, start=1))
         order_parts.append(part)
     return _finish("OML^O21^OML_O21", "OML_O21", patient_part, order_parts, header)
+
+
+def build_omi_o23(bundle_or_resources: dict[str, Any], header: MessageHeader | None = None) -> str:
+    """ServiceRequest(s) (+ Patient, Encounter, Practitioner) -> one OMI^O23 v2.5.1 imaging order.
+
+    Segments: MSH, PID, [PV1], then per ServiceRequest ORC, [TQ1], OBR, NTE*, IPC. The IPC carries
+    the accession number (identifier typed ACSN, else the placer number), the requested procedure
+    and scheduled step ids (the placer number), the Study Instance UID the worklist and the PACS
+    use too, and the modality when ServiceRequest.code or orderDetail has a DICOM (DCM) coding.
+    Raises MappingError (FHIR element path, segment and field; never values) for unusable input.
+    """
+    orders, patient_part = _orders(bundle_or_resources)
+    order_parts = []
+    for set_id, order in enumerate(orders, start=1):
+        part = [segments.orc(order.request, order.requester, with_timing=False)]
+        timing = segments.tq1(order.request)
+        if timing:
+            part.append(timing)
+        part.append(segments.obr(order.request, set_id, order.requester, order.specimens, with_timing=False))
+        part.extend(segments.ntes(order.request))
+        part.append(segments.ipc(order.request))
+        order_parts.append(part)
+    return _finish("OMI^O23^OMI_O23", "OMI_O23", patient_part, order_parts, header)

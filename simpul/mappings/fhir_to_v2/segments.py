@@ -14,7 +14,7 @@ from simpul.mappings.fhir_to_v2.vocabulary import (
     STATUS_TO_ORDER_CONTROL,
     V2_TABLE_PREFIX,
 )
-from simpul.v2 import er7
+from simpul.v2 import er7, study_uid_for_accession
 
 BUSINESS_EVENT_SUFFIX = "businessEvent"  # event-/workflow-businessEvent extension carrying ORC-1
 
@@ -207,6 +207,9 @@ def obr(order: Located, set_id: int, requester: dt.Components | None, specimens:
         if kind:
             seg.set(15, er7.component(kind[:3]))  # OBR-15 SPS.1: specimen source as subcomponents
     seg.set(16, dt.field(requester))
+    accession = next((i for i in res.get("identifier") or [] if dt.has_type(i, "ACSN")), None)
+    if accession and accession.get("value"):
+        seg.set(18, er7.escape(str(accession["value"])))  # OBR-18 placer field 1: the RIS accession number
     if with_timing:
         seg.set(27, dt.field(["", "", "", start, end, priority_code(order)]))
     seg.set(31, _repeat([dt.cwe(c) for c in res.get("reasonCode") or []]))
@@ -274,4 +277,40 @@ def spm(specimen: Located, set_id: int) -> str:
         seg.set(17, dt.field([start, end]))  # SPM-17 DR: collection start ^ end
     if res.get("receivedTime"):
         seg.set(18, dt.dtm(res["receivedTime"], f"{path}.receivedTime", segment="SPM", field=18))
+    return seg.text()
+
+
+# --- IPC (OMI^O23) --------------------------------------------------------------------------------
+
+DCM_SYSTEM = "http://dicom.nema.org/resources/ontology/DCM"
+
+
+def accession_number(order: Located) -> str:
+    """The identifier typed ACSN, else the placer number: the RIS and the PACS key the study on it."""
+    identifiers = order.resource.get("identifier") or []
+    accession = next((i for i in identifiers if dt.has_type(i, "ACSN")), None)
+    if accession and accession.get("value"):
+        return str(accession["value"])
+    placer, _ = order_numbers(order)
+    return str(placer[0])
+
+
+def ipc(order: Located) -> str:
+    """IPC-1 accession, IPC-2 requested procedure id (the placer number), IPC-3 Study Instance UID
+    (derived from the accession number: simpul.v2.study_uid_for_accession), IPC-4 scheduled step id,
+    IPC-5 modality from a DICOM (DCM) coding of ServiceRequest.code or orderDetail."""
+    placer, _ = order_numbers(order)
+    accession = accession_number(order)
+    seg = er7.SegmentBuilder("IPC")
+    seg.set(1, er7.escape(accession))
+    seg.set(2, er7.escape(str(placer[0])))
+    seg.set(3, study_uid_for_accession(accession))
+    seg.set(4, er7.escape(str(placer[0])))
+    res = order.resource
+    concepts = [res.get("code") or {}, *(res.get("orderDetail") or [])]
+    modality = next((c for concept in concepts for c in concept.get("coding") or []
+                     if c.get("system") == DCM_SYSTEM and c.get("code")), None)
+    if modality:
+        seg.set(5, er7.composite([er7.escape(str(modality["code"])), er7.escape(str(modality.get("display", ""))),
+                                  "DCM"]))
     return seg.text()
