@@ -20,7 +20,7 @@ source scripts/lib/venv.sh
 
 # Only what the suite uses today: the PostgreSQL server (store tests), its client (psql, below),
 # and RabbitMQ (started for the tests by scripts/services.sh). Each later connector adds its own.
-SYSTEM_PACKAGES=(postgresql postgresql-client rabbitmq-server)
+SYSTEM_PACKAGES=(postgresql postgresql-client rabbitmq-server chromium)
 PG_PORT="${SIMPUL_PG_PORT:-5432}"
 AMQP_PORT="${SIMPUL_AMQP_PORT:-5672}"
 TEST_DATABASE=simpul_test

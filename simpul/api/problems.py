@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from simpul.errors import (
     ActorRequired, ArchiveIncomplete, ArchiveUnreadable, ConfigError, MessageError, NotFound, OperationRefused,
-    ReplayOverCap, SimpulError, StoreError, problem_document,
+    LoginThrottled, NotAuthenticated, PermissionDenied, ReplayOverCap, SimpulError, StoreError, problem_document,
 )
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -23,6 +23,9 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 # listed here answers like its nearest listed ancestor.
 PROBLEMS: dict[type[BaseException], tuple[int, str]] = {
     ActorRequired: (400, "Actor required"),
+    NotAuthenticated: (401, "Not authenticated"),
+    PermissionDenied: (403, "Forbidden"),
+    LoginThrottled: (429, "Too many failed logins"),
     NotFound: (404, "Not found"),
     ReplayOverCap: (409, "Replay over the cap"),
     OperationRefused: (409, "Refused"),

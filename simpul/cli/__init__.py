@@ -9,6 +9,7 @@
     dead_letters.py  simpul dead-letters list|counts|show|replay|edit|discard|audit
     destinations.py  simpul destinations pause|resume|status
     archive.py       simpul archive run|list|restore
+    access.py        simpul users create|set|list, simpul tokens create|list|revoke, simpul audit verify
 
 Shared option types and helpers live in `common.py` and `tables.py` (public, so no command module
 imports another's private names). Every user error ends with a one-line message and a non-zero exit
@@ -41,6 +42,9 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "dead-letters": ("simpul.cli.dead_letters", "dead_letters_app", True),
     "destinations": ("simpul.cli.destinations", "destinations_app", True),
     "archive": ("simpul.cli.archive", "archive_app", True),
+    "users": ("simpul.cli.access", "users_app", True),
+    "tokens": ("simpul.cli.access", "tokens_app", True),
+    "audit": ("simpul.cli.access", "audit_app", True),
 }
 
 

@@ -352,9 +352,9 @@ class AuditEvent:
 
 
 def audit_event_row(*, at: float, actor: str, action: str, target: str, reason: str | None,
-                    detail: str | None) -> dict[str, Any]:
+                    detail: str | None, role: str = "", client: str = "") -> dict[str, Any]:
     return {"at": at, "actor": _cut(actor, 120), "action": action, "target": _cut(target, 250), "reason": reason,
-            "detail": detail}
+            "detail": detail, "role": _cut(role, 32), "client": _cut(client, 64)}
 
 
 @dataclass(frozen=True, slots=True)
