@@ -6,6 +6,8 @@ Hashing takes tens of milliseconds on purpose: callers in async code run it in a
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -32,6 +34,8 @@ def needs_rehash(stored: str) -> bool:
     return _HASHER.check_needs_rehash(stored)
 
 
-# Verified against when the user name is unknown, so a login for a name that does not exist takes
-# as long as one for a name that does (no user enumeration by timing).
-DUMMY_HASH = _HASHER.hash("not a password of anyone here")
+@lru_cache(maxsize=1)
+def dummy_hash() -> str:
+    """Verified against when the user name is unknown, so a login for a name that does not exist
+    takes as long as one for a name that does (no user enumeration by timing)."""
+    return _HASHER.hash("not a password of anyone here")

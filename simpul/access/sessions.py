@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, delete, func, select, update
 
+from simpul.errors import OperationRefused
 from simpul.store.schema import sessions, users, webauthn_credentials
 
 
@@ -73,3 +74,11 @@ def set_challenge(connection: Connection, session_id: str, challenge: str | None
 
 def close_session(connection: Connection, session_id: str) -> None:
     connection.execute(delete(sessions).where(sessions.c.id == session_id))
+
+
+def get_challenge(connection: Connection, session_id: str, kind: str) -> str:
+    """The pending challenge of `kind` (e.g. "webauthn-login:") in this session; refused if there is none."""
+    value = connection.execute(select(sessions.c.challenge).where(sessions.c.id == session_id)).scalar()
+    if not value or not str(value).startswith(kind):
+        raise OperationRefused("no challenge is waiting: ask for new options first")
+    return str(value)[len(kind):]
