@@ -185,3 +185,37 @@ async def test_the_console_answers_with_security_headers_and_without_secrets_in_
         assert home.status_code == 303 and home.headers["location"] == "/console/login"
         forged = await client.post("/console/login", data={"username": "x", "password": "y", "csrf_token": "z"})
         assert forged.status_code == 403
+
+
+async def test_a_security_key_registers_and_then_is_the_second_factor(harness: EngineHarness, browser: Any) -> None:
+    """WebAuthn end to end with Chromium's virtual authenticator (a software FIDO2 key, via CDP)."""
+    engine = await harness.start({}, http=True)
+    await asyncio.to_thread(add_user, harness.database_url, "dewi", "admin")
+    base = f"http://localhost:{engine.http_port}"
+    page = await browser.new_page()
+    cdp = await page.context.new_cdp_session(page)
+    await cdp.send("WebAuthn.enable")
+    await cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
+        "protocol": "ctap2", "transport": "usb", "hasResidentKey": False, "hasUserVerification": True,
+        "isUserVerified": True, "automaticPresenceSimulation": True}})
+
+    await log_in(page, base, "dewi")                   # no factor yet: the password is enough
+    await page.click("#webauthn-register")
+    await page.wait_for_function("document.body.innerText.includes('registered')")
+    assert harness.sql("SELECT count(*) AS n FROM webauthn_credentials")[0].n == 1
+    await page.click("text=Log out")
+
+    await page.goto(f"{base}/console/login")
+    await page.fill("input[name=username]", "dewi")
+    await page.fill("input[name=password]", PASSWORD)
+    await page.click("#login")
+    await page.wait_for_url(f"{base}/console/login/totp")
+    # Pending: the password alone opens nothing.
+    assert (await page.request.get(f"{base}/api/v1/users")).status == 401
+    await page.click("#webauthn-login")
+    await page.wait_for_url(f"{base}/console/")
+    assert (await page.request.get(f"{base}/api/v1/users")).status == 200
+    factors = [row.detail for row in harness.sql(
+        "SELECT detail FROM audit_events WHERE action IN ('mfa.enrol', 'login.second_factor') ORDER BY id")]
+    assert ['"factor":"webauthn"' in d for d in factors] == [True, True]
+    assert harness.sql("SELECT sign_count FROM webauthn_credentials")[0].sign_count >= 1
