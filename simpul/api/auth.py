@@ -78,7 +78,7 @@ async def authenticate(request: Request, store: Store) -> Principal:
     """The caller, or NotAuthenticated (401). Cookie callers of unsafe methods must show the CSRF token."""
     cached = getattr(request.state, "principal", None)
     if cached is not None:
-        return cached           # type: ignore[no-any-return]
+        return cached
     client = client_address(request)
     header = request.headers.get("authorization", "")
     if header:
@@ -153,7 +153,7 @@ def check_permissions_declared(app: FastAPI, routers: Iterable[APIRouter]) -> No
     missing = []
     for route in candidates:
         if isinstance(route, APIRoute) and declared_permission(route) is None and not _is_public(route):
-            missing.append(f"{sorted(route.methods)} {route.path}")
+            missing.append(f"{sorted(route.methods or ())} {route.path}")
     if missing:
         raise RuntimeError("routes without a declared permission (add `requires(Permission.X)`): "
                            + ", ".join(missing))
