@@ -19,7 +19,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/lib/venv.sh
 
 # Only what the suite uses today: the PostgreSQL server (store tests), its client (psql, below),
-# and RabbitMQ (started for the tests by scripts/services.sh). Each later connector adds its own.
+# RabbitMQ (started for the tests by scripts/services.sh) and Chromium (the console's browser
+# tests drive it with Playwright; no `playwright install`). Each later connector adds its own.
 SYSTEM_PACKAGES=(postgresql postgresql-client rabbitmq-server chromium)
 PG_PORT="${SIMPUL_PG_PORT:-5432}"
 AMQP_PORT="${SIMPUL_AMQP_PORT:-5672}"
@@ -38,6 +39,8 @@ no_apt_help() {
     log "  postgresql, postgresql-client  PostgreSQL server and psql (e.g. dnf install postgresql-server postgresql;"
     log "                                 brew install postgresql)"
     log "  rabbitmq-server                RabbitMQ (e.g. dnf install rabbitmq-server; brew install rabbitmq)"
+    log "  chromium                       the browser of the console tests (e.g. dnf install chromium;"
+    log "                                 the tests look for /usr/bin/chromium and skip without it)"
     log ""
     log "  SIMPUL_SKIP_APT=1 bash scripts/test.sh"
 }
