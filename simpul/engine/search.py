@@ -44,9 +44,7 @@ def search_messages(connection: Connection, query: MessageQuery) -> list[dict[st
     if query.control_id:
         statement = statement.where(m.control_id == query.control_id)
     if query.message_type:
-        pattern = query.message_type.replace("*", "%")
-        statement = statement.where(m.message_type.like(pattern) if "%" in pattern
-                                    else m.message_type == pattern)
+        statement = statement.where(_type_matches(query.message_type))
     if query.status:
         statement = statement.where(m.status == query.status)
     if query.accession_number:
@@ -57,6 +55,11 @@ def search_messages(connection: Connection, query: MessageQuery) -> list[dict[st
         statement = statement.where(m.received_at >= query.since)
     if query.until is not None:
         statement = statement.where(m.received_at < query.until)
+    if query.since is not None or query.until is not None:
+        bounds = _id_bounds(connection, query.since, query.until)
+        if bounds is None:
+            return []
+        statement = statement.where(m.id.between(*bounds))
     if query.text:
         statement = statement.where(_raw_contains(connection, query.text.encode("utf-8")))
     statement = statement.order_by(m.id.desc()).limit(query.limit)
@@ -76,6 +79,38 @@ def search_messages(connection: Connection, query: MessageQuery) -> list[dict[st
         for item in found:
             item["deliveries"] = by_message.get(item["id"], [])
     return found
+
+
+def _type_matches(wanted: str) -> Any:
+    """MSH-9 equal to `wanted`, or starting with its prefix for a trailing `*` (ADT^*): written as
+    a range, not LIKE, so the message_type index serves it (SQLite uses an index for LIKE only
+    with case-sensitive LIKE or a NOCASE column)."""
+    m = messages.c
+    if "*" not in wanted:
+        return m.message_type == wanted
+    prefix = wanted.rstrip("*")
+    if "*" in prefix or not prefix:
+        return m.message_type.like(wanted.replace("*", "%"))
+    return (m.message_type >= prefix) & (m.message_type < prefix[:-1] + chr(ord(prefix[-1]) + 1))
+
+
+def _id_bounds(connection: Connection, since: float | None, until: float | None) -> tuple[int, int] | None:
+    """The lowest and highest message id received within [since, until), or None when none was.
+
+    Two index-only passes over the received_at index. With them the search also constrains the
+    id, so the other indexes (type, status: each ordered by id within a value) and the table's
+    own id order seek straight to the time window instead of walking every row of the type, and
+    a text search reads only the window. Exact: the bounds come from the times themselves, so a
+    message stored out of time order is still inside them.
+    """
+    m = messages.c
+    window = []
+    if since is not None:
+        window.append(m.received_at >= since)
+    if until is not None:
+        window.append(m.received_at < until)
+    row = connection.execute(select(func.min(m.id), func.max(m.id)).where(*window)).one()
+    return None if row[0] is None else (int(row[0]), int(row[1]))
 
 
 def _raw_contains(connection: Connection, needle: bytes) -> Any:
