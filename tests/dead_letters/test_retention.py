@@ -81,6 +81,9 @@ async def test_archive_then_restore_round_trip_is_byte_exact_and_the_dead_letter
     header, body = data.split(b"\n", 1)
     assert json.loads(header)["encryption"] is None and archive.messages == 2 and archive.encrypted == 0
     assert b"RT-1" in gzip.decompress(body)                                  # compressed, readable with gzip
+    # The audit chain's head of that moment is in the header, so a later cut of the trail shows.
+    head = json.loads(header)["audit_chain_head"]
+    assert head["hash"] == harness.sql("SELECT hash FROM audit_events WHERE id = :id", id=head["id"])[0].hash
     assert archive_dir in Path(archive.path).parents
     found = await api.get("/api/archives/entries", control_id="RT-1")
     assert [(e["archive_id"], e["patient_id"]) for e in found] == [(archive.id, "MRRT1")]
@@ -105,6 +108,13 @@ async def test_archive_then_restore_round_trip_is_byte_exact_and_the_dead_letter
     assert again["messages_archived"] == 0 and _count(harness, "messages") == 1
     actions = [e["action"] for e in await api.get("/api/audit-events", action="retention.*")]
     assert actions == ["retention.restore", "retention.archive"]
+    code, out, err = await simpul(settings, "audit", "verify")
+    assert code == 0 and "1 archived head(s) found in it" in out, out + err
+    store_execute(harness.database_url, "DELETE FROM replays")          # rows that point at audit events
+    store_execute(harness.database_url, f"DELETE FROM audit_events WHERE id >= {head['id']}")
+    code, out, err = await simpul(settings, "audit", "verify")
+    assert code == 1 and f"event {head['id']}, the chain head recorded in archive {archive.id}" in err, out + err
+    assert "is gone" in err
 
 
 async def test_encrypted_archive_needs_its_key_and_stays_readable_after_rotation(
