@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import Connection, delete, func, or_, select, update
 
 from simpul.access.roles import check_role
 from simpul.dead_letters.audit import record_audit
@@ -102,9 +102,11 @@ def update_user(connection: Connection, name: str, *, actor: str, role: str | No
         changed["disabled"] = disabled
     if totp_secret is not None:
         values["totp_secret"] = totp_secret
+        values["totp_last_step"] = None
         changed["totp"] = "enrolled"
     if clear_totp and user.totp_secret:
         values["totp_secret"] = None
+        values["totp_last_step"] = None
         changed["totp"] = "removed"
     if not values:
         return
@@ -164,6 +166,15 @@ def record_failed_login(connection: Connection, name: str, client: str, why: str
     connection.execute(login_failures.insert().values(at=time.time(), user_name=name[:120], client=client[:64]))
     record_audit(connection, actor=name[:120] or "?", action="login.failed", target=f"users:{name[:100]}",
                  reason=why, detail={}, role="", client=client)
+
+
+def use_totp_step(connection: Connection, user_id: int, step: int) -> bool:
+    """Record that the code of `step` was used; False when that step (or a later one) was used
+    already, so the same code cannot log in twice (checked and set in one statement)."""
+    done = connection.execute(update(users).where(users.c.id == user_id, or_(users.c.totp_last_step.is_(None),
+                                                                              users.c.totp_last_step < step))
+                              .values(totp_last_step=step))
+    return done.rowcount == 1
 
 
 def clear_failures(connection: Connection, name: str) -> None:

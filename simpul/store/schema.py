@@ -265,6 +265,7 @@ users = Table(
     Column("role", String(32), nullable=False),                 # viewer | operator | analyst | admin
     Column("password_hash", Text, nullable=False),              # argon2id, with its parameters
     Column("totp_secret", String(64)),                          # base32; NULL = no TOTP
+    Column("totp_last_step", Integer),                          # the step of the last code used (no replay)
     Column("created_at", Float, nullable=False),
     Column("created_by", String(120), nullable=False),
     Column("disabled_at", Float),                               # NULL = may log in

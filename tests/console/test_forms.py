@@ -75,7 +75,7 @@ async def test_every_change_needs_the_csrf_token_and_keeps_the_guards(harness: E
     assert actions == ["login", "dead_letter.view", "destination.pause", "dead_letter.discard"]
 
 
-async def test_required_mfa_makes_a_user_without_a_factor_enrol_totp_at_login(harness: EngineHarness) -> None:
+async def test_required_mfa_makes_a_user_without_a_factor_enrol_totp_at_login_and_a_code_works_once(harness: EngineHarness) -> None:
     engine = await harness.start({}, http=True, auth={"require_mfa": True})
     await asyncio.to_thread(add_user, harness.database_url, "rudi", "operator")
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{engine.http_port}", timeout=10) as client:
@@ -87,11 +87,18 @@ async def test_required_mfa_makes_a_user_without_a_factor_enrol_totp_at_login(ha
         assert secret, enrol.text
         wrong = await client.post("/console/login/totp", data={"code": "000000", "csrf_token": csrf_of(enrol.text)})
         assert wrong.status_code == 401
-        passed = await client.post("/console/login/totp", data={"code": pyotp.TOTP(secret.group(1)).now(),
-                                                                "csrf_token": csrf_of(enrol.text)})
+        code = pyotp.TOTP(secret.group(1)).now()
+        passed = await client.post("/console/login/totp", data={"code": code, "csrf_token": csrf_of(enrol.text)})
         assert passed.status_code == 303 and passed.headers["location"] == "/console/"
         assert (await client.get("/api/v1/messages")).status_code == 200
     assert harness.sql("SELECT totp_secret FROM users WHERE name='rudi'")[0].totp_secret == secret.group(1)
+    # The same code, seen over a shoulder, does not log in a second time.
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{engine.http_port}", timeout=10) as other:
+        await log_in(other, "rudi")
+        form = await other.get("/console/login/totp")
+        replayed = await other.post("/console/login/totp", data={"code": code, "csrf_token": csrf_of(form.text)})
+        assert replayed.status_code == 401
+        assert (await other.get("/api/v1/messages")).status_code == 401
 
 
 async def test_an_admin_makes_a_token_on_the_tokens_page_shown_once_and_it_works(harness: EngineHarness) -> None:

@@ -22,9 +22,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from simpul.access.passwords import dummy_hash, verify_password
 from simpul.access.roles import sees_patient_data
 from simpul.access.sessions import Session, close_session, mark_second_factor, open_session, set_challenge
-from simpul.access.totp import check_code, new_secret, provisioning_uri
+from simpul.access.totp import matching_step, new_secret, provisioning_uri
 from simpul.access.users import (
-    Throttle, clear_failures, get_user, login_candidate, record_failed_login, throttled, update_user,
+    Throttle, clear_failures, get_user, login_candidate, record_failed_login, throttled, update_user, use_totp_step,
 )
 from simpul.api.auth import (
     SECURE_SESSION_COOKIE, SESSION_COOKIE, client_address, current_session, public, second_factor_pending,
@@ -139,25 +139,27 @@ async def second_factor(request: Request, store: StoreDep, code: str = Form(""),
     user = await store.read(lambda c: get_user(c, session.user_id))
     enrolling = None
     if user.totp_secret:
-        good = check_code(user.totp_secret, code)
+        step = matching_step(user.totp_secret, code)
     else:
         enrolling = session.challenge[5:] if session.challenge and session.challenge.startswith("totp:") else None
-        good = enrolling is not None and check_code(enrolling, code)
+        step = matching_step(enrolling, code) if enrolling is not None else None
     actor = Actor(user.name, role=user.role, client=client)
-    if not good:
-        await store.write(lambda c: record_failed_login(c, user.name, client, "wrong second-factor code"))
-        response = await second_factor_page(request, store)
-        response.status_code = 401
-        return response
 
-    def passed(connection: Any) -> None:
+    def passed(connection: Any) -> bool:
         if enrolling:
             update_user(connection, user.name, actor=actor, totp_secret=enrolling)
+        if step is None or not use_totp_step(connection, user.id, step):
+            return False            # wrong, or a code already used (replayed)
         mark_second_factor(connection, session.id, "totp")
         record_audit(connection, actor=actor, action="login.second_factor", target=f"users:{user.name}",
                      reason=None, detail={"factor": "totp", "enrolled": bool(enrolling)})
+        return True
 
-    await store.write(passed)
+    if step is None or not await store.write(passed):
+        await store.write(lambda c: record_failed_login(c, user.name, client, "wrong or already used code"))
+        response = await second_factor_page(request, store)
+        response.status_code = 401
+        return response
     return RedirectResponse("/console/", status_code=303)
 
 

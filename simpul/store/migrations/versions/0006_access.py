@@ -32,6 +32,7 @@ def upgrade() -> None:
     sa.Column('role', sa.String(length=32), nullable=False),
     sa.Column('password_hash', sa.Text(), nullable=False),
     sa.Column('totp_secret', sa.String(length=64), nullable=True),
+    sa.Column('totp_last_step', sa.Integer(), nullable=True),
     sa.Column('created_at', sa.Float(), nullable=False),
     sa.Column('created_by', sa.String(length=120), nullable=False),
     sa.Column('disabled_at', sa.Float(), nullable=True),
