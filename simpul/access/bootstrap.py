@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from sqlalchemy.engine import Engine as Database
+from sqlalchemy.exc import IntegrityError
 
 from simpul.access.passwords import hash_password
 from simpul.access.users import ADMIN_PASSWORD_VARIABLE, ADMIN_USER_VARIABLE, admin_exists, create_user
@@ -38,4 +39,11 @@ def ensure_admin(db: Database, environ: Mapping[str, str]) -> str | None:
                         actor=Actor("bootstrap", role="system", client=ADMIN_USER_VARIABLE))
     except OperationRefused as exc:
         raise ConfigError(f"{ADMIN_USER_VARIABLE}/{ADMIN_PASSWORD_VARIABLE}: {exc}") from None
+    except IntegrityError:
+        # Several engine processes started together on one PostgreSQL store: another one inserted
+        # the same user between our check and our insert. Its admin is as good as ours.
+        with db.connect() as connection:
+            if admin_exists(connection):
+                return None
+        raise
     return name
