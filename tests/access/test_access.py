@@ -3,10 +3,12 @@ auditor meet them: through the real HTTP API of a running engine and the `simpul
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -264,3 +266,23 @@ def test_users_and_tokens_commands_make_a_working_admin_and_a_token_shown_once(t
     assert last_admin.returncode == 1 and "no enabled admin" in last_admin.stderr
     verify = simpul("audit", "verify", "-c", str(settings), cwd=tmp_path)
     assert verify.returncode == 0 and "3 events" in verify.stdout, verify.stdout + verify.stderr
+
+
+async def test_a_channel_change_picked_up_by_hot_reload_is_an_audit_event(harness: EngineHarness, tmp_path: Path) -> None:
+    port = free_port()
+    await harness.start({"adt.yaml": file_destination_channel("adt", port, tmp_path / "out")}, reload_interval=0.1)
+    await harness.wait_for(lambda: harness.sql("SELECT id FROM audit_events WHERE action='channels.load'"))
+    harness.write_channel("lab.yaml", file_destination_channel("lab", free_port(), tmp_path / "lab"))
+    harness.write_channel("adt.yaml", file_destination_channel("adt", port, tmp_path / "elsewhere"))
+
+    def reloads() -> list[Any]:
+        return harness.sql("SELECT actor, role, detail FROM audit_events WHERE action='channels.reload' ORDER BY id")
+
+    def seen(key: str) -> set[str]:
+        return {name for row in reloads() for name in json.loads(row.detail)[key]}
+
+    # One reload or two (the files were written one after the other): either way both changes show.
+    await harness.wait_for(lambda: "lab" in seen("added") and "adt" in seen("changed"))
+    assert seen("removed") == set()
+    assert {(row.actor, row.role) for row in reloads()} == {("simpul-engine", "system")}
+    assert sorted(json.loads(reloads()[-1].detail)["channels"]) == ["adt", "lab"]
