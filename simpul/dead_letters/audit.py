@@ -30,10 +30,12 @@ from simpul.store.database import inserted_id
 from simpul.store.rows import audit_event_row
 from simpul.store.schema import audit_events
 
-ACTIONS = ("dead_letter.replay", "dead_letter.edit", "dead_letter.discard", "dead_letter.view",
-           "destination.pause", "destination.resume", "retention.archive", "retention.restore",
-           "message.view", "message.search", "login", "login.failed", "logout", "user.create", "user.update",
-           "token.create", "token.revoke", "mfa.enrol")
+# Every action the trail records (for readers and filters; `record_audit` does not restrict it).
+ACTIONS = ("dead_letter.replay", "dead_letter.edit", "dead_letter.discard", "dead_letter.view", "dead_letter.search",
+           "destination.pause", "destination.resume", "retention.archive", "retention.purge", "retention.restore",
+           "archive.search", "message.view", "message.search", "login", "login.failed", "login.second_factor",
+           "logout", "mfa.enrol", "user.create", "user.update", "token.create", "token.revoke", "channels.load",
+           "channels.reload")
 
 # An arbitrary constant key for pg_advisory_xact_lock: "the audit chain's head".
 _PG_CHAIN_LOCK = 0x53494D50_41554454 & 0x7FFFFFFFFFFFFFFF   # "SIMPAUDT"
