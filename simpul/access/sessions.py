@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, delete, func, select, update
 
 from simpul.errors import OperationRefused
+from simpul.store.rows import session_row
 from simpul.store.schema import sessions, users, webauthn_credentials
 
 
@@ -39,9 +40,8 @@ def open_session(connection: Connection, user_id: int, client: str, lifetime: fl
     """A new session; returns (cookie value, csrf token)."""
     cookie, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     now = time.time()
-    connection.execute(sessions.insert().values(id=session_key(cookie), user_id=user_id, csrf_token=csrf,
-                                                created_at=now, expires_at=now + lifetime, last_seen_at=now,
-                                                second_factor="", client=client[:64]))
+    connection.execute(sessions.insert().values(session_row(id=session_key(cookie), user_id=user_id, csrf_token=csrf,
+                                                            created_at=now, expires_at=now + lifetime, client=client)))
     return cookie, csrf
 
 

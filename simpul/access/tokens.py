@@ -19,6 +19,7 @@ from sqlalchemy import Connection, select, update
 from simpul.access.roles import check_role, parse_scope, permissions_of
 from simpul.dead_letters.audit import record_audit
 from simpul.errors import NotFound, OperationRefused
+from simpul.store.rows import api_token_row
 from simpul.store.schema import api_tokens
 
 PREFIX = "simpul_"
@@ -58,9 +59,9 @@ def create_token(connection: Connection, *, name: str, role: str, scope: str | N
         raise OperationRefused("a token expires within 2 years (give --expires, e.g. 90d)")
     token_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
     now = time.time()
-    connection.execute(api_tokens.insert().values(
-        token_id=token_id, secret_hash=_digest(secret), name=name.strip()[:120], role=role, scope=stored_scope,
-        created_at=now, created_by=str(actor), expires_at=now + lifetime))
+    connection.execute(api_tokens.insert().values(api_token_row(
+        token_id=token_id, secret_hash=_digest(secret), name=name.strip(), role=role, scope=stored_scope,
+        created_at=now, created_by=str(actor), expires_at=now + lifetime)))
     record_audit(connection, actor=actor, action="token.create", target=f"tokens:{token_id}", reason=None,
                  detail={"name": name, "role": role, "scope": stored_scope, "expires_at": now + lifetime})
     return IssuedToken(token_id, f"{PREFIX}{token_id}_{secret}", now + lifetime)

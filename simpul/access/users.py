@@ -21,6 +21,7 @@ from simpul.access.roles import check_role
 from simpul.dead_letters.audit import record_audit
 from simpul.errors import NotFound, OperationRefused
 from simpul.store.database import inserted_id
+from simpul.store.rows import login_failure_row, user_row
 from simpul.store.schema import login_failures, sessions, users, webauthn_credentials
 
 ADMIN_USER_VARIABLE = "SIMPUL_ADMIN_USER"
@@ -75,9 +76,9 @@ def create_user(connection: Connection, *, name: str, role: str, password_hash: 
     check_role(role)
     if find_user(connection, name) is not None:
         raise OperationRefused(f"user {name} exists already")
-    user_id = inserted_id(connection.execute(users.insert().values(
+    user_id = inserted_id(connection.execute(users.insert().values(user_row(
         name=name, role=role, password_hash=password_hash, totp_secret=totp_secret, created_at=time.time(),
-        created_by=str(actor))))
+        created_by=str(actor)))))
     record_audit(connection, actor=actor, action="user.create", target=f"users:{name}", reason=None,
                  detail={"role": role, "totp": totp_secret is not None})
     return user_id
@@ -163,7 +164,7 @@ def login_candidate(connection: Connection, name: str) -> User | None:
 
 
 def record_failed_login(connection: Connection, name: str, client: str, why: str) -> None:
-    connection.execute(login_failures.insert().values(at=time.time(), user_name=name[:120], client=client[:64]))
+    connection.execute(login_failures.insert().values(login_failure_row(at=time.time(), user_name=name, client=client)))
     record_audit(connection, actor=name[:120] or "?", action="login.failed", target=f"users:{name[:100]}",
                  reason=why, detail={}, role="", client=client)
 

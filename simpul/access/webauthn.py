@@ -17,6 +17,7 @@ from webauthn.helpers.exceptions import InvalidAuthenticationResponse, InvalidRe
 from webauthn.helpers.structs import PublicKeyCredentialDescriptor
 
 from simpul.errors import OperationRefused
+from simpul.store.rows import webauthn_credential_row
 from simpul.store.schema import webauthn_credentials
 
 RP_NAME = "Simpul"
@@ -40,9 +41,9 @@ def register(connection: Connection, *, user_id: int, credential: dict[str, Any]
     except (InvalidRegistrationResponse, ValueError, KeyError) as exc:
         raise OperationRefused(f"the security key's registration did not verify ({type(exc).__name__})") from None
     credential_id = bytes_to_base64url(verified.credential_id)
-    connection.execute(webauthn_credentials.insert().values(
+    connection.execute(webauthn_credentials.insert().values(webauthn_credential_row(
         user_id=user_id, credential_id=credential_id, public_key=verified.credential_public_key,
-        sign_count=verified.sign_count, created_at=time.time()))
+        sign_count=verified.sign_count, created_at=time.time())))
     return credential_id
 
 

@@ -67,11 +67,9 @@ def record_audit(connection: Connection, *, actor: str, action: str, target: str
         role = actor.role if isinstance(actor, Actor) else ""
     if client is None:
         client = actor.client if isinstance(actor, Actor) else ""
-    row = audit_event_row(at=time.time(), actor=str(actor), action=action, target=target, reason=reason,
-                          detail=orjson.dumps(detail).decode(), role=role, client=client)
     prev = _lock_and_read_head(connection)
-    row["prev_hash"] = prev
-    row["hash"] = event_hash(row, prev)
+    row = audit_event_row(at=time.time(), actor=str(actor), action=action, target=target, reason=reason,
+                          detail=orjson.dumps(detail).decode(), role=role, client=client, prev_hash=prev)
     return inserted_id(connection.execute(audit_events.insert().values(row)))
 
 
