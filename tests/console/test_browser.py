@@ -146,7 +146,7 @@ async def test_oncall_logs_in_with_totp_replays_a_failed_message_and_sees_it_del
         db.dispose()
 
 
-async def test_login_is_throttled_per_user_and_a_wrong_totp_code_counts(harness: EngineHarness, tmp_path: Path,
+async def test_login_is_throttled_per_user_name_and_a_neighbour_still_logs_in(harness: EngineHarness, tmp_path: Path,
                                                                        browser: Any) -> None:
     engine = await harness.start({}, http=True, auth={"max_failures_per_user": 3, "max_failures_per_client": 50})
     secret = pyotp.random_base32()
