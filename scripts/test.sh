@@ -18,11 +18,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib/venv.sh
 source scripts/lib/venv.sh
 
-# Only what the suite uses today: the PostgreSQL server (store tests), its client (psql, below),
-# and RabbitMQ (started for the tests by scripts/services.sh). Each later connector adds its own.
-# Orthanc with its DICOMweb plugin is the PACS (and worklist SCP) of the radiology tests, which start
-# their own instance on free ports (tests/orthanc.py).
-SYSTEM_PACKAGES=(postgresql postgresql-client rabbitmq-server orthanc orthanc-dicomweb)
+# What the suite uses: the PostgreSQL server (store tests), its client (psql, below), RabbitMQ
+# (started for the tests by scripts/services.sh), Orthanc with its DICOMweb plugin (the PACS and
+# worklist SCP of the radiology tests, which start their own instance on free ports:
+# tests/orthanc.py) and Chromium (the console's browser tests drive it with Playwright; no
+# `playwright install`). Each later connector adds its own.
+SYSTEM_PACKAGES=(postgresql postgresql-client rabbitmq-server orthanc orthanc-dicomweb chromium)
 PG_PORT="${SIMPUL_PG_PORT:-5432}"
 AMQP_PORT="${SIMPUL_AMQP_PORT:-5672}"
 TEST_DATABASE=simpul_test
@@ -41,6 +42,8 @@ no_apt_help() {
     log "                                 brew install postgresql)"
     log "  rabbitmq-server                RabbitMQ (e.g. dnf install rabbitmq-server; brew install rabbitmq)"
     log "  orthanc, orthanc-dicomweb      Orthanc PACS with DICOMweb and its worklist plugin (orthancteam builds)"
+    log "  chromium                       the browser of the console tests (e.g. dnf install chromium;"
+    log "                                 the tests look for /usr/bin/chromium and skip without it)"
     log ""
     log "  SIMPUL_SKIP_APT=1 bash scripts/test.sh"
 }

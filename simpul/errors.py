@@ -29,6 +29,10 @@
     │   ├── NotFound                     the dead letter (archive, ...) named by id does not exist
     │   ├── ActorRequired                a change with no one named as doing it
     │   └── ReplayOverCap                more dead letters match than the cap allows
+    ├── AccessDenied                     the caller may not do this (HTTP API and console)
+    │   ├── NotAuthenticated             no valid token or session (401)
+    │   ├── PermissionDenied             authenticated, but the role or scope lacks the permission (403)
+    │   └── LoginThrottled               too many failed logins for the name or the address (429)
     └── ConnectorError                   a destination failed; the retry policy reads only these two:
         ├── ConnectorUnavailable         retryable: timeouts, refused connections, 5xx, AE/CE
         └── ConnectorRejected            final: 4xx, AR/CR, a payload the receiver will never take
@@ -217,6 +221,22 @@ class ReplayOverCap(OperationRefused):
     def __init__(self, message: str, *, preview: dict[str, object]) -> None:
         super().__init__(message)
         self.preview = preview
+
+
+class AccessDenied(SimpulError):
+    """A request the caller may not make; the subclass says why."""
+
+
+class NotAuthenticated(AccessDenied):
+    """No valid API token or console session (or the session still waits for its second factor)."""
+
+
+class PermissionDenied(AccessDenied):
+    """The caller's role (or token scope) does not hold the permission the route declares."""
+
+
+class LoginThrottled(AccessDenied):
+    """Too many failed logins for this user name or from this address within the window."""
 
 
 def problem_document(status: int, title: str, detail: str = "", **extra: object) -> dict[str, object]:

@@ -12,8 +12,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from simpul.access.passwords import hash_password
+from simpul.access.tokens import create_token
+from simpul.access.users import create_user, find_user
+from simpul.dead_letters.audit import Actor
 from simpul.engine.config.settings import Settings
 from simpul.app import build_engine
+from simpul.store.database import open_database
 from simpul.engine.runtime import Engine
 from simpul.mllp.sender import open_mllp_connection
 
@@ -65,6 +70,49 @@ def channel_yaml(name: str, port: int, destinations: str, *, message_types: str 
         """) + textwrap.indent(textwrap.dedent(destinations), "  ")
 
 
+TEST_ADMIN = "test-admin"
+TEST_PASSWORD = "correct horse battery staple"
+
+
+def issue_token(database_url: str, *, role: str = "admin", name: str | None = None, scope: str = "",
+                lifetime: float = 3600.0) -> str:
+    """An API token on the store at `database_url` (schema migrated; the test admin made if missing).
+
+    Through the same functions `simpul users create` and `simpul tokens create` use, so the audit
+    chain holds these events like any other."""
+    db = open_database(database_url)
+    try:
+        actor = Actor("test-setup", role="cli", client="tests")
+        with db.begin() as connection:
+            if find_user(connection, TEST_ADMIN) is None:
+                create_user(connection, name=TEST_ADMIN, role="admin", password_hash=_test_password_hash(),
+                            actor=actor)
+            issued = create_token(connection, name=name or f"test-{role}", role=role, scope=scope,
+                                  lifetime=lifetime, actor=actor)
+        return issued.token
+    finally:
+        db.dispose()
+
+
+_HASHES: dict[str, str] = {}
+
+
+def _test_password_hash() -> str:
+    # argon2 costs ~50 ms per hash; one per test run is enough.
+    if TEST_PASSWORD not in _HASHES:
+        _HASHES[TEST_PASSWORD] = hash_password(TEST_PASSWORD)
+    return _HASHES[TEST_PASSWORD]
+
+
+def first_admin_environment() -> dict[str, str]:
+    """os.environ plus the first-admin variables, for an engine child process whose console must start."""
+    return {**os.environ, "SIMPUL_ADMIN_USER": TEST_ADMIN, "SIMPUL_ADMIN_PASSWORD": TEST_PASSWORD}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
 class EngineHarness:
     """Runs an Engine in this event loop with channels written to tmp_path/channels."""
 
@@ -74,6 +122,7 @@ class EngineHarness:
         self.channels_dir.mkdir(exist_ok=True)
         self.database_url = database_url
         self.engine: Engine | None = None
+        self.admin_token: str | None = None
 
     def write_channel(self, filename: str, text: str) -> Path:
         path = self.channels_dir / filename
@@ -95,6 +144,9 @@ class EngineHarness:
             "ingest_process": settings.pop("ingest_process", False),
         }
         config.update(settings)
+        if config["http"]["enabled"] and self.admin_token is None:
+            # The console refuses to start without an admin; the tests call the API with this token.
+            self.admin_token = await asyncio.to_thread(issue_token, self.database_url)
         self.engine = build_engine(Settings.model_validate({**config, "base_dir": self.tmp_path}))
         await self.engine.start()
         return self.engine
@@ -213,7 +265,8 @@ class EngineProcess:
 
         with open(self.log_file, "ab") as log:
             self.process = subprocess.Popen([str(SIMPUL_CLI), "run", "-c", str(self.settings_file)],
-                                            stdout=log, stderr=log, cwd=self.settings_file.parent)
+                                            stdout=log, stderr=log, cwd=self.settings_file.parent,
+                                            env=first_admin_environment())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

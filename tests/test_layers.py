@@ -22,6 +22,8 @@ RANKS = {
     "mappings": 3,
     "engine": 4,
     "dead_letters": 5,
+    # Users, roles, tokens, sessions: above the operations (it records audit events), below the API.
+    "access": 5.5,
     "api": 6,
     # The composition root that wires the engine with the layers above it (simpul/app.py).
     "app": 7,

@@ -8,8 +8,14 @@
     archives.py       /api/v1/archives ...
     channels.py       /api/v1/channels
     orders.py         /api/v1/orders (order timelines, overdue orders)
-    deps.py           the engine, store and actor as FastAPI dependencies
+    access_admin.py   /api/v1/users, /api/v1/tokens, /api/v1/whoami
+    console/          the web console (/console): server-rendered pages on the same permissions
+    auth.py           who is calling and may they: tokens, sessions, CSRF, `requires(permission)`
+    deps.py           the engine and the store as FastAPI dependencies
     problems.py       RFC 9457 problem responses, chosen from the error class
+
+Every route under /api/ and /console declares the permission it needs (`requires(...)` from
+auth.py); `create_app` refuses to build an app with one that does not.
 
 The API sits above the engine and the operations (dead_letters): it imports them, they never
 import it. `simpul run` (simpul/cli/run.py) hands `create_app` to the engine it starts.
@@ -26,7 +32,14 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from simpul.api import archives, audit_events, channels, dead_letters, destinations, health, messages, orders
+import os
+
+from simpul.access.bootstrap import ensure_admin
+from simpul.api import (
+    access_admin, archives, audit_events, channels, dead_letters, destinations, health, messages, orders,
+)
+from simpul.api.auth import check_permissions_declared, public
+from simpul.api.console import install_console, router as console_router
 from simpul.api.problems import install_problem_handlers
 from simpul.engine.config.reference import channel_json_schema
 from simpul.engine.runtime import Engine
@@ -34,13 +47,17 @@ from simpul.engine.runtime import Engine
 API_PREFIX = "/api/v1"
 LEGACY_PREFIX = "/api"
 RESOURCE_ROUTERS = (messages.router, dead_letters.router, destinations.router, audit_events.router,
-                    archives.router, channels.router, orders.router)
+                    archives.router, channels.router, orders.router, access_admin.router)
 
 
 def create_app(engine: Engine | None) -> FastAPI:
-    """The app serving `engine`: health, metrics, /api/v1, the legacy /api alias and /docs.
+    """The app serving `engine`: health, metrics, /api/v1, the legacy /api alias, /docs and the console.
 
-    Without an engine the app still describes itself (the docs site renders its OpenAPI)."""
+    Without an engine the app still describes itself (the docs site renders its OpenAPI). With
+    one, it refuses to be built while the store has no admin (access/bootstrap.py) — blocking:
+    the engine builds it in a thread."""
+    if engine is not None and engine.db is not None:
+        ensure_admin(engine.db, os.environ)
     app = FastAPI(title="Simpul", version="1.0.0", docs_url="/docs", redoc_url=None,
                   openapi_url=f"{API_PREFIX}/openapi.json",
                   description="HL7v2/FHIR integration engine: messages, dead letters, delivery control, "
@@ -50,13 +67,14 @@ def create_app(engine: Engine | None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(_versioned(API_PREFIX, in_schema=True))
     app.include_router(_versioned(LEGACY_PREFIX, in_schema=False))
+    install_console(app)
 
     # Where the docs used to be.
-    @app.get(f"{LEGACY_PREFIX}/docs", include_in_schema=False)
+    @app.get(f"{LEGACY_PREFIX}/docs", include_in_schema=False, dependencies=[public()])
     async def legacy_docs() -> RedirectResponse:
         return RedirectResponse("/docs", status_code=308)
 
-    @app.get(f"{LEGACY_PREFIX}/openapi.json", include_in_schema=False)
+    @app.get(f"{LEGACY_PREFIX}/openapi.json", include_in_schema=False, dependencies=[public()])
     async def legacy_openapi() -> RedirectResponse:
         return RedirectResponse(f"{API_PREFIX}/openapi.json", status_code=308)
 
@@ -78,6 +96,7 @@ def create_app(engine: Engine | None) -> FastAPI:
     site = engine.settings.docs_site_path() if engine is not None else None
     if site is not None:   # `simpul run` checked that it holds a built site
         app.mount("/docs-site", StaticFiles(directory=site, html=True, check_dir=False), name="docs-site")
+    check_permissions_declared(app, [*RESOURCE_ROUTERS, console_router])
     return app
 
 

@@ -7,7 +7,11 @@ from typing import Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from simpul.api.deps import ActorDep, ActorHeader, EngineDep, StoreDep, require_actor
+from simpul.access.principal import Principal
+from simpul.access.roles import Permission
+from simpul.api.auth import requires
+from simpul.api.deps import EngineDep, StoreDep
+from simpul.dead_letters.audit import record_audit
 from simpul.dead_letters.retention import find_archived, list_archives, restore_archived, run_retention
 from simpul.errors import ArchiveIncomplete
 
@@ -27,7 +31,8 @@ class RestoreBody(BaseModel):
     reason: str = Field(description="Why; required (kept in the audit trail).")
 
 
-@router.get("", summary="Archive files, newest first (no patient data)")
+@router.get("", summary="Archive files, newest first (no patient data)",
+            dependencies=[requires(Permission.DASHBOARD_READ)])
 async def archives(store: StoreDep, channel: str | None = None, limit: int = Query(50, ge=1, le=1000),
                    offset: int = Query(0, ge=0)) -> Any:
     return await store.read(lambda c: list_archives(c, channel=channel, limit=limit, offset=offset))
@@ -35,14 +40,21 @@ async def archives(store: StoreDep, channel: str | None = None, limit: int = Que
 
 @router.get("/entries", summary="Archived messages by control id or patient id (the archive index)")
 async def archive_entries(store: StoreDep, control_id: str | None = None, patient_id: str | None = None,
-                          archive_id: int | None = None, limit: int = Query(100, ge=1, le=10000)) -> Any:
-    return await store.read(lambda c: find_archived(c, control_id=control_id, patient_id=patient_id,
-                                                    archive_id=archive_id, limit=limit))
+                          archive_id: int | None = None, limit: int = Query(100, ge=1, le=10000),
+                          who: Principal = requires(Permission.ARCHIVES_READ)) -> Any:
+    found = await store.read(lambda c: find_archived(c, control_id=control_id, patient_id=patient_id,
+                                                     archive_id=archive_id, limit=limit))
+    if found:
+        criteria = {"control_id": control_id, "patient_id": patient_id, "archive_id": archive_id}
+        await store.write(lambda c: record_audit(c, actor=who.actor, action="archive.search", target="archive_entries",
+                                                 reason=None, detail={k: v for k, v in criteria.items() if v}))
+    return found
 
 
 @router.post("/run", summary="One retention pass now: archive (fsynced), then remove from the store")
-async def archive_run(body: ArchiveRunBody, engine: EngineDep, x_simpul_actor: ActorHeader = None) -> Any:
-    actor = "dry-run" if body.dry_run and not x_simpul_actor else require_actor(x_simpul_actor)
+async def archive_run(body: ArchiveRunBody, engine: EngineDep,
+                      who: Principal = requires(Permission.ARCHIVES_WRITE)) -> Any:
+    actor = who.actor
     channels = dict(engine.channels)
     report = await asyncio.to_thread(run_retention, engine.db, channels, base_dir=engine.settings.base_dir,
                                      actor=actor, dry_run=body.dry_run)
@@ -53,7 +65,9 @@ async def archive_run(body: ArchiveRunBody, engine: EngineDep, x_simpul_actor: A
 
 
 @router.post("/restore", summary="Put archived messages back into the store (for replay)")
-async def archive_restore(body: RestoreBody, engine: EngineDep, actor: ActorDep) -> Any:
+async def archive_restore(body: RestoreBody, engine: EngineDep,
+                          who: Principal = requires(Permission.ARCHIVES_WRITE)) -> Any:
+    actor = who.actor
     result = await asyncio.to_thread(restore_archived, engine.db, actor=actor, reason=body.reason,
                                      archive_id=body.archive_id, control_id=body.control_id,
                                      patient_id=body.patient_id)

@@ -6,6 +6,8 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from simpul.access.roles import Permission
+from simpul.api.auth import requires
 from simpul.api.deps import EngineDep
 from simpul.engine.config.reference import channel_json_schema
 from simpul.engine.listeners import source_key
@@ -13,7 +15,8 @@ from simpul.engine.listeners import source_key
 router = APIRouter(tags=["channels"])
 
 
-@router.get("/channels", summary="Loaded channels: source, listening port, destinations")
+@router.get("/channels", summary="Loaded channels: source, listening port, destinations",
+            dependencies=[requires(Permission.DASHBOARD_READ)])
 async def list_channels(engine: EngineDep) -> list[dict[str, Any]]:
     ports = engine.listener_ports()
     answer = []
@@ -30,7 +33,8 @@ async def list_channels(engine: EngineDep) -> list[dict[str, Any]]:
 
 @router.get("/channels/schema", response_class=JSONResponse, responses={200: {
     "description": "JSON Schema of a channel file (components/schemas/Channel)",
-    "content": {"application/schema+json": {"schema": {"type": "object"}}}}})
+    "content": {"application/schema+json": {"schema": {"type": "object"}}}}},
+            dependencies=[requires(Permission.DASHBOARD_READ)])
 async def channel_schema() -> JSONResponse:
     """The channel YAML schema, generated from the connector registry (for editors and tools)."""
     return JSONResponse(channel_json_schema(), media_type="application/schema+json")

@@ -1,7 +1,8 @@
 """/dead-letters: find, show, replay, edit and discard dead letters.
 
-Batch replay is two calls: without `"confirm": true` the answer is only the preview. Changes
-need the actor header; refusals are 409 problem documents (an over-cap replay carries the preview).
+Batch replay is two calls: without `"confirm": true` the answer is only the preview. The audit
+trail names the authenticated caller; refusals are 409 problem documents (an over-cap replay
+carries the preview). Lists and bodies show patient data: each one that does is an audit event.
 """
 from __future__ import annotations
 
@@ -10,7 +11,11 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from simpul.api.deps import ActorDep, ActorHeader, EngineDep, StoreDep, require_actor
+from simpul.access.principal import Principal
+from simpul.access.roles import Permission
+from simpul.api.auth import requires
+from simpul.api.deps import EngineDep, StoreDep
+from simpul.dead_letters.audit import record_audit
 from simpul.dead_letters.discard import discard_dead_letters
 from simpul.dead_letters.edits import edit_dead_letter
 from simpul.dead_letters.query import DeadLetterFilter, count_dead_letters, search_dead_letters, show_dead_letter
@@ -67,28 +72,39 @@ async def list_dead_letters(store: StoreDep, channel: str | None = None, destina
                             status: str | None = None, error: str | None = None, patient_id: str | None = None,
                             control_id: str | None = None, message_type: str | None = None,
                             since: float | None = None, until: float | None = None,
-                            limit: int = Query(50, ge=1, le=1000), offset: int = Query(0, ge=0)) -> Any:
+                            limit: int = Query(50, ge=1, le=1000), offset: int = Query(0, ge=0),
+                            who: Principal = requires(Permission.DEAD_LETTERS_READ)) -> Any:
     query = DeadLetterFilter(channel=channel, destination=destination, status=status, error=error,
                              patient_id=patient_id, control_id=control_id, message_type=message_type,
                              since=since, until=until)
-    return await store.read(lambda c: search_dead_letters(c, query, limit=limit, offset=offset))
+    found = await store.read(lambda c: search_dead_letters(c, query, limit=limit, offset=offset))
+    if found["items"]:
+        criteria = {k: v for k, v in vars(query).items() if v not in (None, [], "")}
+        await store.write(lambda c: record_audit(c, actor=who.actor, action="dead_letter.search", target="dead_letters",
+                                                 reason=None, detail={"filter": criteria, "offset": offset}))
+    return found
 
 
 @router.get("/counts", summary="Counts per channel/destination/error")
 async def counts(store: StoreDep, by: str = Query("channel,destination", description="Comma list of channel, "
                                                   "destination, error_class, stage, status, message_type."),
-                 status: str | None = "open", channel: str | None = None) -> Any:
+                 status: str | None = "open", channel: str | None = None,
+                 _: Principal = requires(Permission.DASHBOARD_READ)) -> Any:
     query = DeadLetterFilter(status=status, channel=channel)
     return await store.read(lambda c: count_dead_letters(c, query, [b.strip() for b in by.split(",")]))
 
 
 @router.get("/{dead_letter_id}", summary="One dead letter: bytes, attempts, edits, replays")
-async def show(store: StoreDep, dead_letter_id: int) -> Any:
-    return await store.read(lambda c: show_dead_letter(c, dead_letter_id))
+async def show(store: StoreDep, dead_letter_id: int, who: Principal = requires(Permission.DEAD_LETTERS_READ)) -> Any:
+    found = await store.read(lambda c: show_dead_letter(c, dead_letter_id))
+    await store.write(lambda c: record_audit(c, actor=who.actor, action="dead_letter.view",
+                                             target=f"dead_letters:{dead_letter_id}", reason=None, detail={}))
+    return found
 
 
 @router.post("/replay", summary="Preview, or (with confirm and reason) execute, a replay")
-async def replay(body: ReplayBody, engine: EngineDep, store: StoreDep, x_simpul_actor: ActorHeader = None) -> Any:
+async def replay(body: ReplayBody, engine: EngineDep, store: StoreDep,
+                 who: Principal = requires(Permission.DEAD_LETTERS_WRITE)) -> Any:
     query = body.to_filter()
     channels = engine.channels
     plan = await store.read(lambda c: plan_replay(c, query, channels, to_destination=body.to_destination,
@@ -99,7 +115,7 @@ async def replay(body: ReplayBody, engine: EngineDep, store: StoreDep, x_simpul_
     if plan.over_cap:
         raise ReplayOverCap(f"{plan.matched} dead letters match, above the cap of {body.max}; narrow the filter "
                             "or raise max explicitly", preview=preview)
-    actor = require_actor(x_simpul_actor)     # a preview needs no actor; a change does
+    actor = who.actor
     result = await store.write(lambda c: execute_replay(
         c, plan_replay(c, query, channels, to_destination=body.to_destination, cap=body.max),
         actor=actor, reason=body.reason or ""))
@@ -109,7 +125,9 @@ async def replay(body: ReplayBody, engine: EngineDep, store: StoreDep, x_simpul_
 
 
 @router.post("/{dead_letter_id}/edit", summary="Store corrected bytes (optionally replay them)")
-async def edit(dead_letter_id: int, body: EditBody, engine: EngineDep, store: StoreDep, actor: ActorDep) -> Any:
+async def edit(dead_letter_id: int, body: EditBody, engine: EngineDep, store: StoreDep,
+               who: Principal = requires(Permission.DEAD_LETTERS_WRITE)) -> Any:
+    actor = who.actor
     try:
         raw = body.message.encode(body.encoding)
     except (LookupError, UnicodeEncodeError) as exc:
@@ -129,7 +147,9 @@ async def edit(dead_letter_id: int, body: EditBody, engine: EngineDep, store: St
 
 
 @router.post("/discard", summary="Close dead letters without sending (kept, searchable)")
-async def discard(body: DiscardBody, engine: EngineDep, store: StoreDep, actor: ActorDep) -> Any:
+async def discard(body: DiscardBody, engine: EngineDep, store: StoreDep,
+                  who: Principal = requires(Permission.DEAD_LETTERS_WRITE)) -> Any:
+    actor = who.actor
     query = body.to_filter()
     count, touched = await store.write(lambda c: discard_dead_letters(c, query, actor=actor, reason=body.reason,
                                                                       cap=body.max))

@@ -1,21 +1,18 @@
-"""FastAPI dependencies: the engine, the store and the actor, handed to every route.
+"""FastAPI dependencies: the engine and the store, handed to every route.
 
-Routes ask for what they use (`engine: EngineDep`, `store: StoreDep`, `actor: ActorDep`) instead
-of closing over an engine object, so each router module stands alone and its needs show in its
-signature (and in the OpenAPI schema, for the actor header).
+Routes ask for what they use (`engine: EngineDep`, `store: StoreDep`) instead of closing over an
+engine object, so each router module stands alone and its needs show in its signature. Who the
+caller is, and whether they may, comes from simpul/api/auth.py (`requires(...)`).
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 from sqlalchemy import Connection
 
 from simpul.engine.runtime import Engine
-from simpul.errors import ActorRequired
-
-ACTOR_HEADER = "X-Simpul-Actor"
 
 
 def get_engine(request: Request) -> Engine:
@@ -47,20 +44,3 @@ def get_store(engine: EngineDep) -> Store:
 
 
 StoreDep = Annotated[Store, Depends(get_store)]
-
-ActorHeader = Annotated[str | None, Header(alias=ACTOR_HEADER, description="Who makes the change (kept in the "
-                                           "audit trail); required for changes.")]
-
-
-def require_actor(actor: str | None) -> str:
-    """The actor named in the header, or ActorRequired (400)."""
-    if not actor or not actor.strip():
-        raise ActorRequired(f"the {ACTOR_HEADER} header is required for changes")
-    return actor.strip()
-
-
-def get_actor(x_simpul_actor: ActorHeader = None) -> str:
-    return require_actor(x_simpul_actor)
-
-
-ActorDep = Annotated[str, Depends(get_actor)]

@@ -5,16 +5,17 @@ from its text: the most specific class listed in PROBLEMS wins.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from simpul.errors import (
     ActorRequired, ArchiveIncomplete, ArchiveUnreadable, ConfigError, MessageError, NotFound, OperationRefused,
-    ReplayOverCap, SimpulError, StoreError, problem_document,
+    LoginThrottled, NotAuthenticated, PermissionDenied, ReplayOverCap, SimpulError, StoreError, problem_document,
 )
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -23,6 +24,9 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 # listed here answers like its nearest listed ancestor.
 PROBLEMS: dict[type[BaseException], tuple[int, str]] = {
     ActorRequired: (400, "Actor required"),
+    NotAuthenticated: (401, "Not authenticated"),
+    PermissionDenied: (403, "Forbidden"),
+    LoginThrottled: (429, "Too many failed logins"),
     NotFound: (404, "Not found"),
     ReplayOverCap: (409, "Replay over the cap"),
     OperationRefused: (409, "Refused"),
@@ -62,16 +66,32 @@ def problem_for(error: BaseException) -> JSONResponse:
     return problem(status, title, detail, **extra)
 
 
+HtmlErrorPage = Callable[[Request, int, str, str], Response]
+
+
+def _html_page(request: Request) -> HtmlErrorPage | None:
+    """The console's error page for a request to the console (people read those), else None."""
+    renderer: HtmlErrorPage | None = getattr(request.app.state, "html_error_page", None)
+    return renderer if renderer is not None and request.url.path.startswith("/console") else None
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Every error of the app answers as a problem document, never as a traceback or HTML."""
 
-    async def simpul_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def simpul_error(request: Request, exc: Exception) -> Response:
+        page = _html_page(request)
+        if page is not None:
+            status, title = status_for(exc)
+            return page(request, status, title, str(exc) if isinstance(exc, SimpulError) else type(exc).__name__)
         return problem_for(exc)
 
-    async def invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+    async def invalid_request(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(part) for part in first.get("loc", ()))
+        page = _html_page(request)
+        if page is not None:
+            return page(request, 400, "Invalid request", f"{where}: {first.get('msg', '')}")
         return problem(400, "Invalid request", f"{where}: {first.get('msg', '')}")
 
     async def http_error(_request: Request, exc: Exception) -> JSONResponse:

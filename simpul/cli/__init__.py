@@ -10,6 +10,7 @@
     destinations.py  simpul destinations pause|resume|status
     archive.py       simpul archive run|list|restore
     orders.py        simpul orders show|overdue
+    access.py        simpul users create|set|list, simpul tokens create|list|revoke, simpul audit verify
 
 Shared option types and helpers live in `common.py` and `tables.py` (public, so no command module
 imports another's private names). Every user error ends with a one-line message and a non-zero exit
@@ -43,6 +44,9 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "destinations": ("simpul.cli.destinations", "destinations_app", True),
     "archive": ("simpul.cli.archive", "archive_app", True),
     "orders": ("simpul.cli.orders", "orders_app", True),
+    "users": ("simpul.cli.access", "users_app", True),
+    "tokens": ("simpul.cli.access", "tokens_app", True),
+    "audit": ("simpul.cli.access", "audit_app", True),
 }
 
 

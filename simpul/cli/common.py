@@ -12,6 +12,7 @@ from __future__ import annotations
 # store, such as `simpul send`, import only that); they are re-exported here for the others.
 
 import getpass
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ from typing import Annotated, Any, Optional
 import typer
 from sqlalchemy import Connection
 
+from simpul.dead_letters.audit import Actor
 from simpul.dead_letters.query import DeadLetterFilter
 from simpul.engine.channel_runtime import ChannelRuntime
 from simpul.engine.config.channels import load_channels
@@ -76,13 +78,15 @@ def parse_when(value: str | None) -> float | None:
     return moment.timestamp()
 
 
-def actor_or_user(actor: str | None) -> str:
-    if actor:
-        return actor
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
+def actor_or_user(actor: str | None) -> Actor:
+    """Who runs this command, for the audit trail: --actor, else the OS user. The role is `cli`
+    (a shell on the engine's host with the store's settings) and the address names the host."""
+    if not actor:
+        try:
+            actor = getpass.getuser()
+        except (KeyError, OSError):
+            actor = "unknown"
+    return Actor(actor, role="cli", client=f"cli@{socket.gethostname()}"[:64])
 
 
 def confirm(prompt: str, yes: bool) -> None:

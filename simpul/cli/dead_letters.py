@@ -19,7 +19,7 @@ from simpul.cli.common import (
     print_json, store_session,
 )
 from simpul.cli.tables import Column, print_table
-from simpul.dead_letters.audit import list_audit
+from simpul.dead_letters.audit import list_audit, record_audit
 from simpul.dead_letters.discard import discard_dead_letters
 from simpul.dead_letters.edits import edit_dead_letter
 from simpul.dead_letters.query import DeadLetterFilter, count_dead_letters, search_dead_letters, show_dead_letter
@@ -59,6 +59,10 @@ def list_command(channel: ChannelOption = None, destination: DestinationOption =
                         patient_id=patient_id, control_id=control_id, message_type=message_type,
                         since=since, until=until)
         page = session.read(lambda c: search_dead_letters(c, query, limit=limit, offset=offset))
+        if page["items"]:       # patient ids on the screen: an audit event, as in the console
+            criteria = {k: v for k, v in vars(query).items() if v not in (None, [], "")}
+            session.write(lambda c: record_audit(c, actor=actor_or_user(None), action="dead_letter.search",
+                                                 target="dead_letters", reason=None, detail={"filter": criteria}))
     if as_json:
         print_json(page)
         return
@@ -92,6 +96,8 @@ def show_command(dead_letter_id: DeadLetterIdArg,
     """Everything about one entry: why it failed, every attempt and response, edits, replays, the bytes."""
     with store_session(config) as session:
         entry = session.read(lambda c: show_dead_letter(c, dead_letter_id))
+        session.write(lambda c: record_audit(c, actor=actor_or_user(None), action="dead_letter.view",
+                                             target=f"dead_letters:{dead_letter_id}", reason=None, detail={}))
     if as_json:
         print_json(entry)
         return

@@ -7,9 +7,10 @@ import orjson
 import typer
 
 from simpul.cli.common import (
-    ConfigOption, ControlIdOption, PatientOption, TypeOption, fail, format_time, parse_when,
+    ConfigOption, ControlIdOption, PatientOption, TypeOption, actor_or_user, fail, format_time, parse_when,
     settings_from,
 )
+from simpul.dead_letters.audit import record_audit
 from simpul.cli.tables import Column, print_table
 from simpul.engine.search import MessageQuery, search_messages
 from simpul.store.database import open_database
@@ -50,6 +51,10 @@ def search(patient_id: PatientOption = None, control_id: ControlIdOption = None,
     try:
         with db.connect() as connection:
             rows = search_messages(connection, query)
+        if rows:    # a search that shows patient data is an audit event, from the shell too
+            with db.begin() as connection:
+                record_audit(connection, actor=actor_or_user(None), action="message.search", target="messages",
+                             reason=None, detail={"filter": query.criteria(), "found": len(rows)})
     finally:
         db.dispose()
     if as_json:

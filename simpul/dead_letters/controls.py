@@ -130,3 +130,19 @@ def queued_deliveries(connection: Connection, channel: str, destination: str, *,
         .where(d.channel == channel, d.destination == destination, d.status.in_(UNFINISHED_DELIVERY))
         .order_by(position, d.id).limit(limit).offset(offset))
     return [dict(row._mapping) for row in rows]
+
+
+def delivery_counts(connection: Connection) -> dict[tuple[str, str], dict[str, int]]:
+    """(channel, destination) -> {status: count} over every delivery row, plus `received`: the
+    first deliveries (not replays), one per message the channel took. One grouped scan of the
+    queue index."""
+    d = deliveries.c
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    for row in connection.execute(select(d.channel, d.destination, d.status, (d.replay_of.is_(None)).label("first"),
+                                         func.count().label("n"))
+                                  .group_by(d.channel, d.destination, d.status, d.replay_of.is_(None))):
+        item = counts.setdefault((row.channel, row.destination), {"received": 0})
+        item[row.status] = item.get(row.status, 0) + row.n
+        if row.first:
+            item["received"] += row.n
+    return counts

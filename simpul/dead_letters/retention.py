@@ -42,12 +42,12 @@ from typing import Any
 from sqlalchemy import Connection, LargeBinary, Table, and_, delete, func, or_, select, update
 from sqlalchemy.engine import Engine as Database
 
-from simpul.dead_letters.archive import ArchiveKeys, decode_archive, encode_archive, write_archive_file
-from simpul.dead_letters.audit import record_audit
+from simpul.dead_letters.archive import ArchiveKeys, decode_archive, encode_archive, read_header, write_archive_file
+from simpul.dead_letters.audit import chain_head, record_audit
 from simpul.engine.channel_runtime import ChannelRuntime
 from simpul.engine.config.channel import RetentionPolicy
 from simpul.engine.listeners import source_keys
-from simpul.errors import ConfigError, OperationRefused, StoreError
+from simpul.errors import ArchiveUnreadable, ConfigError, OperationRefused, StoreError
 from simpul.store.database import inserted_id
 from simpul.store.rows import Archive, archive_entry_row, archive_row
 from simpul.store.schema import (
@@ -227,6 +227,9 @@ def _archive_batch(db: Database, governance: Governance, channel: str, ids: list
     policy = governance.retained[channel]
     with db.connect() as connection:
         records = read_records(connection, ids)
+        # The audit chain's head goes into the file: a later removal of the trail's tail shows
+        # as a recorded head that is no longer in the chain (`simpul audit verify`).
+        head = chain_head(connection)
     if not records:
         return
     received = [record["message"]["received_at"] for record in records]
@@ -237,7 +240,7 @@ def _archive_batch(db: Database, governance: Governance, channel: str, ids: list
     stamp = datetime.fromtimestamp(now, timezone.utc)
     encoded = encode_archive(records, {"channel": channel, "created_at": now, "messages": len(records),
                                        "received_from": outcome.received_from,
-                                       "received_until": outcome.received_until},
+                                       "received_until": outcome.received_until, "audit_chain_head": head},
                              keys if policy.archive.encrypt else None)
     folder = governance.directory(channel) / channel / stamp.strftime("%Y-%m")
     name = f"{channel}-{stamp.strftime('%Y%m%dT%H%M%SZ')}-{encoded.sha256[:16]}.jsonl.gz" + (
@@ -383,6 +386,23 @@ def read_records(connection: Connection, ids: Sequence[int]) -> list[dict[str, A
 
 
 # ---- list and find --------------------------------------------------------------------------------------
+def archived_chain_heads(connection: Connection) -> list[tuple[str, dict[str, Any]]]:
+    """(file, audit chain head) of every archive file still on disk whose header records one.
+
+    Only the plain header line is read (it is outside the encryption), so no key is needed."""
+    heads = []
+    for row in connection.execute(select(archives.c.id, archives.c.path).order_by(archives.c.id)):
+        try:
+            with open(row.path, "rb") as file:
+                header = read_header(file.readline())
+        except (OSError, ArchiveUnreadable):
+            continue
+        head = header.get("audit_chain_head")
+        if isinstance(head, dict):
+            heads.append((f"archive {row.id} ({row.path})", head))
+    return heads
+
+
 def list_archives(connection: Connection, *, channel: str | None = None, limit: int = 50,
                   offset: int = 0) -> dict[str, Any]:
     """Archive files, newest first (no patient data: paths, hashes, counts, time ranges)."""

@@ -435,7 +435,14 @@ class Engine:
         except OSError as exc:
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
             raise ConfigError(f"http: cannot listen on {host}:{port} ({reason.lower()})") from None
-        config = uvicorn.Config(self._http_app(self), host=host, port=port,
+        # In a thread: building the app may read and write the store (the API checks that an
+        # admin exists before it serves anything).
+        try:
+            app = await asyncio.to_thread(self._http_app, self)
+        except BaseException:
+            listening.close()
+            raise
+        config = uvicorn.Config(app, host=host, port=port,
                                 log_config=None, access_log=False, lifespan="off")
         self._http = uvicorn.Server(config)
         self._http.install_signal_handlers = lambda: None

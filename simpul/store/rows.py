@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, Self
 
+from simpul.store.audit_chain import GENESIS, event_hash
 from simpul.store.status import AttemptOutcome, DeadLetterStatus, DeliveryStatus, MessageStatus
 
 
@@ -338,7 +339,8 @@ def replay_row(*, at: float, audit_event_id: int, dead_letter_id: int, original_
 
 @dataclass(frozen=True, slots=True)
 class AuditEvent:
-    """Who did what to which target, when and why; `detail` is JSON text."""
+    """Who (actor, the role they acted in, their address) did what to which target, when and why;
+    `detail` is JSON text. `prev_hash` links it to the event before it, `hash` covers both."""
 
     id: int
     at: float
@@ -347,6 +349,10 @@ class AuditEvent:
     target: str
     reason: str | None
     detail: str | None
+    role: str
+    client: str
+    prev_hash: str
+    hash: str
 
     @classmethod
     def from_row(cls, row: _Row) -> Self:
@@ -354,9 +360,13 @@ class AuditEvent:
 
 
 def audit_event_row(*, at: float, actor: str, action: str, target: str, reason: str | None,
-                    detail: str | None) -> dict[str, Any]:
-    return {"at": at, "actor": _cut(actor, 120), "action": action, "target": _cut(target, 250), "reason": reason,
-            "detail": detail}
+                    detail: str | None, role: str = "", client: str = "", prev_hash: str = GENESIS) -> dict[str, Any]:
+    """The event chained to `prev_hash` (the current head's hash): its own hash is computed here,
+    over the values as stored (after cutting), so no writer can build an unchained row."""
+    row = {"at": at, "actor": _cut(actor, 120), "action": action, "target": _cut(target, 250), "reason": reason,
+           "detail": detail, "role": _cut(role, 32), "client": _cut(client, 64), "prev_hash": prev_hash}
+    row["hash"] = event_hash(row, prev_hash)
+    return row
 
 
 @dataclass(frozen=True, slots=True)
@@ -485,6 +495,21 @@ class Order:
     overdue_at: float | None
     study_found_at: float | None
     study_alerted_at: float | None
+# ---- access: users, tokens, sessions, login failures, security keys (owned by simpul/access) ------
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A console user; `password_hash` is argon2id, `totp_secret` base32 (None: no TOTP)."""
+
+    id: int
+    name: str
+    role: str
+    password_hash: str
+    totp_secret: str | None
+    totp_last_step: int | None
+    created_at: float
+    created_by: str
+    disabled_at: float | None
 
     @classmethod
     def from_row(cls, row: _Row) -> Self:
@@ -512,6 +537,72 @@ class OrderEvent:
     step: str
     detail: str
     message_id: int | None
+def user_row(*, name: str, role: str, password_hash: str, created_at: float, created_by: str,
+             totp_secret: str | None = None) -> dict[str, Any]:
+    return {"name": name, "role": role, "password_hash": password_hash, "totp_secret": totp_secret,
+            "totp_last_step": None, "created_at": created_at, "created_by": _cut(created_by, 120), "disabled_at": None}
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """A machine's token: only the SHA-256 of its secret half is stored."""
+
+    id: int
+    token_id: str
+    secret_hash: str
+    name: str
+    role: str
+    scope: str
+    created_at: float
+    created_by: str
+    expires_at: float
+    revoked_at: float | None
+    last_used_at: float | None
+
+    @classmethod
+    def from_row(cls, row: _Row) -> Self:
+        return cls(**_values(cls, row))
+
+
+def api_token_row(*, token_id: str, secret_hash: str, name: str, role: str, scope: str, created_at: float,
+                  created_by: str, expires_at: float) -> dict[str, Any]:
+    return {"token_id": token_id, "secret_hash": secret_hash, "name": _cut(name, 120), "role": role, "scope": scope,
+            "created_at": created_at, "created_by": _cut(created_by, 120), "expires_at": expires_at,
+            "revoked_at": None, "last_used_at": None}
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    """A console session; `id` is the SHA-256 of the cookie value."""
+
+    id: str
+    user_id: int
+    csrf_token: str
+    created_at: float
+    expires_at: float
+    last_seen_at: float
+    second_factor: str
+    client: str
+    challenge: str | None
+
+    @classmethod
+    def from_row(cls, row: _Row) -> Self:
+        return cls(**_values(cls, row))
+
+
+def session_row(*, id: str, user_id: int, csrf_token: str, created_at: float, expires_at: float,
+                client: str) -> dict[str, Any]:
+    return {"id": id, "user_id": user_id, "csrf_token": csrf_token, "created_at": created_at,
+            "expires_at": expires_at, "last_seen_at": created_at, "second_factor": "", "client": _cut(client, 64),
+            "challenge": None}
+
+
+@dataclass(frozen=True, slots=True)
+class LoginFailure:
+    id: int
+    at: float
+    user_name: str
+    client: str
 
     @classmethod
     def from_row(cls, row: _Row) -> Self:
@@ -520,3 +611,27 @@ class OrderEvent:
 
 def order_event_row(*, order_id: int, at: float, step: str, detail: str, message_id: int | None) -> dict[str, Any]:
     return {"order_id": order_id, "at": at, "step": step, "detail": _cut(detail, 250), "message_id": message_id}
+def login_failure_row(*, at: float, user_name: str, client: str) -> dict[str, Any]:
+    return {"at": at, "user_name": _cut(user_name, 120), "client": _cut(client, 64)}
+
+
+@dataclass(frozen=True, slots=True)
+class WebauthnCredential:
+    """A user's security key: its credential id (base64url) and COSE public key."""
+
+    id: int
+    user_id: int
+    credential_id: str
+    public_key: bytes
+    sign_count: int
+    created_at: float
+
+    @classmethod
+    def from_row(cls, row: _Row) -> Self:
+        return cls(**_values(cls, row))
+
+
+def webauthn_credential_row(*, user_id: int, credential_id: str, public_key: bytes, sign_count: int,
+                            created_at: float) -> dict[str, Any]:
+    return {"user_id": user_id, "credential_id": credential_id, "public_key": public_key, "sign_count": sign_count,
+            "created_at": created_at}

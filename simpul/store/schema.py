@@ -302,3 +302,77 @@ Index("ix_order_events_order", order_events.c.order_id, order_events.c.id)
 # them without walking the backlog), so a critical result is routed the moment it is stored.
 messages.append_column(Column("priority", Integer, nullable=False, server_default="0", default=0))
 Index("ix_messages_priority", messages.c.status, messages.c.priority, messages.c.id)
+# ---- users, roles, tokens, sessions and the audit hash chain (revision 0006; owned by access/) ----
+
+# The audit trail says who (actor and the role they acted in), from where (client address), and
+# is a hash chain: each event carries the hash of the one before it (`prev_hash`) and its own
+# (`hash`, over its content and `prev_hash`), so a changed or removed row breaks the chain at that
+# row and `simpul audit verify` names it.
+audit_events.append_column(Column("role", String(32), nullable=False, default=""))
+audit_events.append_column(Column("client", String(64), nullable=False, default=""))
+audit_events.append_column(Column("prev_hash", String(64), nullable=False, default=""))
+audit_events.append_column(Column("hash", String(64), nullable=False, default=""))
+
+users = Table(
+    "users", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(120), nullable=False, unique=True),
+    Column("role", String(32), nullable=False),                 # viewer | operator | analyst | admin
+    Column("password_hash", Text, nullable=False),              # argon2id, with its parameters
+    Column("totp_secret", String(64)),                          # base32; NULL = no TOTP
+    Column("totp_last_step", Integer),                          # the step of the last code used (no replay)
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(120), nullable=False),
+    Column("disabled_at", Float),                               # NULL = may log in
+)
+
+api_tokens = Table(
+    "api_tokens", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("token_id", String(16), nullable=False, unique=True),   # the public half: finds the row
+    Column("secret_hash", String(64), nullable=False),             # sha256 of the secret half
+    Column("name", String(120), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("scope", Text, nullable=False, default=""),      # permissions (comma list); "" = the role's
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(120), nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("revoked_at", Float),
+    Column("last_used_at", Float),
+)
+
+sessions = Table(
+    "sessions", metadata,
+    Column("id", String(64), primary_key=True),                 # sha256 of the cookie value
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("last_seen_at", Float, nullable=False),
+    Column("second_factor", String(16), nullable=False, default=""),  # "" | totp | webauthn
+    Column("client", String(64), nullable=False, default=""),
+    Column("challenge", Text),                                  # a pending WebAuthn challenge (base64url)
+)
+Index("ix_sessions_user", sessions.c.user_id)
+
+# Failed logins, counted per user name and per client address for throttling.
+login_failures = Table(
+    "login_failures", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("user_name", String(120), nullable=False),
+    Column("client", String(64), nullable=False),
+)
+Index("ix_login_failures_user", login_failures.c.user_name, login_failures.c.at)
+Index("ix_login_failures_client", login_failures.c.client, login_failures.c.at)
+
+webauthn_credentials = Table(
+    "webauthn_credentials", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("credential_id", String(512), nullable=False, unique=True),   # base64url
+    Column("public_key", LargeBinary, nullable=False),                   # COSE key
+    Column("sign_count", Integer, nullable=False, default=0),
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_webauthn_credentials_user", webauthn_credentials.c.user_id)

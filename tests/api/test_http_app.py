@@ -9,10 +9,10 @@ import pytest
 
 from simpul.api.problems import status_for
 from simpul.errors import (
-    ActorRequired, ArchiveIncomplete, ArchiveUnreadable, ConfigError, NotFound, OperationRefused, ReplayOverCap,
-    StoreError,
+    ActorRequired, ArchiveIncomplete, ArchiveUnreadable, ConfigError, LoginThrottled, NotAuthenticated, NotFound,
+    OperationRefused, PermissionDenied, ReplayOverCap, StoreError,
 )
-from tests.helpers import EngineHarness, adt, channel_yaml, file_destination_channel, free_port, send_one
+from tests.helpers import EngineHarness, adt, bearer, channel_yaml, file_destination_channel, free_port, send_one
 
 PROBLEM = "application/problem+json"
 
@@ -31,7 +31,9 @@ async def client(harness: EngineHarness, tmp_path: Path) -> httpx.AsyncClient:
     engine = await harness.start(channels, http=True)
     await send_one(port, adt("V1-1", patient="MRV1"))
     await harness.wait_for(lambda: harness.sql("SELECT id FROM deliveries WHERE status='delivered'"))
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{engine.http_port}", timeout=10) as http:
+    assert harness.admin_token
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{engine.http_port}", timeout=10,
+                                 headers=bearer(harness.admin_token)) as http:
         yield http
 
 
@@ -73,11 +75,11 @@ async def test_problems_follow_the_error_class(client: httpx.AsyncClient) -> Non
     assert missing.json() == {"type": "about:blank", "title": "Not found", "status": 404,
                               "detail": "no dead letter 999999"}
 
-    anonymous = await client.post("/api/v1/destinations/adt/out/pause", json={"reason": "maintenance"})
-    assert anonymous.status_code == 400 and anonymous.json()["title"] == "Actor required"
+    anonymous = await client.post("/api/v1/destinations/adt/out/pause", json={"reason": "maintenance"},
+                                  headers={"Authorization": ""})
+    assert anonymous.status_code == 401 and anonymous.json()["title"] == "Not authenticated"
 
-    actor = {"X-Simpul-Actor": "oncall-ana"}
-    unknown = await client.post("/api/v1/destinations/adt/nope/pause", json={"reason": "x"}, headers=actor)
+    unknown = await client.post("/api/v1/destinations/adt/nope/pause", json={"reason": "x"})
     assert unknown.status_code == 409 and unknown.json()["title"] == "Refused"
     assert "adt/nope" in unknown.json()["detail"]
 
@@ -89,8 +91,11 @@ async def test_problems_follow_the_error_class(client: httpx.AsyncClient) -> Non
 
 
 def test_status_comes_from_the_class_not_the_text() -> None:
-    # The text of the old 400-vs-409 rule ("X-Simpul-Actor" in the message) decides nothing now.
-    assert status_for(OperationRefused("the X-Simpul-Actor header is required")) == (409, "Refused")
+    # The text of an error ("header is required" in the message) decides nothing.
+    assert status_for(OperationRefused("the actor header is required")) == (409, "Refused")
+    assert status_for(NotAuthenticated("anything"))[0] == 401
+    assert status_for(PermissionDenied("anything"))[0] == 403
+    assert status_for(LoginThrottled("anything"))[0] == 429
     assert status_for(ActorRequired("anything"))[0] == 400
     assert status_for(NotFound("no dead letter 1"))[0] == 404
     assert status_for(ReplayOverCap("over", preview={}))[0] == 409

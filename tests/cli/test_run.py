@@ -6,7 +6,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.helpers import EngineProcess, file_destination_channel, free_port, write_settings
+from tests.helpers import EngineProcess, bearer, file_destination_channel, issue_token, free_port, write_settings
 
 
 def test_simpul_run_serves_health_the_v1_api_the_legacy_paths_and_the_docs(tmp_path: Path) -> None:
@@ -27,6 +27,9 @@ def test_simpul_run_serves_health_the_v1_api_the_legacy_paths_and_the_docs(tmp_p
                     assert time.monotonic() < deadline, (tmp_path / "engine.log").read_text()
                     time.sleep(0.05)
             assert health.status_code == 200 and health.json()["channels"] == ["adt"]
+            # The engine made its first admin from SIMPUL_ADMIN_USER/PASSWORD (EngineProcess sets them).
+            assert client.get("/api/v1/channels").status_code == 401
+            client.headers.update(bearer(issue_token(f"sqlite:///{tmp_path / 'simpul.db'}", role="viewer")))
             assert [c["name"] for c in client.get("/api/v1/channels").json()] == ["adt"]
             assert client.get("/api/destinations").json()[0]["destination"] == "out"
             assert client.get("/docs").status_code == 200

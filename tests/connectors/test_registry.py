@@ -22,7 +22,9 @@ from simpul.errors import ConfigError
 
 from tests.connectors.conformance import TOY_PLUGIN
 from tests.connectors.peers.toy import ToyPeer, ToySender
-from tests.helpers import SIMPUL_CLI, EngineHarness, EngineProcess, adt, channel_yaml, free_port, write_settings
+from tests.helpers import (
+    SIMPUL_CLI, EngineHarness, EngineProcess, adt, bearer, channel_yaml, free_port, write_settings,
+)
 
 BUILT_IN = ["dicomweb", "events", "fhir_orders", "fhir_server", "file", "http", "mllp", "rabbitmq", "worklist"]
 
@@ -102,8 +104,9 @@ async def test_channel_schema_and_openapi_carry_every_connector(harness: EngineH
           file: {{directory: {tmp_path / 'out'}}}
         """)}, http=True)
     # follow_redirects: the old /api paths may redirect to their versioned home
+    assert harness.admin_token
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{engine.http_port}", timeout=5,
-                                 follow_redirects=True) as client:
+                                 follow_redirects=True, headers=bearer(harness.admin_token)) as client:
         schema = (await client.get("/api/channels/schema")).json()
         openapi = (await client.get("/api/openapi.json")).json()
     assert set(schema["$defs"]["Source"]["properties"]) == {"events", "fhir_orders", "file", "http", "mllp", "rabbitmq"}

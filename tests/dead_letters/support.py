@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 import httpx
 
-from tests.helpers import EngineProcess, channel_yaml, free_port, store_rows, write_settings
+from tests.helpers import EngineProcess, bearer, channel_yaml, free_port, store_rows, write_settings
 
 FAST_RETRY = "retry: {max_attempts: 50, initial_delay: 50ms, max_delay: 200ms, jitter: false}"
 ONE_TRY = "retry: {max_attempts: 1}"
@@ -77,8 +77,8 @@ def posted_mrns(fhir_server: Any) -> list[str]:
 class Api:
     """The engine's HTTP API on its real port."""
 
-    def __init__(self, port: int, actor: str | None = "oncall-ana") -> None:
-        headers = {"X-Simpul-Actor": actor} if actor else {}
+    def __init__(self, port: int, token: str | None) -> None:
+        headers = bearer(token) if token else {}
         self.client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=10)
 
     async def get(self, path: str, **params: Any) -> Any:

@@ -25,7 +25,7 @@ async def test_paused_destination_accumulates_while_the_other_flows_then_drains_
     more = f"- label: archive\n  order_by: patient\n  file: {{directory: {files}}}\n"
     engine = await harness.start({"adt.yaml": fhir_channel(port, fhir_server.base_url, retry=FAST_RETRY,
                                                            more_destinations=more)}, http=True)
-    api = api_factory(engine.http_port)
+    api = api_factory(engine)
     await api.post("/api/destinations/adt/fhir/pause", {"reason": "FHIR server maintenance"})
     for n in range(3):
         await send_one(port, adt(f"P-{n}", patient="MRP", event="A08" if n else "A01"))
@@ -42,7 +42,7 @@ async def test_paused_destination_accumulates_while_the_other_flows_then_drains_
     # The pause is in the store: it survives a restart of the engine.
     await harness.stop()
     engine = await harness.start(http=True)
-    api = api_factory(engine.http_port)
+    api = api_factory(engine)
     paused = {r["destination"]: r["paused"] for r in await api.get("/api/destinations")}
     assert paused == {"archive": False, "fhir": True}
     await api.post("/api/destinations/adt/fhir/resume", {"reason": "maintenance over"})
@@ -52,7 +52,7 @@ async def test_paused_destination_accumulates_while_the_other_flows_then_drains_
         "SELECT m.control_id FROM deliveries d JOIN messages m ON m.id = d.message_id "
         "WHERE d.destination='fhir' AND m.patient_id='MRP' ORDER BY d.delivered_at")]
     assert order == ["P-0", "P-1", "P-2"]
-    actions = [e["action"] for e in await api.get("/api/audit-events")]
+    actions = [e["action"] for e in await api.get("/api/audit-events", action="destination.*")]
     assert actions[:2] == ["destination.resume", "destination.pause"]
 
 
@@ -83,7 +83,7 @@ async def test_downtime_window_defers_without_counting_attempts(harness, fhir_se
     assert (delivery.status, delivery.attempts) == ("pending", 0)
     assert harness.sql("SELECT count(*) AS n FROM delivery_attempts")[0].n == 0
     assert 'simpul_destination_in_downtime{channel="adt",destination="fhir"} 1.0' in await _metrics(engine.http_port)
-    status = (await api_factory(engine.http_port).get("/api/destinations"))[0]
+    status = (await api_factory(engine).get("/api/destinations"))[0]
     assert status["in_downtime"] is True and status["queued"]["pending"] == 1
 
 
@@ -183,7 +183,7 @@ async def test_block_policy_holds_only_the_failed_key_until_replay_then_keeps_or
     fhir_server.clear_identifier("MRA")
     await asyncio.sleep(0.3)
     assert _statuses(harness) == {"BL-1": "held", "BL-2": "pending", "BL-3": "delivered"}
-    api = api_factory(engine.http_port)
+    api = api_factory(engine)
     queue = await api.get("/api/destinations/adt/fhir/queue")
     assert [row["control_id"] for row in queue] == ["BL-1", "BL-2"]
     await api.post("/api/dead-letters/replay", {"patient_id": "MRA", "confirm": True, "reason": "fixed"})
@@ -220,6 +220,6 @@ async def test_discarding_a_held_dead_letter_releases_its_key(harness, fhir_serv
     await send_one(port, adt("HD-2", patient="MRH", event="A08"))
     await asyncio.sleep(0.3)
     assert _delivered(harness) == 0
-    await api_factory(engine.http_port).post("/api/dead-letters/discard", {"control_id": "HD-1",
+    await api_factory(engine).post("/api/dead-letters/discard", {"control_id": "HD-1",
                                                                            "reason": "duplicate from sender"})
     await harness.wait_for(lambda: _delivered(harness) == 1)

@@ -25,10 +25,10 @@ async def _dead_lettered(harness, fhir_server, control_ids_and_patients, **chann
     return engine
 
 
-async def test_replay_previews_then_needs_actor_and_reason_then_delivers_once_linked(harness, fhir_server,
+async def test_replay_previews_then_needs_a_permitted_caller_and_reason_then_delivers_once_linked(harness, fhir_server,
                                                                                      api_factory):
     engine = await _dead_lettered(harness, fhir_server, [("R-1", "MR1")])
-    api = api_factory(engine.http_port)
+    api = api_factory(engine)
     dead_id = harness.sql("SELECT id FROM dead_letters")[0].id
 
     preview = await api.post("/api/dead-letters/replay", {"ids": [dead_id]})
@@ -39,8 +39,10 @@ async def test_replay_previews_then_needs_actor_and_reason_then_delivers_once_li
 
     no_reason = await api.post("/api/dead-letters/replay", {"ids": [dead_id], "confirm": True}, expect=409)
     assert "reason" in no_reason["detail"]
-    anonymous = api_factory(engine.http_port, actor=None)
-    await anonymous.post("/api/dead-letters/replay", {"ids": [dead_id], "confirm": True, "reason": "x"}, expect=400)
+    anonymous = api_factory(engine, actor=None)
+    await anonymous.post("/api/dead-letters/replay", {"ids": [dead_id], "confirm": True, "reason": "x"}, expect=401)
+    viewer = api_factory(engine, actor="night-monitor", role="viewer")
+    await viewer.post("/api/dead-letters/replay", {"ids": [dead_id], "confirm": True, "reason": "x"}, expect=403)
 
     done = await api.post("/api/dead-letters/replay",
                           {"ids": [dead_id], "confirm": True, "reason": "FHIR server fixed"})
@@ -54,10 +56,10 @@ async def test_replay_previews_then_needs_actor_and_reason_then_delivers_once_li
     link = harness.sql("SELECT * FROM replays")[0]
     assert (link.dead_letter_id, link.original_delivery_id, link.delivery_id) == (dead_id, original.id, replay.id)
     entry = await api.get(f"/api/dead-letters/{dead_id}")
-    assert entry["status"] == "replayed" and entry["resolved_by"] == "oncall-ana"
+    assert entry["status"] == "replayed" and entry["resolved_by"] == "token:oncall-ana"
     assert entry["replays"][0]["status"] == "delivered"
     audit = await api.get("/api/audit-events", action="dead_letter.replay")
-    assert audit[0]["actor"] == "oncall-ana" and audit[0]["reason"] == "FHIR server fixed"
+    assert audit[0]["actor"] == "token:oncall-ana" and audit[0]["reason"] == "FHIR server fixed"
     assert audit[0]["detail"]["count"] == 1
 
 
@@ -72,7 +74,7 @@ async def test_replay_of_a_message_the_server_already_took_creates_no_second_pat
     await harness.wait_for(lambda: harness.sql("SELECT id FROM dead_letters"), timeout=15)
     fhir_server.delay(0)
     assert len(fhir_server.resources("Patient")) == 1
-    api = api_factory(engine.http_port)
+    api = api_factory(engine)
     await api.post("/api/dead-letters/replay", {"control_id": "LATE-1", "confirm": True, "reason": "timeout"})
     await harness.wait_for(lambda: harness.sql("SELECT id FROM deliveries WHERE status='delivered'"))
     assert len(fhir_server.resources("Patient")) == 1
@@ -81,7 +83,7 @@ async def test_replay_of_a_message_the_server_already_took_creates_no_second_pat
 async def test_batch_over_the_cap_is_refused_with_the_preview_and_nothing_is_queued(harness, fhir_server,
                                                                                     api_factory):
     engine = await _dead_lettered(harness, fhir_server, [(f"B-{n}", f"MRB{n}") for n in range(3)])
-    api = api_factory(engine.http_port)
+    api = api_factory(engine)
     refused = await api.post("/api/dead-letters/replay",
                              {"channel": "adt", "max": 2, "confirm": True, "reason": "bulk"}, expect=409)
     assert refused["preview"]["dead_letters"] == 3 and refused["preview"]["over_cap"] is True
@@ -97,7 +99,7 @@ async def test_batch_over_the_cap_is_refused_with_the_preview_and_nothing_is_que
 
 async def test_dry_run_maps_and_sends_nothing(harness, fhir_server, api_factory):
     engine = await _dead_lettered(harness, fhir_server, [("DRY-1", "MRD")])
-    api = api_factory(engine.http_port)
+    api = api_factory(engine)
     requests_before = len(fhir_server.requests)
     answer = await api.post("/api/dead-letters/replay",
                             {"patient_id": "MRD", "dry_run": True, "confirm": True, "reason": "check"})
@@ -112,7 +114,7 @@ async def test_replay_to_a_shadow_destination_first(harness, fhir_server, api_fa
     more = f"- label: shadow\n  order_by: patient\n  file: {{directory: {shadow}}}\n"
     engine = await _dead_lettered(harness, fhir_server, [("SH-1", "MRS")], more_destinations=more)
     await harness.wait_for(lambda: len(list(shadow.glob("*.json"))) == 1)    # the normal shadow copy
-    api = api_factory(engine.http_port)
+    api = api_factory(engine)
     dead_id = harness.sql("SELECT id FROM dead_letters")[0].id
     await api.post("/api/dead-letters/replay", {"ids": [dead_id], "to_destination": "shadow", "confirm": True,
                                                 "reason": "try on shadow first"})
@@ -125,7 +127,7 @@ async def test_replay_to_a_shadow_destination_first(harness, fhir_server, api_fa
 
 async def test_edit_keeps_the_original_and_replays_the_corrected_message(harness, fhir_server, api_factory):
     engine = await _dead_lettered(harness, fhir_server, [("ED-1", "MRE")])
-    api = api_factory(engine.http_port)
+    api = api_factory(engine)
     dead = harness.sql("SELECT id, raw FROM dead_letters")[0]
     fixed = bytes(dead.raw).decode().replace("Suharto^Budi", "Santoso^Budi").replace("\r", "\n")
     answer = await api.post(f"/api/dead-letters/{dead.id}/edit",
@@ -135,7 +137,7 @@ async def test_edit_keeps_the_original_and_replays_the_corrected_message(harness
     assert patient_names(fhir_server) == {"MRE": "Santoso"}
     entry = await api.get(f"/api/dead-letters/{dead.id}")
     assert "Suharto^Budi" in entry["raw"] and "Santoso^Budi" in entry["edits"][0]["raw"]
-    assert entry["edits"][0]["actor"] == "oncall-ana"
+    assert entry["edits"][0]["actor"] == "token:oncall-ana"
     assert entry["replays"][0]["edit_id"] == entry["edits"][0]["id"]
     stored = harness.sql("SELECT raw FROM messages")[0]
     assert b"Suharto^Budi" in bytes(stored.raw)
@@ -146,15 +148,15 @@ async def test_edit_keeps_the_original_and_replays_the_corrected_message(harness
 async def test_discard_keeps_the_entry_searchable_and_audited_and_audit_cannot_be_changed(harness, fhir_server,
                                                                                           api_factory):
     engine = await _dead_lettered(harness, fhir_server, [("DI-1", "MRX"), ("DI-2", "MRY")])
-    api = api_factory(engine.http_port)
+    api = api_factory(engine)
     await api.post("/api/dead-letters/discard", {"patient_id": "MRX", "reason": "test message from vendor"})
     found = await api.get("/api/dead-letters", status="discarded")
     assert [row["control_id"] for row in found["items"]] == ["DI-1"]
     assert found["items"][0]["resolution"] == "test message from vendor"
     still_open = await api.get("/api/dead-letters", status="open")
     assert [row["control_id"] for row in still_open["items"]] == ["DI-2"]
-    events = await api.get("/api/audit-events")
-    assert events[0]["action"] == "dead_letter.discard" and events[0]["detail"]["count"] == 1
+    events = await api.get("/api/audit-events", action="dead_letter.discard")
+    assert events[0]["actor"] == "token:oncall-ana" and events[0]["detail"]["count"] == 1
     for method in ("PUT", "PATCH", "DELETE"):
         response = await api.client.request(method, "/api/audit-events")
         assert response.status_code == 405

@@ -56,7 +56,7 @@ async def test_archive_then_restore_round_trip_is_byte_exact_and_the_dead_letter
     fhir_server.reject_next(1)
     engine = await harness.start({"adt.yaml": _retained_channel(port, fhir_server.base_url,
                                                                 _retention(archive_dir))}, http=True)
-    api = api_factory(engine.http_port)
+    api = api_factory(engine)
     sent = {"RT-1": adt("RT-1", patient="MRRT1", name="Siregar^Ani"), "RT-2": adt("RT-2", patient="MRRT2")}
     for payload in sent.values():
         await send_one(port, payload)
@@ -81,6 +81,9 @@ async def test_archive_then_restore_round_trip_is_byte_exact_and_the_dead_letter
     header, body = data.split(b"\n", 1)
     assert json.loads(header)["encryption"] is None and archive.messages == 2 and archive.encrypted == 0
     assert b"RT-1" in gzip.decompress(body)                                  # compressed, readable with gzip
+    # The audit chain's head of that moment is in the header, so a later cut of the trail shows.
+    head = json.loads(header)["audit_chain_head"]
+    assert head["hash"] == harness.sql("SELECT hash FROM audit_events WHERE id = :id", id=head["id"])[0].hash
     assert archive_dir in Path(archive.path).parents
     found = await api.get("/api/archives/entries", control_id="RT-1")
     assert [(e["archive_id"], e["patient_id"]) for e in found] == [(archive.id, "MRRT1")]
@@ -105,6 +108,13 @@ async def test_archive_then_restore_round_trip_is_byte_exact_and_the_dead_letter
     assert again["messages_archived"] == 0 and _count(harness, "messages") == 1
     actions = [e["action"] for e in await api.get("/api/audit-events", action="retention.*")]
     assert actions == ["retention.restore", "retention.archive"]
+    code, out, err = await simpul(settings, "audit", "verify")
+    assert code == 0 and "1 archived head(s) found in it" in out, out + err
+    store_execute(harness.database_url, "DELETE FROM replays")          # rows that point at audit events
+    store_execute(harness.database_url, f"DELETE FROM audit_events WHERE id >= {head['id']}")
+    code, out, err = await simpul(settings, "audit", "verify")
+    assert code == 1 and f"event {head['id']}, the chain head recorded in archive {archive.id}" in err, out + err
+    assert "is gone" in err
 
 
 async def test_encrypted_archive_needs_its_key_and_stays_readable_after_rotation(
@@ -115,7 +125,7 @@ async def test_encrypted_archive_needs_its_key_and_stays_readable_after_rotation
     engine = await harness.start({"adt.yaml": _retained_channel(port, fhir_server.base_url,
                                                                 _retention(tmp_path / "vault", encrypt=True))},
                                  http=True)
-    api = api_factory(engine.http_port)
+    api = api_factory(engine)
     original = adt("ENC-1", patient="MRSECRET", name="Wibowo^Sri")
     await send_one(port, original)
     await _delivered(harness, 1)
@@ -157,7 +167,7 @@ async def test_nothing_is_deleted_when_the_archive_cannot_be_written(harness, fh
     blocker.write_text("a regular file: mkdir under it fails even for root")
     engine = await harness.start({"adt.yaml": _retained_channel(port, fhir_server.base_url,
                                                                 _retention(blocker / "archive"))}, http=True)
-    api = api_factory(engine.http_port)
+    api = api_factory(engine)
     for n in range(3):
         await send_one(port, adt(f"NW-{n}", patient=f"MRNW{n}"))
     await _delivered(harness, 3)
@@ -182,7 +192,7 @@ async def test_retention_keeps_unfinished_deliveries_open_dead_letters_and_chann
     engine = await harness.start({
         "adt.yaml": _retained_channel(port, fhir_server.base_url, _retention(tmp_path / "archive")),
         "keep.yaml": fhir_channel(other_port, fhir_server.base_url, name="keep")}, http=True)
-    api = api_factory(engine.http_port)
+    api = api_factory(engine)
     await send_one(port, adt("U-DEAD", patient="MRU1"))                       # rejected: open dead letter
     await harness.wait_for(lambda: _count(harness, "dead_letters") == 1)
     await send_one(port, adt("U-DONE", patient="MRU2"))                       # delivered
@@ -211,7 +221,7 @@ async def test_expired_index_entries_go_but_the_archive_still_restores_by_id(har
     port = free_port()
     engine = await harness.start({"adt.yaml": _retained_channel(
         port, fhir_server.base_url, _retention(tmp_path / "archive", metadata="200d"))}, http=True)
-    api = api_factory(engine.http_port)
+    api = api_factory(engine)
     original = adt("IX-1", patient="MRIX")
     await send_one(port, original)
     await _delivered(harness, 1)

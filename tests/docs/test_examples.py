@@ -29,7 +29,7 @@ import pytest
 import trustme
 
 from tests.docs.support import DOCS, ROOT, Example, examples, load_hooks
-from tests.helpers import free_port
+from tests.helpers import first_admin_environment, free_port
 
 VENV_BIN = Path(sys.executable).parent
 RUN_COMMAND = "exec .venv/bin/simpul run -c config/simpul.yaml"
@@ -147,7 +147,8 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEngine]:
     certs.cert_chain_pems[0].write_to_path(str(project / "lis-cert.pem"))
     certs.private_key_pem.write_to_path(str(project / "lis-key.pem"))
     ports = {port: free_port() for port in DOC_PORTS}
-    environment = {**os.environ, "SIMPUL_HTTP_PORT": str(ports[8080]), "SIMPUL_LOG_FORMAT": "text",
+    # The first admin as scripts/run.sh would ask for it (the console refuses to start without one).
+    environment = {**first_admin_environment(), "SIMPUL_HTTP_PORT": str(ports[8080]), "SIMPUL_LOG_FORMAT": "text",
                    # the variables the examples name in ${...}
                    "LIS_CERT": str(project / "lis-cert.pem"), "LIS_KEY": str(project / "lis-key.pem"),
                    "FHIR_BASE": "http://127.0.0.1:9/fhir", "FHIR_TOKEN": "example-token",

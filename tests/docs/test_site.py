@@ -21,7 +21,7 @@ from simpul.cli import app as cli_app
 from simpul.engine.config.settings import ENV_OVERRIDES
 from simpul.api import create_app
 from tests.docs.support import ROOT
-from tests.helpers import free_port
+from tests.helpers import first_admin_environment, free_port
 
 SIMPUL = str(Path(sys.executable).parent / "simpul")
 
@@ -98,7 +98,7 @@ def engine_with_docs(site: Path, tmp_path: Path) -> Iterator[str]:
     settings = tmp_path / "simpul.yaml"
     settings.write_text(f"database: {{url: 'sqlite:///{tmp_path}/simpul.db'}}\nchannels_dir: {tmp_path}/channels\n")
     port = free_port()
-    environment = {**os.environ, "SIMPUL_HTTP_PORT": str(port), "SIMPUL_DOCS_SITE": str(site)}
+    environment = {**first_admin_environment(), "SIMPUL_HTTP_PORT": str(port), "SIMPUL_DOCS_SITE": str(site)}
     with open(tmp_path / "engine.log", "wb") as log:
         process = subprocess.Popen([SIMPUL, "run", "-c", str(settings)], env=environment, stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"

@@ -6,7 +6,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import EngineHarness, adt, file_destination_channel, free_port, send_one, send_raw
+from tests.helpers import EngineHarness, bearer, adt, file_destination_channel, free_port, send_one, send_raw
 
 N = 5
 
@@ -27,7 +27,8 @@ async def test_healthz_metrics_and_message_api_after_traffic(harness: EngineHarn
     await send_raw(port, b"PID|1||MR1\r")                         # no MSH: answered AR
     await harness.wait_for(lambda: len(harness.sql("SELECT id FROM deliveries WHERE status='delivered'")) == N)
 
-    async with httpx.AsyncClient(base_url=base, timeout=5) as client:
+    assert harness.admin_token
+    async with httpx.AsyncClient(base_url=base, timeout=5, headers=bearer(harness.admin_token)) as client:
         health = await client.get("/healthz")
         assert health.status_code == 200
         assert health.json()["status"] == "ok" and health.json()["channels"] == ["adt"]

@@ -20,6 +20,7 @@ import pytest
 from simpul.engine.logs import JsonFormatter
 from tests.fakes.fhir_server import FakeFhirServer
 from tests.helpers import (
+    bearer, issue_token,
     EngineProcess, adt, channel_yaml, free_port, send_one, send_raw, store_rows, write_settings,
 )
 
@@ -136,7 +137,9 @@ async def test_no_patient_data_in_logs_errors_or_problems_of_the_two_process_eng
         await send_one(mllp_port, patient_message("PHI-5", event="A08"))
         await _wait_for(lambda: dead_letters() == 3)
 
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=10) as client:
+        token = await asyncio.to_thread(issue_token, database_url)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=10,
+                                     headers=bearer(token)) as client:
             async def problem(method: str, url: str, **kwargs: object) -> None:
                 response = await client.request(method, url, **kwargs)  # type: ignore[arg-type]
                 assert response.status_code >= 400, (url, response.status_code)
@@ -150,10 +153,11 @@ async def test_no_patient_data_in_logs_errors_or_problems_of_the_two_process_eng
             await problem("GET", "/api/messages", params={"patient_id": MRN, "since": NAME_FAMILY})
             await problem("GET", "/api/dead-letters", params={"patient_id": MRN, "limit": BIRTH})
             await problem("POST", "/api/dead-letters/replay",
-                          json={"patient_id": MRN, "confirm": True, "reason": NAME_GIVEN})   # no actor header
-            await problem("POST", "/api/dead-letters/replay", headers={"X-Simpul-Actor": "oncall-ana"},
+                          json={"patient_id": MRN, "confirm": True, "reason": NAME_GIVEN},
+                          headers={"Authorization": ""})                                   # not logged in
+            await problem("POST", "/api/dead-letters/replay",
                           json={"patient_id": MRN, "confirm": True, "reason": ADDRESS, "max": 1})  # over the cap
-            await problem("POST", "/api/dead-letters/replay", headers={"X-Simpul-Actor": "oncall-ana"},
+            await problem("POST", "/api/dead-letters/replay",
                           json={"patient_id": MRN, "visit": VISIT, "confirm": True})
             await problem("GET", f"/api/dead-letters/{MRN}")
     finally:

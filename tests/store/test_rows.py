@@ -36,6 +36,11 @@ TABLES: dict[str, tuple[type, Any]] = {
     "engine_nodes": (rows.EngineNode, rows.engine_node_row),
     "orders": (rows.Order, rows.order_row),
     "order_events": (rows.OrderEvent, rows.order_event_row),
+    "users": (rows.User, rows.user_row),
+    "api_tokens": (rows.ApiToken, rows.api_token_row),
+    "sessions": (rows.SessionRow, rows.session_row),
+    "login_failures": (rows.LoginFailure, rows.login_failure_row),
+    "webauthn_credentials": (rows.WebauthnCredential, rows.webauthn_credential_row),
 }
 
 
@@ -121,7 +126,8 @@ def test_built_rows_read_back_as_typed_rows(store: sa.Engine) -> None:
         audit_id = _insert(connection, schema.audit_events, rows.audit_event_row(
             at=4.0, actor="x" * 200, action="dead_letter.replay", target="dead_letters:1", reason="fixed",
             detail="{}"))
-        assert _read(connection, schema.audit_events, rows.AuditEvent, audit_id).actor == "x" * 120
+        event = _read(connection, schema.audit_events, rows.AuditEvent, audit_id)
+        assert event.actor == "x" * 120 and event.prev_hash == "0" * 64 and len(event.hash) == 64
 
         replay_id = _insert(connection, schema.replays, rows.replay_row(
             at=4.0, audit_event_id=audit_id, dead_letter_id=dead_id, original_delivery_id=delivery_id,
@@ -144,6 +150,25 @@ def test_built_rows_read_back_as_typed_rows(store: sa.Engine) -> None:
             archive_id=archive_id, message_id=message_id, channel="lab", received_at=1.5, message_type="ORU^R01",
             control_id="C-1", patient_id="MR1"))
         assert _read(connection, schema.archive_entries, rows.ArchiveEntry, entry_id).archive_id == archive_id
+
+        user_id = _insert(connection, schema.users, rows.user_row(
+            name="ana", role="operator", password_hash="$argon2id$...", created_at=7.0, created_by="root"))
+        assert _read(connection, schema.users, rows.User, user_id).disabled_at is None
+        token_row_id = _insert(connection, schema.api_tokens, rows.api_token_row(
+            token_id="ab12", secret_hash="0" * 64, name="erp", role="operator", scope="", created_at=7.0,
+            created_by="root", expires_at=8.0))
+        assert _read(connection, schema.api_tokens, rows.ApiToken, token_row_id).revoked_at is None
+        session = rows.session_row(id="f" * 64, user_id=user_id, csrf_token="c", created_at=7.0, expires_at=9.0,
+                                   client="127.0.0.1")
+        connection.execute(schema.sessions.insert().values(session))
+        read_session = rows.SessionRow.from_row(connection.execute(select(schema.sessions)).one())
+        assert read_session == rows.SessionRow(**session)
+        failure_id = _insert(connection, schema.login_failures, rows.login_failure_row(
+            at=7.0, user_name="ana", client="10.0.0.9"))
+        assert _read(connection, schema.login_failures, rows.LoginFailure, failure_id).client == "10.0.0.9"
+        key_id = _insert(connection, schema.webauthn_credentials, rows.webauthn_credential_row(
+            user_id=user_id, credential_id="AAEC", public_key=b"\xa5\x01", sign_count=0, created_at=7.0))
+        assert _read(connection, schema.webauthn_credentials, rows.WebauthnCredential, key_id).public_key == b"\xa5\x01"
 
 
 def test_enum_members_are_stored_as_their_text(store: sa.Engine) -> None:

@@ -32,11 +32,32 @@ class DatabaseSettings(Strict):
 
 class HttpSettings(Strict):
     enabled: bool = Field(True, description="Serve /healthz, /metrics and /api/...; false runs no HTTP server.")
-    host: str = Field("127.0.0.1", description="Address of the HTTP server; keep 127.0.0.1 while the API has no "
-                                               "authentication.")
+    host: str = Field("127.0.0.1", description="Address of the HTTP server (the console and the API). Every "
+                                               "/api/v1 route needs a token or a console session.")
     port: int = Field(8080, ge=0, le=65535, description="Port of the HTTP server.")
     docs_site: str = Field("", description="Folder of a built docs site (`mkdocs build` writes site/) to serve "
                                            "at /docs-site; empty serves none.")
+
+
+class AuthSettings(Strict):
+    require_mfa: bool = Field(False, description="Users whose role sees patient data (operator, admin) must pass "
+                                                 "a second factor (TOTP or WebAuthn) at every console login; one "
+                                                 "without a factor is sent to enrol one first.")
+    session_lifetime: Duration = Field(12 * 3600.0, description="A console session ends this long after login.")
+    idle_timeout: Duration = Field(30 * 60.0, description="A console session ends after this long without a "
+                                                          "request.")
+    max_failures_per_user: int = Field(5, ge=1, description="Failed logins for one user name within "
+                                                            "`failure_window` before that name is refused.")
+    max_failures_per_client: int = Field(20, ge=1, description="Failed logins from one address within "
+                                                               "`failure_window` before that address is refused.")
+    failure_window: Duration = Field(15 * 60.0, description="How far back failed logins count for throttling.")
+    secure_cookies: Literal["auto", "always", "never"] = Field(
+        "auto", description="The Secure flag of the session cookie: auto sets it when the request came over "
+                            "https; always for an engine behind a TLS proxy.")
+    webauthn_rp_id: str = Field("", description="WebAuthn relying party id: the console's host name (default: "
+                                                "the host the browser used).")
+    webauthn_origin: str = Field("", description="WebAuthn expected origin, e.g. https://simpul.rs.example "
+                                                 "(default: the origin the browser used).")
 
 
 class LogSettings(Strict):
@@ -56,6 +77,7 @@ class Settings(Strict):
     channels_dir: str = Field("channels", description="Folder of channel YAML files.")
     http: HttpSettings = Field(default_factory=HttpSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     ingest_process: bool = Field(True, description="Run the listeners and the ACK path in their own process, "
                                                    "so work behind the ACK never slows an ACK (false: one process).")
@@ -99,6 +121,7 @@ ENV_OVERRIDES = {
     "SIMPUL_LOG_FORMAT": ("log", "format"),
     "SIMPUL_SQLITE_SYNCHRONOUS": ("database", "sqlite_synchronous"),
     "SIMPUL_DEFAULT_TIMEZONE": ("default_timezone",),
+    "SIMPUL_REQUIRE_MFA": ("auth", "require_mfa"),
 }
 
 
