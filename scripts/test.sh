@@ -19,8 +19,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/lib/venv.sh
 
 # Only what the suite uses today: the PostgreSQL server (store tests), its client (psql, below),
-# and RabbitMQ (started for the tests by scripts/services.sh). Each later connector adds its own.
-SYSTEM_PACKAGES=(postgresql postgresql-client rabbitmq-server)
+# RabbitMQ (started for the tests by scripts/services.sh), and a C compiler for the benchmark's
+# load driver (tests/bench). Each later connector adds its own.
+SYSTEM_PACKAGES=(postgresql postgresql-client rabbitmq-server gcc)
 PG_PORT="${SIMPUL_PG_PORT:-5432}"
 AMQP_PORT="${SIMPUL_AMQP_PORT:-5672}"
 TEST_DATABASE=simpul_test
@@ -38,6 +39,8 @@ no_apt_help() {
     log "  postgresql, postgresql-client  PostgreSQL server and psql (e.g. dnf install postgresql-server postgresql;"
     log "                                 brew install postgresql)"
     log "  rabbitmq-server                RabbitMQ (e.g. dnf install rabbitmq-server; brew install rabbitmq)"
+    log "  gcc                            a C compiler for the benchmark's load driver (e.g. dnf install gcc;"
+    log "                                 xcode-select --install)"
     log ""
     log "  SIMPUL_SKIP_APT=1 bash scripts/test.sh"
 }
