@@ -536,6 +536,12 @@ def main(argv: list[str] | None = None) -> int:
                                            else None, arguments.claim_sizes, progress=context.say)
     except BenchmarkError as exc:
         context.problems.append(str(exc))
+    except KeyboardInterrupt:
+        # Ctrl-C: the servers were stopped by their own `finally`; remove the run's databases and
+        # temporary files too (the folder is kept, as after any problem).
+        context.problems.append("interrupted")
+        context.cleanup(arguments.keep)
+        return 130
     targets = evaluate(ingest, best, claims, context.sustained)
     print_report(context, ingest, peak, best, claims, targets)
     print(f"\nran {time.monotonic() - started:.0f} s")

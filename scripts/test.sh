@@ -22,8 +22,9 @@ source scripts/lib/venv.sh
 # (started for the tests by scripts/services.sh), Orthanc with its DICOMweb plugin (the PACS and
 # worklist SCP of the radiology tests, which start their own instance on free ports:
 # tests/orthanc.py) and Chromium (the console's browser tests drive it with Playwright; no
-# `playwright install`). Each later connector adds its own.
-SYSTEM_PACKAGES=(postgresql postgresql-client rabbitmq-server orthanc orthanc-dicomweb chromium)
+# `playwright install`), and a C compiler for the benchmark's load driver (tests/bench). Each
+# later connector adds its own.
+SYSTEM_PACKAGES=(postgresql postgresql-client rabbitmq-server orthanc orthanc-dicomweb chromium gcc)
 PG_PORT="${SIMPUL_PG_PORT:-5432}"
 AMQP_PORT="${SIMPUL_AMQP_PORT:-5672}"
 TEST_DATABASE=simpul_test
@@ -44,6 +45,8 @@ no_apt_help() {
     log "  orthanc, orthanc-dicomweb      Orthanc PACS with DICOMweb and its worklist plugin (orthancteam builds)"
     log "  chromium                       the browser of the console tests (e.g. dnf install chromium;"
     log "                                 the tests look for /usr/bin/chromium and skip without it)"
+    log "  gcc                            a C compiler for the benchmark's load driver (e.g. dnf install gcc;"
+    log "                                 xcode-select --install)"
     log ""
     log "  SIMPUL_SKIP_APT=1 bash scripts/test.sh"
 }
