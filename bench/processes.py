@@ -8,6 +8,7 @@ one holding the MLLP listening socket: "ingest") and the mapping workers ("map")
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -202,6 +203,8 @@ class EngineProcess:
 
     def start(self) -> "EngineProcess":
         environment = {key: value for key, value in os.environ.items() if not key.startswith("SIMPUL_")}
+        # The engine's HTTP side (health, metrics) needs a first admin; the run's own, throwaway store.
+        environment.update(SIMPUL_ADMIN_USER="bench", SIMPUL_ADMIN_PASSWORD=secrets.token_urlsafe(24))
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen([simpul_executable(), "run", "-c", str(self.settings)],
                                             cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,

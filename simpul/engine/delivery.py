@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
@@ -75,7 +75,6 @@ class _Stream:
     key: str | None
     queue: deque[Claimed]
     last: Claimed                    # the last claimed: a continuation starts after it
-    more: asyncio.Event = field(default_factory=asyncio.Event)
     extending: bool = False          # a claim that may bring its continuation is under way
     exhausted: bool = False          # a continuation found nothing: no more asked for
     failed: bool = False             # a send failed and the key waits: nothing more may be sent
@@ -110,6 +109,7 @@ class DestinationWorker:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._sending: dict[int, str] = {}       # delivery id -> lease token: claimed, outcome not yet recorded
         self._streams: dict[object, _Stream] = {}  # what is being sent, one per slot (a key, or a group)
+        self._ready: deque[_Stream] = deque()      # claimed ahead, waiting for a slot
         self._after: str | None = None           # the last key claimed: the next key scan starts after it
         self._renewed_at = time.monotonic()
         self._delivered = metrics.delivered.labels(channel, label)
@@ -125,36 +125,36 @@ class DestinationWorker:
         except ConnectorError:
             pass  # the first send reconnects and its failure is retried like any other
         while not self._stopping:
-            # A slot frees when its key's last send returns; recording outcomes is batched behind
-            # the sends (until then a delivery stays in_flight in the store, so its key stays blocked).
-            free = self.max_in_flight - len(self._streams)
+            self._start_ready()
+            # Runs wanted: the free slots and as many again, claimed ahead and waiting for a slot.
+            # While ingest is busy the engine commits its bookkeeping only every 100 ms, so claiming
+            # only when a slot frees would cap a destination at a few keys per interval.
+            wanted = max(2 * self.max_in_flight - len(self._streams) - len(self._ready), 0)
             # Keys being sent whose claimed deliveries run low: claim their continuation now, so a
             # busy key streams on instead of waiting for its outcomes to be committed first.
             extend = [stream for stream in self._streams.values()
                       if stream.key is not None and not stream.extending and not stream.exhausted
                       and len(stream.queue) <= self.run_length // 2]
             claimed = Claim([], self.control.paused, self._after)
-            budget = self.control.claim_limit((max(free, 0) + len(extend)) * self.run_length)
-            if (free > 0 or extend) and budget > 0:
+            budget = self.control.claim_limit((wanted + len(extend)) * self.run_length)
+            if (wanted > 0 or extend) and budget > 0:
                 for stream in extend:
                     stream.extending = True
                 try:
-                    claimed = await self.writer.run(self._claim_job(max(free, 0), budget, [s.last for s in extend]))
+                    claimed = await self.writer.run(self._claim_job(wanted, budget, [s.last for s in extend]))
                 except Exception as exc:  # noqa: BLE001 - the store refused the claim: nothing was taken
                     # (locked, a deadlock between processes, connection gone): try again shortly.
                     log.warning("claim failed; retrying", extra={"channel": self.channel, "stage": self.label,
                                                                  "error_class": type(exc).__name__})
                     await asyncio.sleep(self.poll_interval)
                 finally:
-                    # Before any other await: a stream waiting for its continuation must find it queued.
                     for stream in extend:
                         stream.extending = False
                         self._continue(stream, claimed.continued.get(stream.key or ""), claimed)
-                        stream.more.set()
                 self.control.paused, self._after = claimed.paused, claimed.last_key
                 self.control.claimed(sum(map(len, claimed.runs)) + sum(map(len, claimed.continued.values())))
             self._report_state()
-            if self._stopping and claimed.runs:
+            if self._stopping:
                 for run in claimed.runs:
                     self._recorder.submit_release(run)
                 claimed.runs = []
@@ -162,22 +162,31 @@ class DestinationWorker:
                 self._hold(run)
                 stream = _Stream(run[0].order_key if self.ordered else None, deque(run), run[-1])
                 running = self._streams.get(stream.ident)
-                if running is not None:     # its key is being sent here already: keep one sender per key
+                if running is not None and not running.closed:  # one sender per key
                     running.queue.extend(run)
                     running.last = run[-1]
-                    running.more.set()
                     continue
-                self._streams[stream.ident] = stream
-                task = asyncio.create_task(self._send_stream(stream))
-                self._in_flight.add(task)
-                task.add_done_callback(self._finished)
+                self._ready.append(stream)
+            self._start_ready()
             await self._renew_leases()
-            if not claimed.runs and not claimed.continued or free <= len(claimed.runs):
+            full = len(self._streams) >= self.max_in_flight
+            if not (claimed.runs or claimed.continued) or (full and self._ready):
                 self.wake.clear()
                 try:
                     await asyncio.wait_for(self.wake.wait(), timeout=self.control.next_wake(self.poll_interval))
                 except TimeoutError:
                     pass
+        for stream in self._ready:      # claimed ahead, never started: back to pending at once
+            self._recorder.submit_release(list(stream.queue))
+        self._ready.clear()
+
+    def _start_ready(self) -> None:
+        while self._ready and len(self._streams) < self.max_in_flight:
+            stream = self._ready.popleft()
+            self._streams[stream.ident] = stream
+            task = asyncio.create_task(self._send_stream(stream))
+            self._in_flight.add(task)
+            task.add_done_callback(self._finished)
 
     def _continue(self, stream: _Stream, more: list[Claimed] | None, claimed: Claim) -> None:
         if not more:
@@ -221,8 +230,6 @@ class DestinationWorker:
         The unsent rest of each run goes back to pending at once."""
         self._stopping = True
         self.wake.set()
-        for stream in self._streams.values():
-            stream.more.set()
         if self._in_flight:
             await asyncio.wait(set(self._in_flight), timeout=grace)
         for task in list(self._in_flight):
@@ -255,11 +262,8 @@ class DestinationWorker:
         try:
             while not self._stopping:
                 if not stream.queue:
-                    if not stream.extending:
-                        break
-                    stream.more.clear()             # a claim may bring the key's next deliveries
-                    await stream.more.wait()
-                    continue
+                    # Done. A continuation claimed meanwhile starts as a new run of this key.
+                    break
                 chunk = [stream.queue.popleft() for _ in range(min(BATCH if batches else 1, len(stream.queue)))]
                 results = await (self._send_batch(chunk) if len(chunk) > 1 else self._send(chunk[0]))
                 done.extend(chunk)

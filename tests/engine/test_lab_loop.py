@@ -13,7 +13,7 @@ import pytest
 
 from tests.dead_letters.test_cli import simpul
 from tests.fakes.fake_lis import FakeLis, order_result
-from tests.helpers import EngineHarness, write_settings
+from tests.helpers import EngineHarness, bearer, write_settings
 
 PLAC = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "PLAC"}]}
 
@@ -259,7 +259,9 @@ async def test_timeline_and_overdue_through_the_api_and_the_cli(harness, fhir_se
         assert (await post_order(fhir_port, service_request("PL9002", priority="routine"))).status_code == 201
         await harness.wait_for(lambda: "overdue" in steps(harness, "PL9001"), timeout=5)
         api = f"http://127.0.0.1:{engine.http_port}/api/v1/orders"
-        async with httpx.AsyncClient() as client:
+        assert harness.admin_token is not None
+        async with httpx.AsyncClient(headers=bearer(harness.admin_token)) as client:
+            assert (await client.get(api, headers={"Authorization": ""})).status_code == 401   # orders name patients
             shown = (await client.get(f"{api}/FL-PL9001")).json()       # found by the filler number too
             overdue = (await client.get(api, params={"overdue": "true"})).json()
             missing = await client.get(f"{api}/NOPE")
