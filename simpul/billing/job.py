@@ -1,0 +1,125 @@
+"""The billing job the engine runs (wired in simpul/app.py): intake, pricing, ERP polling.
+
+Every `billing.interval`: reload the tariff table if its file changed (a broken edit is logged
+with its first finding and the last good table stays), price what waits in the unpriced queue,
+invoice accounts that became ready, and read the newly routed messages. Every
+`billing.poll_interval` (when `billing.erp` is set): read the ERP's reconciliation pages from
+the kept cursor and apply them. All writes go through the engine's store writer, so they share
+its transactions and durability; a failing pass is logged and the next one retries.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from simpul.billing.accounts import reprice
+from simpul.billing.intake import intake_batch, read_state, write_state
+from simpul.billing.invoices import invoice_if_ready
+from simpul.billing.reconciliation import apply_erp_item
+from simpul.billing.tariffs import TariffTable, load_tariffs
+from simpul.connectors.erp import ErpClient, ErpConfig
+from simpul.errors import ConfigError, ConnectorError
+from simpul.store.schema import billing_accounts
+
+log = logging.getLogger("simpul.billing")
+ERP_CURSOR = "erp_cursor"
+MAX_PAGES = 100          # per poll: a huge backlog is read over several polls, never in one blocking pass
+
+
+class TariffSource:
+    """The tariff table, reloaded when the file's mtime or size changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.table = TariffTable([])
+        self._stamp: tuple[float, int] | None = None
+
+    def current(self) -> TariffTable:
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return self.table           # no table yet: every charge waits as unpriced
+        stamp = (stat.st_mtime, stat.st_size)
+        if stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                self.table = load_tariffs(self.path)
+                log.info("tariff table loaded", extra={"rows": len(self.table)})
+            except ConfigError as exc:
+                log.error("tariff table refused, the last good one stays", extra={"error": str(exc)})
+        return self.table
+
+
+def price_and_invoice(connection: Connection, tariffs: TariffTable, *, prefix: str) -> int:
+    """Price the unpriced queue, then invoice every closed account that is now ready."""
+    if not reprice(connection, tariffs):
+        return 0
+    made = 0
+    for row in connection.execute(select(billing_accounts).where(billing_accounts.c.status == "closed")).all():
+        made += invoice_if_ready(connection, dict(row._mapping), prefix=prefix) is not None
+    return made
+
+
+async def poll_once(engine: Any, client: ErpClient) -> int:
+    """Read the ERP's pages after the kept cursor; each page is applied with its cursor in one transaction."""
+    cursor = await engine.read(lambda connection: read_state(connection, ERP_CURSOR, "")) or None
+    applied = 0
+    for _ in range(MAX_PAGES):
+        items, next_cursor = await asyncio.to_thread(client.get_reconciliations, "1970-01-01T00:00:00Z", cursor)
+
+        def apply(connection: Connection, items: list[dict[str, Any]] = items, nxt: str | None = next_cursor) -> None:
+            for item in items:
+                apply_erp_item(connection, item)
+            if nxt:
+                write_state(connection, ERP_CURSOR, nxt)
+
+        await engine.writer.run(apply, durable=True)
+        applied += len(items)
+        if not items or not next_cursor or next_cursor == cursor:
+            break
+        cursor = next_cursor
+    return applied
+
+
+async def run_billing(engine: Any) -> None:
+    """The engine's billing task (a BackgroundJob); idle unless `billing.enabled`."""
+    settings = engine.settings.billing
+    if not settings.enabled:
+        return
+    tariffs = TariffSource(engine.settings.tariffs_path())
+    erp_config: ErpConfig | None = settings.erp
+    client = ErpClient(erp_config) if erp_config is not None else None
+    polled_at = 0.0
+    try:
+        while True:
+            try:
+                table = tariffs.current()
+                while await engine.writer.run(
+                        lambda connection: intake_batch(connection, table, prefix=settings.invoice_prefix)):
+                    pass
+                await engine.writer.run(
+                    lambda connection: price_and_invoice(connection, table, prefix=settings.invoice_prefix))
+            except Exception as exc:  # noqa: BLE001 - the engine keeps running; the next pass retries
+                log.error("billing pass failed", extra={"error_class": type(exc).__name__})
+            if client is not None and time.monotonic() - polled_at >= settings.poll_interval:
+                try:
+                    applied = await poll_once(engine, client)
+                    polled_at = time.monotonic()
+                    if applied:
+                        log.info("ERP reconciliations applied", extra={"items": applied})
+                except ConnectorError as exc:
+                    # the ERP down delays reconciliation; the cursor stays, the next poll resumes there
+                    log.warning("ERP poll failed", extra={"error": str(exc)})
+                    polled_at = time.monotonic()
+                except Exception as exc:  # noqa: BLE001 - a bad page must not end billing; the next poll retries
+                    log.error("ERP poll failed", extra={"error_class": type(exc).__name__})
+                    polled_at = time.monotonic()
+            await asyncio.sleep(settings.interval)
+    finally:
+        if client is not None:
+            client.close()
