@@ -76,10 +76,10 @@ def hl7_time(text: str) -> float | None:
     digits = text.split("+")[0].split("-")[0].split(".")[0]
     if len(digits) < 8 or not digits.isdigit():
         return None
-    parts = [int(digits[0:4]), int(digits[4:6]), int(digits[6:8]),
-             int(digits[8:10] or 0), int(digits[10:12] or 0), int(digits[12:14] or 0)]
     try:
-        return float(calendar.timegm(dt.datetime(*parts).timetuple()))
+        moment = dt.datetime(int(digits[0:4]), int(digits[4:6]), int(digits[6:8]), int(digits[8:10] or 0),
+                             int(digits[10:12] or 0), int(digits[12:14] or 0))
+        return float(calendar.timegm(moment.timetuple()))
     except ValueError:
         return None
 
@@ -133,8 +133,8 @@ def visit_of_event(event_type: str, data: Any) -> Visit:
     """patient_admitted (Bundle with Encounter, Patient, optional Coverage) / patient_discharged (Encounter)."""
     resources = [e.get("resource", {}) for e in data.get("entry", [])] if data.get("resourceType") == "Bundle" \
         else [data]
-    encounter = next((r for r in resources if r.get("resourceType") == "Encounter"), {})
-    patient = next((r for r in resources if r.get("resourceType") == "Patient"), {})
+    encounter: dict[str, Any] = next((r for r in resources if r.get("resourceType") == "Encounter"), {})
+    patient: dict[str, Any] = next((r for r in resources if r.get("resourceType") == "Patient"), {})
     coverage = next((r for r in resources if r.get("resourceType") == "Coverage"), None)
     patient_id = str((patient.get("identifier") or [{}])[0].get("value", "")) or \
         str(encounter.get("subject", {}).get("identifier", {}).get("value", ""))

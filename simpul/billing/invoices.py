@@ -58,7 +58,7 @@ def invoice_if_ready(connection: Connection, account: dict[str, Any], *, prefix:
         invoice_no=invoice_no, account_id=account["id"], idempotency_key=key, status="generated", total=total,
         claimed_amount=None, posted_amount=None, paid_amount=0, erp_invoice_no="", erp_status="",
         document=json.dumps(document, sort_keys=True), created_at=now, updated_at=now))
-    invoice_id = result.inserted_primary_key[0]
+    invoice_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
     connection.execute(update(billing_charges).where(billing_charges.c.id.in_([c["id"] for c in charges]))
                        .values(invoice_id=invoice_id))
     emit_event(connection, "invoice_generated", subject=f"Invoice/{invoice_no}", data=bundle, source="simpul/billing")

@@ -129,9 +129,9 @@ class ErpClient:
             import zeep
             from zeep.transports import Transport
             try:
-                self._soap = zeep.Client(self.config.soap.wsdl,
-                                         transport=Transport(timeout=self.config.timeout,
-                                                             operation_timeout=self.config.timeout))
+                transport = Transport(timeout=self.config.timeout,  # type: ignore[no-untyped-call]
+                                      operation_timeout=self.config.timeout)
+                self._soap = zeep.Client(self.config.soap.wsdl, transport=transport)  # type: ignore[no-untyped-call]
             except Exception as exc:  # noqa: BLE001 - requests/lxml/zeep errors while fetching the WSDL
                 raise ConnectorUnavailable(f"ERP WSDL could not be loaded ({type(exc).__name__})") from exc
         return self._soap
@@ -224,10 +224,11 @@ def _soap_request(request: dict[str, Any]) -> dict[str, Any]:
 def _soap_item(item: Any) -> dict[str, Any]:
     fields = ("erpInvoiceNo", "idempotencyKey", "encounterId", "billedAmount", "claimedAmount", "approvedAmount",
               "paidAmount", "status", "updatedAt", "payer")
-    out = {name: getattr(item, name, None) for name in fields}
+    out: dict[str, Any] = {name: getattr(item, name, None) for name in fields}
     for name in ("billedAmount", "claimedAmount", "approvedAmount", "paidAmount"):
-        if out[name] is not None:
-            out[name] = int(out[name])
+        value = out[name]
+        if value is not None:
+            out[name] = int(value)
     if out["updatedAt"] is not None:
         out["updatedAt"] = str(out["updatedAt"])
     return out
