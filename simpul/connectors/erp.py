@@ -10,6 +10,9 @@ Connection
     `soap: {wsdl: ...}`: document/literal, operations PostEncounterCharges and GetReconciliations
     taken from the WSDL (zeep). `rest: {base_url, api_key, api_secret}`: ERPNext-style token auth
     (`Authorization: token key:secret`), POST /api/v1/encounter-charges and GET /api/v1/reconciliations.
+Options
+    timeout (per call). The payload is the channel's raw event (`invoice_generated`) or an
+    EncounterCharges request as JSON.
 Errors
     unreachable, timeouts, HTTP 5xx/429 and transport faults are retryable (ConnectorUnavailable);
     a SOAP Fault, HTTP 4xx or status REJECTED is final (ConnectorRejected).
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 import httpx
@@ -128,6 +132,8 @@ class ErpClient:
             # zeep (and lxml, requests) load only when a channel talks SOAP to an ERP: ~0.3 s of imports.
             import zeep
             from zeep.transports import Transport
+            # zeep logs every envelope (patient names, MRNs) at DEBUG: never let it, whatever the root level.
+            logging.getLogger("zeep.transports").setLevel(logging.INFO)
             try:
                 transport = Transport(timeout=self.config.timeout,  # type: ignore[no-untyped-call]
                                       operation_timeout=self.config.timeout)

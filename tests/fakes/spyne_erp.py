@@ -5,11 +5,13 @@ PostEncounterCharges(charges) -> PostResult (idempotent by idempotencyKey: a rep
 DUPLICATE and the same erpInvoiceNo) and GetReconciliations(since, cursor) -> ReconciliationPage
 (items changed after the cursor, `page_size` at a time, a stable cursor = the ERP's change number).
 The test drives the ERP's side directly: `record_payment`, `reject_claim`, `add_foreign_payment`,
-and `down = True` answers every call with HTTP 503, as an ERP behind a failing proxy would.
+and `down = True` answers every call with HTTP 503, as an ERP behind a failing proxy would
+(`fail_next`, `reject_next` and `stalled` are the conformance suite's knobs).
 """
 from __future__ import annotations
 
 import threading
+import time
 import warnings
 from dataclasses import dataclass, field
 from socketserver import ThreadingMixIn
@@ -102,6 +104,10 @@ class ErpState:
     change: int = 0
     page_size: int = 50
     down: bool = False
+    fail_next: int = 0           # the next n calls get HTTP 503
+    reject_next: int = 0         # the next n posts get status REJECTED
+    stalled: bool = False        # take calls and answer none (until cleared)
+    received_keys: list[str] = field(default_factory=list)   # idempotencyKey of every post, rejected ones too
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _touch(self, invoice: ErpInvoice) -> None:
@@ -139,6 +145,10 @@ def _service(state: ErpState) -> type[ServiceBase]:
         def PostEncounterCharges(ctx, charges):  # noqa: N802, N805 - names are the WSDL's
             with state.lock:
                 state.posts += 1
+                state.received_keys.append(charges.idempotencyKey)
+                if state.reject_next:
+                    state.reject_next -= 1
+                    return PostResult(status="REJECTED", erpInvoiceNo=None)
                 known = state.invoices.get(charges.idempotencyKey)
                 if known is not None:
                     return PostResult(status="DUPLICATE", erpInvoiceNo=known.erp_invoice_no)
@@ -179,30 +189,45 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class SpyneErp:
-    """Start with `start()`, read `.wsdl_url`, stop with `stop()`."""
+    """Start with `start()`, read `.wsdl_url`, stop with `stop()`; `start()` again serves the same port."""
 
     def __init__(self) -> None:
         self.state = ErpState()
         application = Application([_service(self.state)], tns=NS, in_protocol=Soap11(validator="lxml"),
                                   out_protocol=Soap11())
-        wsgi = WsgiApplication(application)
+        self._wsgi = WsgiApplication(application)
+        self.port = 0
+        self.wsdl_url = ""
+        self._server: _ThreadingServer | None = None
+        self._thread: threading.Thread | None = None
 
-        def app(environ: dict[str, Any], start_response: Any) -> Any:
-            if self.state.down:
-                start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
-                return [b"ERP maintenance"]
-            return wsgi(environ, start_response)
+    def _app(self, environ: dict[str, Any], start_response: Any) -> Any:
+        while self.state.stalled:
+            time.sleep(0.05)
+        with self.state.lock:
+            # fail_next hits calls (POST), not the WSDL download (GET)
+            calling = environ.get("REQUEST_METHOD") == "POST"
+            failing = self.state.down or (calling and self.state.fail_next > 0)
+            if calling and self.state.fail_next > 0:
+                self.state.fail_next -= 1
+        if failing:
+            start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+            return [b"ERP maintenance"]
+        return self._wsgi(environ, start_response)
 
-        self._server = make_server("127.0.0.1", 0, app, server_class=_ThreadingServer, handler_class=_QuietHandler)
+    def start(self) -> SpyneErp:
+        self._server = make_server("127.0.0.1", self.port, self._app, server_class=_ThreadingServer,
+                                   handler_class=_QuietHandler)
         self.port = self._server.server_address[1]
         self.wsdl_url = f"http://127.0.0.1:{self.port}/?wsdl"
         self._thread = threading.Thread(target=self._server.serve_forever, name="spyne-erp", daemon=True)
-
-    def start(self) -> SpyneErp:
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
+        if self._server is not None and self._thread is not None:
+            self.state.stalled = False
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(5)
+            self._server = None
