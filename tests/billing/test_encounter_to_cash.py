@@ -5,6 +5,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from simpul.billing.accounts import unpriced_queue
@@ -99,11 +100,12 @@ def channels(port: int, erp: SpyneErp, tmp_path: Path) -> dict[str, str]:
     return {"feed.yaml": feed, "erp.yaml": to_erp}
 
 
-async def start(harness: EngineHarness, erp: SpyneErp, tmp_path: Path, tariffs: str = TARIFFS) -> tuple[Engine, int]:
+async def start(harness: EngineHarness, erp: SpyneErp, tmp_path: Path, tariffs: str = TARIFFS,
+                http: bool = False) -> tuple[Engine, int]:
     (tmp_path / "config").mkdir(exist_ok=True)
     (tmp_path / "config" / "tariffs.csv").write_text(tariffs)
     port = free_port()
-    engine = await harness.start(channels(port, erp, tmp_path), billing={
+    engine = await harness.start(channels(port, erp, tmp_path), http=http, billing={
         "enabled": True, "interval": 0.05, "poll_interval": 0.2, "erp": {"soap": {"wsdl": erp.wsdl_url}}})
     return engine, port
 
@@ -230,3 +232,36 @@ async def test_mismatches_become_work_items(harness: EngineHarness, erp: SpyneEr
     events = harness.sql("SELECT raw FROM messages WHERE message_type = 'reconciliation_mismatch'")
     assert sorted(json.loads(bytes(row[0]))["data"]["kind"] for row in events) == sorted(
         ["amount_differs", "claim_rejected", "payment_without_invoice"])
+
+
+def visit_stream(number: int) -> list[str]:
+    """The stream for another visit, with its own control ids, transaction ids and order numbers."""
+    return [text.replace(VISIT, f"V2026-{number:04d}").replace("|P|2.5", f"-{number}|P|2.5", 1)
+            .replace("|T", f"|T{number}-").replace("F100", f"F1{number}").replace("F200", f"F2{number}")
+            for text in STREAM]
+
+
+async def test_the_erp_pulls_reconciliations_page_by_page(harness: EngineHarness, erp: SpyneErp,
+                                                          tmp_path: Path) -> None:
+    engine, port = await start(harness, erp, tmp_path, http=True)
+    for number in (1, 2, 3):
+        await send_all(port, visit_stream(number))
+    await harness.wait_for(lambda: len(erp.state.invoices) == 3, timeout=20)
+    base = f"http://127.0.0.1:{engine.http_port}/api/v1"
+    async with httpx.AsyncClient(base_url=base) as client:
+        first = (await client.get("/reconciliations", params={"since": "2020-01-01T00:00:00Z", "limit": 2})).json()
+        assert len(first["items"]) == 2 and first["nextCursor"]
+        second = (await client.get("/reconciliations", params={"cursor": first["nextCursor"], "limit": 2})).json()
+        assert len(second["items"]) == 1 and second["nextCursor"] is None
+        listed = [item["encounterId"] for item in first["items"] + second["items"]]
+        assert sorted(listed) == ["V2026-0001", "V2026-0002", "V2026-0003"]
+        item = second["items"][0]
+        assert item["expectedAmount"] == EXPECTED_TOTAL and item["paidAmount"] == 0 and item["payer"] == "BPJS"
+        bad = await client.get("/reconciliations", params={"cursor": "not-ours"})
+        assert bad.status_code == 400 and bad.headers["content-type"] == "application/problem+json"
+        assert (await client.get("/reconciliations", params={"since": "yesterday"})).status_code == 400
+        page = await client.get("/reconciliation-report.html")
+        assert page.status_code == 200 and "Open balances" in page.text and "BPJS" in page.text
+        csv_text = (await client.get("/reconciliation-report.csv")).text
+        assert csv_text.count("open_balance,") == 3
+        assert (await client.get("/billing/unpriced")).json() == []
