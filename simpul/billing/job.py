@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,20 +66,38 @@ def price_and_invoice(connection: Connection, tariffs: TariffTable, *, prefix: s
     return made
 
 
+def poll_erp_now(read: Callable[[Callable[[Connection], Any]], Any], write: Callable[[Callable[[Connection], Any]], Any],
+                 client: ErpClient) -> int:
+    """`simpul billing poll`: the same pages as the engine's poll, read and applied from the CLI's store session."""
+    cursor = read(lambda connection: read_state(connection, ERP_CURSOR, "")) or None
+    applied = 0
+    for _ in range(MAX_PAGES):
+        items, next_cursor = client.get_reconciliations("1970-01-01T00:00:00Z", cursor)
+        write(_page_applier(items, next_cursor))
+        applied += len(items)
+        if not items or not next_cursor or next_cursor == cursor:
+            break
+        cursor = next_cursor
+    return applied
+
+
+def _page_applier(items: list[dict[str, Any]], next_cursor: str | None) -> Callable[[Connection], None]:
+    """One page and its cursor, applied in one transaction: a crash re-reads the page, whose items apply alike."""
+    def apply(connection: Connection) -> None:
+        for item in items:
+            apply_erp_item(connection, item)
+        if next_cursor:
+            write_state(connection, ERP_CURSOR, next_cursor)
+    return apply
+
+
 async def poll_once(engine: Any, client: ErpClient) -> int:
     """Read the ERP's pages after the kept cursor; each page is applied with its cursor in one transaction."""
     cursor = await engine.read(lambda connection: read_state(connection, ERP_CURSOR, "")) or None
     applied = 0
     for _ in range(MAX_PAGES):
         items, next_cursor = await asyncio.to_thread(client.get_reconciliations, "1970-01-01T00:00:00Z", cursor)
-
-        def apply(connection: Connection, items: list[dict[str, Any]] = items, nxt: str | None = next_cursor) -> None:
-            for item in items:
-                apply_erp_item(connection, item)
-            if nxt:
-                write_state(connection, ERP_CURSOR, nxt)
-
-        await engine.writer.run(apply, durable=True)
+        await engine.writer.run(_page_applier(items, next_cursor), durable=True)
         applied += len(items)
         if not items or not next_cursor or next_cursor == cursor:
             break

@@ -47,12 +47,15 @@ class Tariff:
 
 @dataclass(frozen=True, slots=True)
 class Finding:
+    """`file:line:field column: reason`, the shape of every `simpul validate` finding (field = CSV position)."""
+
     line: int
     column: str
     reason: str
+    field: int = 1
 
     def render(self, path: Path) -> str:
-        return f"{path}:{self.line} {self.column}: {self.reason}"
+        return f"{path}:{self.line}:{self.field} {self.column}: {self.reason}"
 
 
 class TariffTable:
@@ -107,7 +110,8 @@ def read_tariffs(path: Path) -> tuple[list[Tariff], list[Finding]]:
         if not any(values.values()):
             continue
         problems = _check(values)
-        findings += [Finding(line, column, reason) for column, reason in problems]
+        header = list(reader.fieldnames or [])
+        findings += [Finding(line, column, reason, header.index(column) + 1) for column, reason in problems]
         if problems:
             continue
         rows.append(Tariff(values["service_code"], values["description"], values["class"] or "*",
@@ -149,7 +153,8 @@ def _overlaps(rows: list[Tariff]) -> list[Finding]:
         for other in seen.get(key, []):
             if row.valid_from <= other.valid_to and other.valid_from <= row.valid_to:
                 findings.append(Finding(row.line, "valid_from", f"overlaps line {other.line} (same service_code, "
-                                                                f"class and payer): which price applies is unclear"))
+                                                                f"class and payer): which price applies is unclear",
+                                        COLUMNS.index("valid_from") + 1))
         seen.setdefault(key, []).append(row)
     return findings
 
