@@ -57,7 +57,8 @@ class ErpRest(BaseModel):
 class ErpConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    soap: ErpSoap | None = Field(None, description="Talk SOAP (document/literal) to a WSDL-described ERP.")
+    soap: ErpSoap | None = Field(None, description="Talk SOAP (document/literal) to a WSDL-described ERP.",
+                                 examples=[{"wsdl": "http://erp.example.local/billing?wsdl"}])
     rest: ErpRest | None = Field(None, description="Talk REST with token auth (ERPNext style).")
     timeout: Duration = Field(30.0, description="Per-call timeout.")
 
