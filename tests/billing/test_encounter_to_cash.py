@@ -11,6 +11,7 @@ import pytest
 from simpul.billing.accounts import unpriced_queue
 from simpul.billing.invoices import invoice_view
 from simpul.billing.reconciliation import daily_report, open_items, report_csv
+from simpul.engine.events import emit_event
 from simpul.engine.runtime import Engine
 
 from tests.fakes.spyne_erp import SpyneErp
@@ -265,3 +266,31 @@ async def test_the_erp_pulls_reconciliations_page_by_page(harness: EngineHarness
         csv_text = (await client.get("/reconciliation-report.csv")).text
         assert csv_text.count("open_balance,") == 3
         assert (await client.get("/billing/unpriced")).json() == []
+
+
+async def test_fhir_admission_and_discharge_events_open_and_close_the_account(harness: EngineHarness, erp: SpyneErp,
+                                                                             tmp_path: Path) -> None:
+    engine, port = await start(harness, erp, tmp_path)
+    assert engine.writer is not None
+    admitted = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Encounter", "id": "e1", "status": "in-progress",
+                      "identifier": [{"value": "V-EVT-1"}], "class": {"code": "IMP"},
+                      "period": {"start": "2026-12-01T08:00:00Z"},
+                      "location": [{"location": {"display": "W1"}, "physicalType": {"text": "KELAS3"}}]}},
+        {"resource": {"resourceType": "Patient", "id": "p1", "identifier": [{"value": "MR-EVT"}]}},
+        {"resource": {"resourceType": "Coverage", "id": "c1", "status": "active", "subscriberId": "0009",
+                      "beneficiary": {"reference": "Patient/p1"},
+                      "payor": [{"display": "BPJS Kesehatan", "identifier": {"value": "BPJS"}}]}}]}
+    discharged = {"resourceType": "Encounter", "id": "e1", "status": "finished", "identifier": [{"value": "V-EVT-1"}],
+                  "class": {"code": "IMP"}, "period": {"start": "2026-12-01T08:00:00Z", "end": "2026-12-03T10:00:00Z"},
+                  "subject": {"identifier": {"value": "MR-EVT"}}}
+    await engine.writer.run(lambda c: emit_event(c, "patient_admitted", subject="Encounter/e1", data=admitted,
+                                                 source="emr/adt"))
+    await engine.writer.run(lambda c: emit_event(c, "patient_discharged", subject="Encounter/e1", data=discharged,
+                                                 source="emr/adt"))
+    await harness.wait_for(lambda: erp.state.invoices, timeout=15)
+    (posted,) = erp.state.invoices.values()
+    assert posted.encounter_id == "V-EVT-1" and posted.payer == "BPJS"
+    assert [(line["code"], line["qty"], line["amount"]) for line in posted.lines] == [("BED", 2, 300000)]
+    rows = harness.sql("SELECT transition, event_code FROM billing_account_events ORDER BY id")
+    assert [tuple(row) for row in rows] == [("opened", "patient_admitted"), ("closed", "patient_discharged")]
