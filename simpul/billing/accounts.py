@@ -11,6 +11,7 @@ What charges it:
     DFT^P03 / P11 FT1 lines                 FT1-7 code, FT1-10 quantity; FT1-6 CD/CR (credit) negative
     ORU^R01 OBR with OBR-25 = F             OBR-4 code; lab, or radiology when OBR-24 is an imaging section
     ORM^O01 / OML^O21 ORC-5 = CM            the same charge as the final result (same key: charged once)
+    RDS^O13, medication_dispensed           pharmacy dispenses (simpul/billing/inventory.py)
     bed-days                                computed at close from the transitions (see bed_days)
 
 Once only: every transition and charge has a source_key (sender + MSH-10, or the FT1-2
@@ -29,6 +30,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, func, select, update
 
 from simpul.billing.tariffs import TariffTable
+from simpul.engine.events import emit_event
 from simpul.store.schema import billing_account_events, billing_accounts, billing_charges
 from simpul.v2.message import Message
 
@@ -41,6 +43,7 @@ RESULT_TYPES = {"ORU^R01"}
 ORDER_TYPES = {"ORM^O01", "OML^O21"}
 CREDIT_TYPES = {"CD", "CR"}        # FT1-6 transaction type (HL7 table 0017): credit
 IMAGING_SECTIONS = {"RAD", "RX", "CT", "MR", "US", "NM", "XR", "CUS", "VUS", "RT"}   # OBR-24 (HL7 table 0074)
+CONSUMABLE_BUCKETS = {"bmhp", "alkes"}   # FT1 lines priced under these are consumables: posted to ERP stock
 BED_SERVICE_CODE = "BED"           # the tariff code of a bed-day; its `class` column gives the price per class
 
 
@@ -162,7 +165,7 @@ def find_account(connection: Connection, visit_number: str) -> dict[str, Any] | 
     return dict(row._mapping) if row else None
 
 
-def _ensure_account(connection: Connection, visit: Visit, source: Source) -> dict[str, Any]:
+def ensure_account(connection: Connection, visit: Visit, source: Source) -> dict[str, Any]:
     """The visit's account; a charge or transfer before its admission opens one (nothing is dropped)."""
     account = find_account(connection, visit.visit_number)
     if account is not None:
@@ -187,7 +190,7 @@ def apply_transition(connection: Connection, transition: str, visit: Visit, sour
     key = f"adt:{source.sender}:{visit.visit_number}:{source.event_code}:{at:.0f}"[:250]
     if connection.execute(select(billing_account_events.c.id).where(billing_account_events.c.source_key == key)).first():
         return None
-    account = _ensure_account(connection, visit, source)
+    account = ensure_account(connection, visit, source)
     if transition == "closed" and account["status"] == "closed":
         transition = "updated"      # a second discharge of a closed stay corrects data; bed-days stay
     changes: dict[str, Any] = {"updated_at": time.time()}
@@ -263,11 +266,13 @@ def charge_bed_days(connection: Connection, account: dict[str, Any], tariffs: Ta
 
 def add_charge(connection: Connection, account: dict[str, Any], tariffs: TariffTable, *, source_key: str,
                origin: str, code: str, description: str, quantity: int, service_date: str,
-               room_class: str | None = None, message_id: int | None) -> bool:
-    """Insert one charge unless its key exists; priced from the table or left unpriced. True if new."""
+               room_class: str | None = None, message_id: int | None) -> str | None:
+    """Insert one charge unless its key exists; priced from the table or left unpriced.
+
+    Returns None when the key was taken (nothing changed), else the tarif_rs bucket ("" while unpriced)."""
     key = source_key[:250]
     if connection.execute(select(billing_charges.c.id).where(billing_charges.c.source_key == key)).first():
-        return False
+        return None
     room_class = account["room_class"] if room_class is None else room_class
     tariff = tariffs.lookup(code, service_date=service_date, room_class=room_class,
                             payer_type=account["payer_type"], payer_id=account["payer_id"])
@@ -277,14 +282,14 @@ def add_charge(connection: Connection, account: dict[str, Any], tariffs: TariffT
         unit_price=tariff.price if tariff else None, amount=tariff.price * quantity if tariff else None,
         tarif_bucket=tariff.tarif_rs if tariff else "", room_class=room_class, service_date=service_date,
         status="priced" if tariff else "unpriced", message_id=message_id, created_at=time.time()))
-    return True
+    return tariff.tarif_rs if tariff else ""
 
 
 def charges_from_dft(connection: Connection, message: Message, source: Source, tariffs: TariffTable) -> int:
     visit = visit_of_v2(message)
     if not visit.visit_number:
         return 0
-    account = _ensure_account(connection, visit, source)
+    account = ensure_account(connection, visit, source)
     added = 0
     for index, ft1 in enumerate(message.all("FT1"), start=1):
         code = ft1.text(7)
@@ -293,14 +298,29 @@ def charges_from_dft(connection: Connection, message: Message, source: Source, t
         transaction_id = ft1.text(2)
         key = f"ft1:{source.sender}:{transaction_id}" if transaction_id else \
             f"ft1:{source.sender}:{source.control_id}:{ft1.text(1) or index}"
-        quantity = _int(ft1.text(10)) or 1
+        quantity = int_field(ft1.text(10)) or 1
         if ft1.text(6).upper() in CREDIT_TYPES:
             quantity = -abs(quantity)
         when = hl7_time(ft1.text(4)) or source.at
-        added += add_charge(connection, account, tariffs, source_key=key, origin="dft", code=code,
+        bucket = add_charge(connection, account, tariffs, source_key=key, origin="dft", code=code,
                             description=ft1.text(7, 2) or ft1.text(8), quantity=quantity, service_date=day_of(when),
                             message_id=source.message_id)
+        if bucket is None:
+            continue
+        added += 1
+        if bucket in CONSUMABLE_BUCKETS:
+            # a consumable used during a procedure leaves the ward's stock: the ERP inventory hears of it
+            emit_stock_movement(connection, key=key, kind="CONSUME", item_code=code, quantity=quantity,
+                                visit_number=visit.visit_number, location=ft1.text(16), occurred_at=when)
     return added
+
+
+def emit_stock_movement(connection: Connection, *, key: str, kind: str, item_code: str, quantity: int,
+                        visit_number: str, location: str, occurred_at: float) -> None:
+    """A `stock_movement` event for the ERP inventory, committed with the charge that caused it."""
+    emit_event(connection, "stock_movement", subject=f"Encounter/{visit_number}", source="simpul/billing", data={
+        "idempotencyKey": key, "kind": kind, "itemCode": item_code, "qty": quantity, "encounterId": visit_number,
+        "location": location, "occurredAt": day_of(occurred_at)})
 
 
 def charges_from_orders(connection: Connection, message: Message, source: Source, tariffs: TariffTable) -> int:
@@ -323,14 +343,14 @@ def charges_from_orders(connection: Connection, message: Message, source: Source
             order_number = f"{source.control_id}:{obr.text(1) or index + 1}"
         origin = "radiology" if obr.text(24).upper() in IMAGING_SECTIONS else "lab"
         when = hl7_time(obr.text(7)) or hl7_time(obr.text(22)) or source.at
-        account = account or _ensure_account(connection, visit, source)
+        account = account or ensure_account(connection, visit, source)
         added += add_charge(connection, account, tariffs, source_key=f"order:{order_number}:{service}", origin=origin,
                             code=service, description=obr.text(4, 2), quantity=1, service_date=day_of(when),
-                            message_id=source.message_id)
+                            message_id=source.message_id) is not None
     return added
 
 
-def _int(text: str) -> int:
+def int_field(text: str) -> int:
     try:
         return int(float(text))
     except ValueError:

@@ -19,6 +19,7 @@ from simpul.billing.accounts import (
     charge_bed_days, charges_from_dft, charges_from_orders, find_account, hl7_time, iso_time, visit_of_event,
     visit_of_v2,
 )
+from simpul.billing.inventory import DISPENSE_EVENTS, DISPENSE_TYPES, dispense_from_event, dispenses_from_rds
 from simpul.billing.invoices import invoice_if_ready
 from simpul.billing.tariffs import TariffTable
 from simpul.errors import SimpulError
@@ -28,7 +29,8 @@ from simpul.v2.message import parse_message
 
 log = logging.getLogger("simpul.billing")
 
-BILLED_TYPES = set(ADT_TRANSITIONS) | DFT_TYPES | RESULT_TYPES | ORDER_TYPES | set(EVENT_TRANSITIONS)
+BILLED_TYPES = set(ADT_TRANSITIONS) | DFT_TYPES | RESULT_TYPES | ORDER_TYPES | set(EVENT_TRANSITIONS) \
+    | DISPENSE_TYPES | DISPENSE_EVENTS
 BATCH = 200
 CURSOR = "intake_cursor"
 # Simpul's own events (emit_event) never wait for routing here: one no channel takes stays `received`.
@@ -81,11 +83,16 @@ def intake_batch(connection: Connection, tariffs: TariffTable, *, prefix: str) -
 def apply_message(connection: Connection, row: Any, tariffs: TariffTable, *, prefix: str) -> None:
     code = row["message_type"]
     sender = f"{row['sending_application']}|{row['sending_facility']}"
-    if code in EVENT_TRANSITIONS:
+    if code in EVENT_TRANSITIONS or code in DISPENSE_EVENTS:
         event = json.loads(bytes(row["raw"]))
-        visit = visit_of_event(code, event.get("data") or {})
+        data = event.get("data") or {}
         source = Source(row["id"], sender, row["control_id"], code, iso_time(event.get("time", "")) or row["received_at"])
-        _transition(connection, EVENT_TRANSITIONS[code], visit, source, tariffs, prefix)
+        if code in DISPENSE_EVENTS:
+            if dispense_from_event(connection, data, source, tariffs):
+                _invoice_late_charges(connection, str(data.get("context", {}).get("identifier", {}).get("value", "")),
+                                      prefix)
+            return
+        _transition(connection, EVENT_TRANSITIONS[code], visit_of_event(code, data), source, tariffs, prefix)
         return
     text = bytes(row["raw"]).decode(row["charset"] or "utf-8", errors="replace")
     message = parse_message(text)
@@ -95,13 +102,19 @@ def apply_message(connection: Connection, row: Any, tariffs: TariffTable, *, pre
         return
     if code in DFT_TYPES:
         added = charges_from_dft(connection, message, source, tariffs)
+    elif code in DISPENSE_TYPES:
+        added = dispenses_from_rds(connection, message, visit_of_v2(message), source, tariffs)
     else:
         added = charges_from_orders(connection, message, source, tariffs)
     if added:
-        # a charge after the close (a late DFT) goes on a supplementary invoice once priced
-        account = find_account(connection, visit_of_v2(message).visit_number)
-        if account is not None and account["status"] == "closed":
-            invoice_if_ready(connection, account, prefix=prefix)
+        _invoice_late_charges(connection, visit_of_v2(message).visit_number, prefix)
+
+
+def _invoice_late_charges(connection: Connection, visit_number: str, prefix: str) -> None:
+    """A charge after the close (a late DFT or dispense) goes on a supplementary invoice once priced."""
+    account = find_account(connection, visit_number)
+    if account is not None and account["status"] == "closed":
+        invoice_if_ready(connection, account, prefix=prefix)
 
 
 def _transition(connection: Connection, transition: str, visit: Any, source: Source, tariffs: TariffTable,

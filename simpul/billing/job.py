@@ -3,8 +3,8 @@
 Every `billing.interval`: reload the tariff table if its file changed (a broken edit is logged
 with its first finding and the last good table stays), price what waits in the unpriced queue,
 invoice accounts that became ready, and read the newly routed messages. Every
-`billing.poll_interval` (when `billing.erp` is set): read the ERP's reconciliation pages from
-the kept cursor and apply them. All writes go through the engine's store writer, so they share
+`billing.poll_interval` (when `billing.erp` is set): read the ERP's reconciliation, stock-alert and
+staff-master pages from their kept cursors and apply them. All writes go through the engine's store writer, so they share
 its transactions and durability; a failing pass is logged and the next one retries.
 """
 from __future__ import annotations
@@ -22,6 +22,7 @@ from simpul.billing.accounts import reprice
 from simpul.billing.intake import intake_batch, read_state, write_state
 from simpul.billing.invoices import invoice_if_ready
 from simpul.billing.reconciliation import apply_erp_item
+from simpul.billing.staff import publish_staff_member, publish_stock_alert
 from simpul.billing.tariffs import TariffTable, load_tariffs
 from simpul.connectors.erp import ErpClient, ErpConfig
 from simpul.errors import ConfigError, ConnectorError
@@ -29,6 +30,8 @@ from simpul.store.schema import billing_accounts
 
 log = logging.getLogger("simpul.billing")
 ERP_CURSOR = "erp_cursor"
+STOCK_CURSOR = "erp_stock_cursor"
+STAFF_CURSOR = "erp_staff_cursor"
 MAX_PAGES = 100          # per poll: a huge backlog is read over several polls, never in one blocking pass
 
 
@@ -68,41 +71,58 @@ def price_and_invoice(connection: Connection, tariffs: TariffTable, *, prefix: s
 
 def poll_erp_now(read: Callable[[Callable[[Connection], Any]], Any], write: Callable[[Callable[[Connection], Any]], Any],
                  client: ErpClient) -> int:
-    """`simpul billing poll`: the same pages as the engine's poll, read and applied from the CLI's store session."""
-    cursor = read(lambda connection: read_state(connection, ERP_CURSOR, "")) or None
+    """`simpul billing poll`: the engine's poll, read and applied through the CLI's store session."""
     applied = 0
-    for _ in range(MAX_PAGES):
-        items, next_cursor = client.get_reconciliations("1970-01-01T00:00:00Z", cursor)
-        write(_page_applier(items, next_cursor))
-        applied += len(items)
-        if not items or not next_cursor or next_cursor == cursor:
-            break
-        cursor = next_cursor
+    for name, fetch, apply_one in _feeds(client):
+        cursor = read(_state_reader(name)) or None
+        for _ in range(MAX_PAGES):
+            items, next_cursor = fetch(cursor)
+            write(_page_applier(items, next_cursor, name, apply_one))
+            applied += len(items)
+            if not items or not next_cursor or next_cursor == cursor:
+                break
+            cursor = next_cursor
     return applied
 
 
-def _page_applier(items: list[dict[str, Any]], next_cursor: str | None) -> Callable[[Connection], None]:
+def _state_reader(name: str) -> Callable[[Connection], str]:
+    return lambda connection: read_state(connection, name, "")
+
+
+def _page_applier(items: list[dict[str, Any]], next_cursor: str | None, cursor_name: str,
+                  apply_one: Callable[[Connection, dict[str, Any]], Any]) -> Callable[[Connection], None]:
     """One page and its cursor, applied in one transaction: a crash re-reads the page, whose items apply alike."""
     def apply(connection: Connection) -> None:
         for item in items:
-            apply_erp_item(connection, item)
+            apply_one(connection, item)
         if next_cursor:
-            write_state(connection, ERP_CURSOR, next_cursor)
+            write_state(connection, cursor_name, next_cursor)
     return apply
 
 
 async def poll_once(engine: Any, client: ErpClient) -> int:
-    """Read the ERP's pages after the kept cursor; each page is applied with its cursor in one transaction."""
-    cursor = await engine.read(lambda connection: read_state(connection, ERP_CURSOR, "")) or None
+    """Read every ERP feed after its kept cursor; each page is applied with its cursor in one transaction."""
     applied = 0
-    for _ in range(MAX_PAGES):
-        items, next_cursor = await asyncio.to_thread(client.get_reconciliations, "1970-01-01T00:00:00Z", cursor)
-        await engine.writer.run(_page_applier(items, next_cursor), durable=True)
-        applied += len(items)
-        if not items or not next_cursor or next_cursor == cursor:
-            break
-        cursor = next_cursor
+    for name, fetch, apply_one in _feeds(client):
+        cursor = await engine.read(_state_reader(name)) or None
+        for _ in range(MAX_PAGES):
+            items, next_cursor = await asyncio.to_thread(fetch, cursor)
+            await engine.writer.run(_page_applier(items, next_cursor, name, apply_one), durable=True)
+            applied += len(items)
+            if not items or not next_cursor or next_cursor == cursor:
+                break
+            cursor = next_cursor
     return applied
+
+
+Feed = tuple[str, Callable[[str | None], tuple[list[dict[str, Any]], str | None]], Callable[[Connection, dict[str, Any]], Any]]
+
+
+def _feeds(client: ErpClient) -> list[Feed]:
+    """(cursor name, page reader, what one item does): reconciliations, stock alerts, the staff master."""
+    return [(ERP_CURSOR, lambda cursor: client.get_reconciliations("1970-01-01T00:00:00Z", cursor), apply_erp_item),
+            (STOCK_CURSOR, client.get_stock_alerts, publish_stock_alert),
+            (STAFF_CURSOR, client.get_staff, publish_staff_member)]
 
 
 async def run_billing(engine: Any) -> None:

@@ -1,11 +1,14 @@
 """erp: post encounter invoices to the hospital ERP (SOAP through zeep, or REST) and read its reconciliations.
 
 Features
-    One call per invoice: the `invoice_generated` event (a FHIR Bundle of Invoice, ChargeItems and
+    One call per event. `stock_movement` (a dispensed drug or a consumable used) becomes
+    PostStockMovement {idempotencyKey, kind DISPENSE|CONSUME, itemCode, qty, encounterId, location,
+    occurredAt}. `invoice_generated` (the default) (a FHIR Bundle of Invoice, ChargeItems and
     Account) becomes the ERP contract's `EncounterCharges` request (idempotencyKey, encounterId,
     payer, total, lines with tarif_rs bucket, integer rupiah). The ERP answers ACCEPTED or
     DUPLICATE with its invoice number (a replay gets DUPLICATE and the same number), or REJECTED.
-    The same client reads `GetReconciliations(since, cursor)` for the billing poller.
+    The same client reads `GetReconciliations(since, cursor)`, `GetStockAlerts(cursor)` and
+    `GetStaff(cursor)` for the billing poller.
 Connection
     `soap: {wsdl: ...}`: document/literal, operations PostEncounterCharges and GetReconciliations
     taken from the WSDL (zeep). `rest: {base_url, api_key, api_secret}`: ERPNext-style token auth
@@ -38,6 +41,7 @@ PAYER_EXTENSION = "https://simpul.dev/fhir/StructureDefinition/payer"
 IDEMPOTENCY_SYSTEM = "urn:simpul:idempotency-key"
 INVOICE_SYSTEM = "urn:simpul:invoice"
 RETRYABLE_STATUS = {408, 425, 429}
+STOCK_KINDS = ("DISPENSE", "CONSUME")     # a stock_movement event's `kind`: pharmacy dispense, procedure consumable
 
 
 class ErpSoap(BaseModel):
@@ -154,7 +158,7 @@ class ErpClient:
     def post_charges(self, request: dict[str, Any]) -> tuple[str, str]:
         """(status, erpInvoiceNo); raises ConnectorUnavailable / ConnectorRejected."""
         if self.config.soap is not None:
-            result = self._soap_call("PostEncounterCharges", _soap_request(request))
+            result = self._soap_call("PostEncounterCharges", {"charges": _soap_request(request)})
             status, number = str(result.status), str(result.erpInvoiceNo or "")
         else:
             body = self._rest_call("POST", "/api/v1/encounter-charges", json=request)
@@ -173,14 +177,44 @@ class ErpClient:
         body = self._rest_call("GET", "/api/v1/reconciliations", params=params)
         return list(body.get("items", [])), body.get("nextCursor") or None
 
+    def post_stock_movement(self, movement: dict[str, Any]) -> tuple[str, int | None]:
+        """(status, on hand after it); the ERP is idempotent by the movement's idempotencyKey."""
+        if self.config.soap is not None:
+            result = self._soap_call("PostStockMovement", {"movement": movement})
+            status, on_hand = str(result.status), result.onHand
+        else:
+            body = self._rest_call("POST", "/api/v1/stock-movements", json=movement)
+            status, on_hand = str(body.get("status", "")), body.get("onHand")
+        if status not in ("ACCEPTED", "DUPLICATE"):
+            raise ConnectorRejected(f"ERP answered {status or 'no status'} for stock movement of "
+                                    f"{movement.get('itemCode')}")
+        return status, int(on_hand) if on_hand is not None else None
+
+    def get_stock_alerts(self, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """Low-stock notices after the cursor: itemCode, location, onHand, reorderLevel."""
+        return self._page("GetStockAlerts", "/api/v1/stock-alerts", cursor,
+                          ("itemCode", "location", "onHand", "reorderLevel"), "StockAlert")
+
+    def get_staff(self, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """The staff master's changes after the cursor: staffId, nik, name, role, specialty, licenseNo, active."""
+        return self._page("GetStaff", "/api/v1/staff", cursor,
+                          ("staffId", "nik", "name", "role", "specialty", "licenseNo", "active"), "StaffMember")
+
+    def _page(self, operation: str, path: str, cursor: str | None, fields: tuple[str, ...],
+              element: str) -> tuple[list[dict[str, Any]], str | None]:
+        if self.config.soap is not None:
+            page = self._soap_call(operation, {"cursor": cursor})
+            raw = getattr(page.items, element) if page.items is not None else []
+            return [{name: getattr(item, name, None) for name in fields} for item in raw or []], page.nextCursor or None
+        body = self._rest_call("GET", path, params={"cursor": cursor} if cursor else {})
+        return list(body.get("items", [])), body.get("nextCursor") or None
+
     def _soap_call(self, operation: str, argument: dict[str, Any]) -> Any:
         client = self._soap_client()
         # zeep's exceptions, translated at this boundary; zeep is imported in _soap_client for the same reason
         from zeep.exceptions import Fault, TransportError, ValidationError
         try:
-            if operation == "PostEncounterCharges":
-                return client.service.PostEncounterCharges(charges=argument)
-            return client.service.GetReconciliations(**argument)
+            return getattr(client.service, operation)(**argument)
         except Fault as exc:
             raise ConnectorRejected(f"ERP SOAP fault on {operation}: {exc.code or ''}".strip()) from exc
         except ValidationError as exc:
@@ -242,7 +276,7 @@ def _soap_item(item: Any) -> dict[str, Any]:
 
 
 class ErpConnector:
-    """The `erp` destination: one invoice_generated event -> one PostEncounterCharges call."""
+    """The `erp` destination: invoice_generated -> PostEncounterCharges; stock_movement -> PostStockMovement."""
 
     def __init__(self, config: ErpConfig) -> None:
         self.client = ErpClient(config)
@@ -251,27 +285,37 @@ class ErpConnector:
         return None     # the WSDL is read at the first send, so a down ERP delays, not fails, the start
 
     async def send(self, outgoing: Outgoing) -> str:
-        request = _request_of(outgoing.payload)
-        status, number = await asyncio.to_thread(self.client.post_charges, request)
+        document = _document_of(outgoing.payload)
+        if document.get("kind") in STOCK_KINDS:
+            status, on_hand = await asyncio.to_thread(self.client.post_stock_movement, document)
+            return f"{status} {document.get('itemCode')} on hand {on_hand}"
+        status, number = await asyncio.to_thread(self.client.post_charges, _request_of(document))
         return f"{status} {number}"
 
     async def close(self) -> None:
         self.client.close()
 
 
-def _request_of(payload: bytes) -> dict[str, Any]:
+def _document_of(payload: bytes) -> dict[str, Any]:
+    """The event's data (or the bare JSON document) the destination was given."""
     try:
         document = json.loads(payload)
     except ValueError as exc:
-        raise ConnectorRejected("the ERP destination takes an invoice event or request JSON") from exc
+        raise ConnectorRejected("the ERP destination takes an invoice or stock event, or request JSON") from exc
     if isinstance(document, dict) and "specversion" in document:
         try:
             document = read_event(payload).data
         except EventUnreadable as exc:
-            raise ConnectorRejected(f"unreadable invoice event: {exc}") from exc
-    if isinstance(document, dict) and document.get("resourceType") == "Bundle":
+            raise ConnectorRejected(f"unreadable event: {exc}") from exc
+    if not isinstance(document, dict):
+        raise ConnectorRejected("the ERP destination takes a JSON object")
+    return document
+
+
+def _request_of(document: dict[str, Any]) -> dict[str, Any]:
+    if document.get("resourceType") == "Bundle":
         return request_from_bundle(document)
-    if isinstance(document, dict) and "idempotencyKey" in document:
+    if "idempotencyKey" in document:
         return document
     raise ConnectorRejected("the ERP destination takes an invoice event (FHIR Bundle) or an EncounterCharges request")
 

@@ -21,7 +21,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 with warnings.catch_warnings():
     # spyne 2.14 bundles six and imports cgi: both warn on Python 3.11 (components.md section 4)
     warnings.simplefilter("ignore")
-    from spyne import Application, ComplexModel, Integer, ServiceBase, Unicode, rpc
+    from spyne import Application, Boolean, ComplexModel, Integer, ServiceBase, Unicode, rpc
     from spyne.model.complex import Array
     from spyne.protocol.soap import Soap11
     from spyne.server.wsgi import WsgiApplication
@@ -82,6 +82,54 @@ class ReconciliationPage(ComplexModel):
     nextCursor = Unicode
 
 
+class StockMovement(ComplexModel):
+    __namespace__ = NS
+    idempotencyKey = Unicode(min_occurs=1, nillable=False)
+    kind = Unicode
+    itemCode = Unicode
+    qty = Integer
+    encounterId = Unicode
+    location = Unicode
+    occurredAt = Unicode
+
+
+class StockResult(ComplexModel):
+    __namespace__ = NS
+    status = Unicode
+    onHand = Integer
+
+
+class StockAlert(ComplexModel):
+    __namespace__ = NS
+    itemCode = Unicode
+    location = Unicode
+    onHand = Integer
+    reorderLevel = Integer
+
+
+class StockAlertPage(ComplexModel):
+    __namespace__ = NS
+    items = Array(StockAlert)
+    nextCursor = Unicode
+
+
+class StaffMember(ComplexModel):
+    __namespace__ = NS
+    staffId = Unicode
+    nik = Unicode
+    name = Unicode
+    role = Unicode
+    specialty = Unicode
+    licenseNo = Unicode
+    active = Boolean
+
+
+class StaffPage(ComplexModel):
+    __namespace__ = NS
+    items = Array(StaffMember)
+    nextCursor = Unicode
+
+
 @dataclass
 class ErpInvoice:
     erp_invoice_no: str
@@ -108,6 +156,11 @@ class ErpState:
     reject_next: int = 0         # the next n posts get status REJECTED
     stalled: bool = False        # take calls and answer none (until cleared)
     received_keys: list[str] = field(default_factory=list)   # idempotencyKey of every post, rejected ones too
+    stock: dict[str, int] = field(default_factory=dict)        # itemCode -> on hand
+    reorder_level: dict[str, int] = field(default_factory=dict)
+    movements: dict[str, dict[str, Any]] = field(default_factory=dict)   # by idempotencyKey
+    alerts: list[dict[str, Any]] = field(default_factory=list)           # each with its change number
+    staff: list[dict[str, Any]] = field(default_factory=list)            # each with its change number
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _touch(self, invoice: ErpInvoice) -> None:
@@ -129,6 +182,11 @@ class ErpState:
             invoice = self.by_number(erp_invoice_no)
             invoice.status = "REJECTED"
             self._touch(invoice)
+
+    def add_staff(self, **member: Any) -> None:
+        with self.lock:
+            self.change += 1
+            self.staff.append({**member, "change": self.change})
 
     def add_foreign_payment(self, erp_invoice_no: str, amount: int) -> None:
         """A payment the ERP holds for an invoice Simpul never sent (payment without invoice)."""
@@ -175,6 +233,38 @@ def _service(state: ErpState) -> type[ServiceBase]:
                 next_cursor = str(page[-1].change) if page else (cursor or "")
             # nextCursor: where the next poll starts; an empty page keeps the caller's cursor
             return ReconciliationPage(items=items, nextCursor=next_cursor if (more or page) else next_cursor)
+
+        @rpc(StockMovement, _returns=StockResult, _body_style="wrapped")
+        def PostStockMovement(ctx, movement):  # noqa: N802, N805
+            with state.lock:
+                code = movement.itemCode
+                if movement.idempotencyKey in state.movements:
+                    return StockResult(status="DUPLICATE", onHand=state.stock.get(code, 0))
+                state.movements[movement.idempotencyKey] = {"kind": movement.kind, "itemCode": code,
+                                                            "qty": movement.qty}
+                state.stock[code] = state.stock.get(code, 0) - int(movement.qty or 0)
+                if state.stock[code] <= state.reorder_level.get(code, -10**9):
+                    state.change += 1
+                    state.alerts.append({"itemCode": code, "location": movement.location or "",
+                                         "onHand": state.stock[code], "reorderLevel": state.reorder_level[code],
+                                         "change": state.change})
+                return StockResult(status="ACCEPTED", onHand=state.stock[code])
+
+        @rpc(Unicode, _returns=StockAlertPage)
+        def GetStockAlerts(ctx, cursor):  # noqa: N802, N805
+            after = int(cursor) if cursor else 0
+            with state.lock:
+                page = [a for a in state.alerts if a["change"] > after]
+                items = [StockAlert(**{k: v for k, v in a.items() if k != "change"}) for a in page]
+                return StockAlertPage(items=items, nextCursor=str(page[-1]["change"]) if page else cursor)
+
+        @rpc(Unicode, _returns=StaffPage)
+        def GetStaff(ctx, cursor):  # noqa: N802, N805
+            after = int(cursor) if cursor else 0
+            with state.lock:
+                page = [m for m in state.staff if m["change"] > after]
+                items = [StaffMember(**{k: v for k, v in m.items() if k != "change"}) for m in page]
+                return StaffPage(items=items, nextCursor=str(page[-1]["change"]) if page else cursor)
 
     return Billing
 
