@@ -125,40 +125,57 @@ def _feeds(client: ErpClient) -> list[Feed]:
             (STAFF_CURSOR, client.get_staff, publish_staff_member)]
 
 
+# How long stopping waits for a pass in flight: a pass cut off mid-read would finish in its thread
+# after the engine disposed the pool and leave a connection open.
+STOP_GRACE = 10.0
+
+
+class BillingJob:
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.settings = engine.settings.billing
+        self.tariffs = TariffSource(engine.settings.tariffs_path())
+        erp_config: ErpConfig | None = self.settings.erp
+        self.client = ErpClient(erp_config) if erp_config is not None else None
+        self.polled_at = 0.0
+
+    async def one_pass(self) -> None:
+        engine, prefix = self.engine, self.settings.invoice_prefix
+        try:
+            table = self.tariffs.current()
+            while await engine.writer.run(lambda connection: intake_batch(connection, table, prefix=prefix)):
+                pass
+            await engine.writer.run(lambda connection: price_and_invoice(connection, table, prefix=prefix))
+        except Exception as exc:  # noqa: BLE001 - the engine keeps running; the next pass retries
+            log.error("billing pass failed", extra={"error_class": type(exc).__name__})
+        if self.client is None or time.monotonic() - self.polled_at < self.settings.poll_interval:
+            return
+        try:
+            applied = await poll_once(engine, self.client)
+            if applied:
+                log.info("ERP items applied", extra={"items": applied})
+        except ConnectorError as exc:
+            # the ERP down delays reconciliation; the cursors stay, the next poll resumes there
+            log.warning("ERP poll failed", extra={"error": str(exc)})
+        except Exception as exc:  # noqa: BLE001 - a bad page must not end billing; the next poll retries
+            log.error("ERP poll failed", extra={"error_class": type(exc).__name__})
+        self.polled_at = time.monotonic()
+
+
 async def run_billing(engine: Any) -> None:
     """The engine's billing task (a BackgroundJob); idle unless `billing.enabled`."""
-    settings = engine.settings.billing
-    if not settings.enabled:
+    if not engine.settings.billing.enabled:
         return
-    tariffs = TariffSource(engine.settings.tariffs_path())
-    erp_config: ErpConfig | None = settings.erp
-    client = ErpClient(erp_config) if erp_config is not None else None
-    polled_at = 0.0
+    job = BillingJob(engine)
     try:
         while True:
+            in_flight = asyncio.ensure_future(job.one_pass())
             try:
-                table = tariffs.current()
-                while await engine.writer.run(
-                        lambda connection: intake_batch(connection, table, prefix=settings.invoice_prefix)):
-                    pass
-                await engine.writer.run(
-                    lambda connection: price_and_invoice(connection, table, prefix=settings.invoice_prefix))
-            except Exception as exc:  # noqa: BLE001 - the engine keeps running; the next pass retries
-                log.error("billing pass failed", extra={"error_class": type(exc).__name__})
-            if client is not None and time.monotonic() - polled_at >= settings.poll_interval:
-                try:
-                    applied = await poll_once(engine, client)
-                    polled_at = time.monotonic()
-                    if applied:
-                        log.info("ERP reconciliations applied", extra={"items": applied})
-                except ConnectorError as exc:
-                    # the ERP down delays reconciliation; the cursor stays, the next poll resumes there
-                    log.warning("ERP poll failed", extra={"error": str(exc)})
-                    polled_at = time.monotonic()
-                except Exception as exc:  # noqa: BLE001 - a bad page must not end billing; the next poll retries
-                    log.error("ERP poll failed", extra={"error_class": type(exc).__name__})
-                    polled_at = time.monotonic()
-            await asyncio.sleep(settings.interval)
+                await asyncio.shield(in_flight)
+            except asyncio.CancelledError:
+                await asyncio.wait([in_flight], timeout=STOP_GRACE)
+                raise
+            await asyncio.sleep(job.settings.interval)
     finally:
-        if client is not None:
-            client.close()
+        if job.client is not None:
+            job.client.close()

@@ -121,8 +121,9 @@ async def read(engine: Engine, fn):  # noqa: ANN001, ANN201 - tiny test helper
     return await engine.read(fn)
 
 
-async def test_admission_to_partial_payment_through_a_soap_erp(harness: EngineHarness, erp: SpyneErp,
+async def test_admission_to_partial_payment_through_a_soap_erp(both_stores: EngineHarness, erp: SpyneErp,
                                                                tmp_path: Path) -> None:
+    harness = both_stores
     engine, port = await start(harness, erp, tmp_path)
     await send_all(port, STREAM)
 
