@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -49,8 +50,14 @@ def write_state(connection: Connection, name: str, value: str) -> None:
         connection.execute(billing_state.insert().values(name=name, value=value))
 
 
-def intake_batch(connection: Connection, tariffs: TariffTable, *, prefix: str) -> int:
-    """Apply the next routed messages after the cursor; returns how many were read (0: caught up)."""
+def intake_batch(connection: Connection, tariffs: TariffTable, *, prefix: str, settle: float = 0.0) -> int:
+    """Apply the next routed messages after the cursor; returns how many were read (0: caught up).
+
+    `settle`: messages younger than this many seconds wait. On PostgreSQL several writers take ids
+    from one sequence and may commit out of id order; waiting until a message has settled keeps
+    the cursor from passing an id whose transaction was still open.
+    """
+    horizon = time.time() - settle
     cursor = int(read_state(connection, CURSOR, "0"))
     rows = connection.execute(
         select(messages.c.id, messages.c.status, messages.c.source, messages.c.message_type, messages.c.raw, messages.c.charset,
@@ -59,6 +66,8 @@ def intake_batch(connection: Connection, tariffs: TariffTable, *, prefix: str) -
         .where(messages.c.id > cursor).order_by(messages.c.id).limit(BATCH)).all()
     read = 0
     for row in rows:
+        if row.received_at > horizon:
+            break
         if row.status == MessageStatus.RECEIVED and row.message_type in BILLED_TYPES \
                 and not row.source.startswith(EVENT_PREFIX):
             break           # not routed yet: the stream is read in order, so wait for it

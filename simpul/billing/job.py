@@ -143,7 +143,9 @@ class BillingJob:
         engine, prefix = self.engine, self.settings.invoice_prefix
         try:
             table = self.tariffs.current()
-            while await engine.writer.run(lambda connection: intake_batch(connection, table, prefix=prefix)):
+            settle = self.settings.settle
+            while await engine.writer.run(lambda connection: intake_batch(connection, table, prefix=prefix,
+                                                                          settle=settle)):
                 pass
             await engine.writer.run(lambda connection: price_and_invoice(connection, table, prefix=prefix))
         except Exception as exc:  # noqa: BLE001 - the engine keeps running; the next pass retries

@@ -107,7 +107,7 @@ async def start(harness: EngineHarness, erp: SpyneErp, tmp_path: Path, tariffs: 
     (tmp_path / "config" / "tariffs.csv").write_text(tariffs)
     port = free_port()
     engine = await harness.start(channels(port, erp, tmp_path), http=http, billing={
-        "enabled": True, "interval": 0.05, "poll_interval": 0.2, "erp": {"soap": {"wsdl": erp.wsdl_url}}})
+        "enabled": True, "interval": 0.05, "settle": 0.2, "poll_interval": 0.2, "erp": {"soap": {"wsdl": erp.wsdl_url}}})
     return engine, port
 
 

@@ -44,7 +44,7 @@ async def test_dispenses_and_consumables_move_erp_stock_and_low_stock_comes_back
               "    retry: {max_attempts: 100, initial_delay: 0.1s, max_delay: 0.3s}\n"
               f"    erp: {{soap: {{wsdl: '{erp.wsdl_url}'}}}}\n")
     await harness.start({"feed.yaml": feed, "erp.yaml": to_erp}, billing={
-        "enabled": True, "interval": 0.05, "poll_interval": 0.2, "erp": {"soap": {"wsdl": erp.wsdl_url}}})
+        "enabled": True, "interval": 0.05, "settle": 0.2, "poll_interval": 0.2, "erp": {"soap": {"wsdl": erp.wsdl_url}}})
     stream = [adt("ADM1", "A01", at="20261201080000", room_class="KELAS3", admit="20261201080000"),
               rds("RX1", "OBAT-PCT^Paracetamol", 10, "R-100"), dft_consumable("DC1")]
     await send_all(port, stream)
@@ -80,7 +80,7 @@ async def test_the_staff_master_is_published_as_practitioner_and_role(harness: E
             f"destinations:\n  - label: archive\n    payload: raw\n    order_by: none\n"
             f"    file: {{directory: {tmp_path / 'archive'}}}\n")
     await harness.start({"feed.yaml": feed}, billing={
-        "enabled": True, "interval": 0.05, "poll_interval": 0.2, "erp": {"soap": {"wsdl": erp.wsdl_url}}})
+        "enabled": True, "interval": 0.05, "settle": 0.2, "poll_interval": 0.2, "erp": {"soap": {"wsdl": erp.wsdl_url}}})
     bundles = await harness.wait_for(lambda: len(events_of(harness, "practitioner_updated")) == 2 and
                                      events_of(harness, "practitioner_updated"), timeout=10)
     doctor, role = (entry["resource"] for entry in bundles[0]["entry"])

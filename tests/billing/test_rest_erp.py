@@ -38,7 +38,7 @@ async def test_invoice_goes_to_a_rest_erp_once_and_its_payment_comes_back(harnes
               "destinations:\n  - label: erp\n    order_by: none\n"
               f"    erp: {{rest: {{base_url: '{rest_erp.base_url}', api_key: {API_KEY}, api_secret: {API_SECRET}}}}}\n")
     engine = await harness.start({"feed.yaml": feed, "erp.yaml": to_erp}, billing={
-        "enabled": True, "interval": 0.05, "poll_interval": 0.2, "erp": rest_config(rest_erp)})
+        "enabled": True, "interval": 0.05, "settle": 0.2, "poll_interval": 0.2, "erp": rest_config(rest_erp)})
     await send_all(port, STREAM)
     await harness.wait_for(lambda: rest_erp.invoices, timeout=20)
     (posted,) = rest_erp.invoices.values()

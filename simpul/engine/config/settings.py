@@ -60,6 +60,8 @@ class BillingSettings(Strict):
     invoice_prefix: str = Field("SIMPUL", pattern=r"^[A-Za-z0-9_-]{1,20}$",
                                 description="Start of invoice numbers and idempotency keys.")
     interval: Duration = Field(1.0, description="How often the billing intake reads newly routed messages.")
+    settle: Duration = Field(2.0, description="A message is billed once it is this old: on PostgreSQL, writers "
+                                              "commit out of id order, and the intake must not pass an open one.")
     erp: ErpConfig | None = Field(None, description="The ERP polled for payments, adjustments and claim results "
                                                     "(same options as the `erp` destination).")
     poll_interval: Duration = Field(300.0, description="How often the ERP is polled for reconciliations.")
