@@ -193,6 +193,13 @@ def apply_transition(connection: Connection, transition: str, visit: Visit, sour
     account = ensure_account(connection, visit, source)
     if transition == "closed" and account["status"] == "closed":
         transition = "updated"      # a second discharge of a closed stay corrects data; bed-days stay
+    if account["status"] == "voided" and transition != "opened":
+        # a cancelled admission stays cancelled: only a new admission message opens it again
+        connection.execute(billing_account_events.insert().values(
+            account_id=account["id"], transition="ignored", event_code=source.event_code,
+            room_class=visit.room_class or account["room_class"], occurred_at=at, message_id=source.message_id,
+            source_key=key))
+        return None
     changes: dict[str, Any] = {"updated_at": time.time()}
     for column in ("patient_id", "payer_type", "payer_id", "payer_ref", "room_class"):
         value = getattr(visit, column)
@@ -251,15 +258,34 @@ def bed_days(events: list[dict[str, Any]], discharged_at: float) -> list[tuple[s
 
 
 def charge_bed_days(connection: Connection, account: dict[str, Any], tariffs: TariffTable) -> None:
-    """At close: one bed charge per room-class stretch (recomputed after a reopen, never twice)."""
+    """At close: one bed charge per room-class stretch, less what earlier closes already charged.
+
+    After a reopen (A13) and a second close, the stay is counted again from all its transitions;
+    days already on an invoice are not charged again, and days no longer in the stay (a discharge
+    moved earlier) are credited with a negative line.
+    """
     events = [dict(r._mapping) for r in connection.execute(
         select(billing_account_events).where(billing_account_events.c.account_id == account["id"])
         .order_by(billing_account_events.c.occurred_at, billing_account_events.c.id))]
     closes = sum(1 for e in events if e["transition"] == "closed")
+    charged: dict[str, int] = {}
+    for row in connection.execute(select(billing_charges.c.room_class, billing_charges.c.quantity).where(and_(
+            billing_charges.c.account_id == account["id"], billing_charges.c.origin == "bed"))):
+        charged[row.room_class] = charged.get(row.room_class, 0) + row.quantity
+    visit = account["visit_number"]
     for index, (room_class, days, first_day) in enumerate(bed_days(events, account["discharged_at"])):
-        add_charge(connection, account, tariffs, source_key=f"bed:{account['visit_number']}:{closes}:{index}",
-                   origin="bed", code=BED_SERVICE_CODE, description=f"Bed-day {room_class}".strip(),
-                   quantity=days, service_date=first_day, room_class=room_class, message_id=None)
+        covered = min(charged.get(room_class, 0), days)
+        charged[room_class] = charged.get(room_class, 0) - covered
+        if days > covered:
+            add_charge(connection, account, tariffs, source_key=f"bed:{visit}:{closes}:{index}", origin="bed",
+                       code=BED_SERVICE_CODE, description=f"Bed-day {room_class}".strip(), quantity=days - covered,
+                       service_date=first_day, room_class=room_class, message_id=None)
+    for room_class, left in sorted(charged.items()):
+        if left > 0:
+            add_charge(connection, account, tariffs, source_key=f"bed:{visit}:{closes}:credit:{room_class}",
+                       origin="bed", code=BED_SERVICE_CODE, description=f"Bed-day {room_class} credit".strip(),
+                       quantity=-left, service_date=day_of(account["discharged_at"]), room_class=room_class,
+                       message_id=None)
 
 
 # ---- charges ---------------------------------------------------------------------------------

@@ -287,7 +287,8 @@ billing_account_events = Table(
     "billing_account_events", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("account_id", Integer, ForeignKey("billing_accounts.id"), nullable=False),
-    Column("transition", String(16), nullable=False),   # opened updated transferred closed reopened voided
+    # opened updated transferred closed reopened voided ignored (a message for a voided account)
+    Column("transition", String(16), nullable=False),
     Column("event_code", String(32), nullable=False),    # ADT^A02, patient_discharged ...
     Column("room_class", String(40), nullable=False, default=""),
     Column("occurred_at", Float, nullable=False),        # clinical time (EVN-6/PV1-44/PV1-45), bed-days use it

@@ -295,3 +295,36 @@ async def test_fhir_admission_and_discharge_events_open_and_close_the_account(ha
     assert [(line["code"], line["qty"], line["amount"]) for line in posted.lines] == [("BED", 2, 300000)]
     rows = harness.sql("SELECT transition, event_code FROM billing_account_events ORDER BY id")
     assert [tuple(row) for row in rows] == [("opened", "patient_admitted"), ("closed", "patient_discharged")]
+
+
+async def test_a_reopened_stay_gets_a_supplementary_invoice_and_a_cancelled_admission_none(
+        harness: EngineHarness, erp: SpyneErp, tmp_path: Path) -> None:
+    _, port = await start(harness, erp, tmp_path)
+    await send_all(port, STREAM)
+    await harness.wait_for(lambda: len(erp.state.invoices) == 1, timeout=20)
+    # A13 cancels the discharge; the patient stays two more days, gets a consult, and leaves on the 6th.
+    await send_all(port, [
+        adt("CXL1", "A13", at="20261204100000", room_class="VIP"),
+        dft("DFT3", [("T4", "CG", "KONS-INT^Konsultasi", 1)]),
+        adt("DIS2", "A03", at="20261206090000", room_class="VIP", discharge="20261206090000")])
+    await harness.wait_for(lambda: len(erp.state.invoices) == 2, timeout=20)
+    second = max(erp.state.invoices.values(), key=lambda invoice: invoice.erp_invoice_no)
+    assert sorted((line["code"], line["qty"], line["amount"]) for line in second.lines) == [
+        ("BED", 2, 1500000), ("KONS-INT", 1, 150000)]     # only the two new VIP days and the new consult
+    transitions = [row[0] for row in harness.sql("SELECT transition FROM billing_account_events ORDER BY id")]
+    assert transitions == ["opened", "transferred", "closed", "reopened", "closed"]
+
+    # A11 cancels another admission: its charges stay on record, nothing is invoiced.
+    other = [text.replace(VISIT, "V-CXL").replace("|P|2.5", "-X|P|2.5", 1).replace("|T", "|TX") for text in STREAM[:2]]
+    await send_all(port, other + [adt("CXA1", "A11", at="20261201090000").replace(VISIT, "V-CXL"),
+                                  adt("CXA2", "A03", at="20261201100000", discharge="20261201100000")
+                                  .replace(VISIT, "V-CXL")])
+    await harness.wait_for(lambda: harness.sql("SELECT status FROM billing_accounts WHERE visit_number = 'V-CXL' "
+                                               "AND status = 'voided'"))
+    await harness.wait_for(lambda: harness.sql(
+        "SELECT value FROM billing_state WHERE name = 'intake_cursor' AND CAST(value AS INTEGER) >= "
+        "(SELECT max(id) FROM messages WHERE source NOT LIKE 'event:%')"))
+    assert len(erp.state.invoices) == 2     # the stray discharge after A11 neither closed nor invoiced it
+    rows = harness.sql("SELECT e.transition FROM billing_account_events e JOIN billing_accounts a "
+                       "ON a.id = e.account_id WHERE a.visit_number = 'V-CXL' ORDER BY e.id")
+    assert [row[0] for row in rows] == ["opened", "voided", "ignored"]
