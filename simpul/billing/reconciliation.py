@@ -166,7 +166,10 @@ def _api_item(row: Any) -> dict[str, Any]:
             "encounterId": row["visit_number"], "payer": row["payer_type"], "sepNo": row["payer_ref"] or None,
             "status": row["status"], "erpInvoiceNo": row["erp_invoice_no"] or None, "erpStatus": row["erp_status"] or None,
             "expectedAmount": row["total"], "postedAmount": posted, "paidAmount": row["paid_amount"],
-            "claimedAmount": row["claimed_amount"], "approvedAmount": row["approved_amount"],
+            "claimedAmount": row["claimed_amount"],
+            # BPJS pays the INA-CBG tariff, not the itemized total: the gap is tracked per invoice
+            "claimDifference": row["claimed_amount"] - row["total"] if row["claimed_amount"] is not None else None,
+            "approvedAmount": row["approved_amount"],
             "balance": (posted if posted is not None else row["total"]) - row["paid_amount"],
             "updatedAt": dt.datetime.fromtimestamp(row["updated_at"], dt.UTC).isoformat().replace("+00:00", "Z")}
 

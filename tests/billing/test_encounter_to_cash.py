@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from simpul.billing.accounts import unpriced_queue
-from simpul.billing.invoices import invoice_view
+from simpul.billing.invoices import invoice_view, set_claimed_amount
 from simpul.billing.reconciliation import daily_report, open_items, report_csv
 from simpul.engine.events import emit_event
 from simpul.engine.runtime import Engine
@@ -249,14 +249,22 @@ async def test_the_erp_pulls_reconciliations_page_by_page(harness: EngineHarness
     for number in (1, 2, 3):
         await send_all(port, visit_stream(number))
     await harness.wait_for(lambda: len(erp.state.invoices) == 3, timeout=20)
+    # the INA-CBG grouping claims more than the itemized tariff for one stay: the gap shows per invoice
+    grouped = harness.sql("SELECT i.invoice_no FROM billing_invoices i JOIN billing_accounts a ON a.id = i.account_id "
+                          "WHERE a.visit_number = 'V2026-0002'")[0][0]
+    assert engine.writer is not None
+    assert await engine.writer.run(lambda c: set_claimed_amount(c, grouped, 2_100_000))
     base = f"http://127.0.0.1:{engine.http_port}/api/v1"
     async with httpx.AsyncClient(base_url=base) as client:
         first = (await client.get("/reconciliations", params={"since": "2020-01-01T00:00:00Z", "limit": 2})).json()
         assert len(first["items"]) == 2 and first["nextCursor"]
         second = (await client.get("/reconciliations", params={"cursor": first["nextCursor"], "limit": 2})).json()
         assert len(second["items"]) == 1 and second["nextCursor"] is None
-        listed = [item["encounterId"] for item in first["items"] + second["items"]]
+        listed = {item["encounterId"]: item for item in first["items"] + second["items"]}
         assert sorted(listed) == ["V2026-0001", "V2026-0002", "V2026-0003"]
+        assert listed["V2026-0002"]["claimDifference"] == 2_100_000 - EXPECTED_TOTAL
+        assert listed["V2026-0001"]["claimDifference"] is None
+        assert second["items"][0]["encounterId"] == "V2026-0002"    # changed last, listed last
         item = second["items"][0]
         assert item["expectedAmount"] == EXPECTED_TOTAL and item["paidAmount"] == 0 and item["payer"] == "BPJS"
         bad = await client.get("/reconciliations", params={"cursor": "not-ours"})
