@@ -7,6 +7,7 @@ from pathlib import Path
 from tests.billing.test_encounter_to_cash import (
     PID, TARIFFS, _fields, adt, erp, msh, pv1, send_all,  # noqa: F401 - erp is the spyne ERP fixture
 )
+from tests.fakes.fake_lis import FakeLis
 from tests.fakes.spyne_erp import SpyneErp
 from tests.helpers import EngineHarness, free_port
 
@@ -75,11 +76,12 @@ async def test_the_staff_master_is_published_as_practitioner_and_role(harness: E
                         specialty="Penyakit Dalam", licenseNo="SIP-503/2026", active=True)
     erp.state.add_staff(staffId="N007", nik="3201234567890002", name="Ns. Ani", role="nurse", specialty=None,
                         licenseNo=None, active=True)
-    port = free_port()
-    feed = (f"name: feed\nsource:\n  mllp: {{host: 127.0.0.1, port: {port}}}\n"
-            f"destinations:\n  - label: archive\n    payload: raw\n    order_by: none\n"
-            f"    file: {{directory: {tmp_path / 'archive'}}}\n")
-    await harness.start({"feed.yaml": feed}, billing={
+    lis = await FakeLis().start()          # a clinical system that takes the staff master as MFN^M02
+    staff_to_mllp = ("name: staff-master\nsource:\n  events: {types: [practitioner_updated]}\n"
+                     "mapping:\n  builtin: fhir_to_mfn_m02\n"
+                     "destinations:\n  - label: his\n    payload: mapped\n    order_by: none\n"
+                     f"    mllp: {{host: 127.0.0.1, port: {lis.port}}}\n")
+    await harness.start({"staff.yaml": staff_to_mllp}, billing={
         "enabled": True, "interval": 0.05, "settle": 0.2, "poll_interval": 0.2, "erp": {"soap": {"wsdl": erp.wsdl_url}}})
     bundles = await harness.wait_for(lambda: len(events_of(harness, "practitioner_updated")) == 2 and
                                      events_of(harness, "practitioner_updated"), timeout=10)
@@ -95,3 +97,13 @@ async def test_the_staff_master_is_published_as_practitioner_and_role(harness: E
                         specialty="Penyakit Dalam", licenseNo="SIP-503/2026", active=False)
     await harness.wait_for(lambda: len(events_of(harness, "practitioner_updated")) == 3, timeout=10)
     assert events_of(harness, "practitioner_updated")[2]["entry"][0]["resource"]["active"] is False
+    # ... and as MFN^M02 over MLLP, one message per change, in order
+    await harness.wait_for(lambda: len(lis.received) == 3, timeout=10)
+    await lis.stop()
+    first = lis.received[0].decode().split("\r")
+    assert first[0].split("|")[8] == "MFN^M02^MFN_M02"
+    assert [line.split("|")[0] for line in first if line] == ["MSH", "MFI", "MFE", "STF", "PRA"]
+    stf = next(line for line in first if line.startswith("STF|")).split("|")
+    assert (stf[1], stf[4], stf[7]) == ("D001", "doctor", "A")
+    last = lis.received[2].decode().split("\r")
+    assert next(line for line in last if line.startswith("MFE|")).split("|")[1] == "MDC"   # deactivated
