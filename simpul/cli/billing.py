@@ -108,4 +108,4 @@ def poll_command(config: ConfigOption = None) -> None:
             fail(f"ERP poll failed: {exc}", 1)
         finally:
             client.close()
-    typer.echo(f"applied {applied} reconciliation item(s)")
+    typer.echo(f"applied {applied} item(s) from the ERP (reconciliations, stock alerts, staff)")

@@ -6,6 +6,7 @@ from pathlib import Path
 from simpul.billing.tariffs import TariffTable, read_tariffs
 
 from tests.engine.test_cli import FINDING, simpul, write_channels
+from tests.fakes.spyne_erp import SpyneErp
 from tests.helpers import REPO_ROOT, file_destination_channel
 
 HEADER = "service_code,description,class,payer,price,valid_from,valid_to,tarif_rs\n"
@@ -73,3 +74,23 @@ def test_billing_commands_on_an_empty_store(tmp_path: Path) -> None:
     assert missing.code == 1 and "no open reconciliation item 7" in missing.err and "Traceback" not in missing.err
     no_erp = simpul("billing", "poll", cwd=tmp_path)
     assert no_erp.code == 1 and "billing.erp is not set" in no_erp.err
+
+
+def test_billing_poll_reads_the_erp_from_the_command_line(tmp_path: Path) -> None:
+    erp = SpyneErp().start()
+    try:
+        erp.state.add_staff(staffId="D9", nik="1", name="dr. X", role="doctor", specialty=None, licenseNo=None,
+                            active=True)
+        (tmp_path / "config").mkdir()
+        (tmp_path / "config" / "simpul.yaml").write_text(
+            f"database: {{url: 'sqlite:///{tmp_path}/s.db'}}\nbilling: {{erp: {{soap: {{wsdl: '{erp.wsdl_url}'}}}}}}\n")
+        assert simpul("migrate", cwd=tmp_path).code == 0
+        first = simpul("billing", "poll", cwd=tmp_path)
+        assert (first.code, first.out) == (0, "applied 1 item(s) from the ERP (reconciliations, stock alerts, staff)\n")
+        again = simpul("billing", "poll", cwd=tmp_path)      # from the kept cursor: nothing new
+        assert again.out.startswith("applied 0 item(s)")
+        erp.state.down = True
+        down = simpul("billing", "poll", cwd=tmp_path)
+        assert down.code == 1 and "ERP poll failed" in down.err and "Traceback" not in down.err
+    finally:
+        erp.stop()
