@@ -70,7 +70,7 @@ async def test_dispenses_and_consumables_move_erp_stock_and_low_stock_comes_back
     assert len(events_of(harness, "stock_movement")) == 2
 
 
-async def test_the_staff_master_is_published_as_practitioner_and_role(harness: EngineHarness, erp: SpyneErp,
+async def test_the_staff_master_is_published_as_practitioner_role_and_mfn_m02(harness: EngineHarness, erp: SpyneErp,
                                                                      tmp_path: Path) -> None:
     erp.state.add_staff(staffId="D001", nik="3201234567890001", name="dr. Rudy, Sp.PD", role="doctor",
                         specialty="Penyakit Dalam", licenseNo="SIP-503/2026", active=True)
