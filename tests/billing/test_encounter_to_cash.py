@@ -249,6 +249,9 @@ async def test_the_erp_pulls_reconciliations_page_by_page(harness: EngineHarness
     for number in (1, 2, 3):
         await send_all(port, visit_stream(number))
     await harness.wait_for(lambda: len(erp.state.invoices) == 3, timeout=20)
+    # the poll has read the ERP's three postings back; the ERP changes nothing after that
+    await harness.wait_for(lambda: len(harness.sql("SELECT 1 FROM billing_invoices WHERE erp_invoice_no != ''")) == 3,
+                           timeout=10)
     # the INA-CBG grouping claims more than the itemized tariff for one stay: the gap shows per invoice
     grouped = harness.sql("SELECT i.invoice_no FROM billing_invoices i JOIN billing_accounts a ON a.id = i.account_id "
                           "WHERE a.visit_number = 'V2026-0002'")[0][0]
