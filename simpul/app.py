@@ -6,6 +6,7 @@ engine (`simpul run`, the tests' harness) gets the same one.
 """
 from __future__ import annotations
 
+from simpul.billing.job import run_billing
 from simpul.dead_letters.config_audit import audit_channel_changes
 from simpul.dead_letters.retention import run_retention_periodically
 from simpul.engine.config.settings import Settings
@@ -15,6 +16,7 @@ from simpul.engine.runtime import Engine
 
 def build_engine(settings: Settings) -> Engine:
     """An engine with retention running (for channels with `retention:`), channel changes recorded
-    in the audit trail, and the HTTP API."""
+    in the audit trail, billing (when enabled) and the HTTP API."""
     return Engine(settings, background_jobs={"retention": run_retention_periodically,
-                                             "channel-audit": audit_channel_changes}, http_app=create_app)
+                                             "channel-audit": audit_channel_changes,
+                                             "billing": run_billing}, http_app=create_app)

@@ -24,6 +24,9 @@ RANKS = {
     "dead_letters": 5,
     # Users, roles, tokens, sessions: above the operations (it records audit events), below the API.
     "access": 5.5,
+    # encounter-to-cash: accounts, charges, invoices, reconciliation; beside the operations layer,
+    # above the engine (it emits events and runs as an engine background job), below the API.
+    "billing": 5,
     "api": 6,
     # The composition root that wires the engine with the layers above it (simpul/app.py).
     "app": 7,

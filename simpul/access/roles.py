@@ -5,7 +5,7 @@ an app with a route that does not). A role is a set of permissions; a token's sc
 role's set further (a monitoring token: role viewer, scope `dashboard.read`).
 
     viewer     dashboards and counts, never message content or patient identifiers
-    operator   viewer + message content and search, replay, edit, discard, pause/resume
+    operator   viewer + message content and search, replay, edit, discard, pause/resume, reconciliation
     analyst    viewer + channels, mappings, diff
     admin      everything, including users, tokens and the audit trail
 """
@@ -26,6 +26,8 @@ class Permission(StrEnum):
     ARCHIVES_WRITE = "archives.write"          # retention run, restore
     CHANNELS_READ = "channels.read"            # channel files, mappings, diff
     AUDIT_READ = "audit.read"
+    RECONCILIATION_READ = "reconciliation.read"  # invoices, their state, work items, the report (the ERP's pull)
+    BILLING_WRITE = "billing.write"              # resolve a reconciliation work item, invoice an account now
     USERS_ADMIN = "users.admin"                # users and tokens
 
 
@@ -33,7 +35,8 @@ VIEWER = frozenset({Permission.DASHBOARD_READ})
 ROLES: dict[str, frozenset[Permission]] = {
     "viewer": VIEWER,
     "operator": VIEWER | {Permission.MESSAGES_READ, Permission.DEAD_LETTERS_READ, Permission.DEAD_LETTERS_WRITE,
-                          Permission.DESTINATIONS_WRITE, Permission.ARCHIVES_READ, Permission.ARCHIVES_WRITE},
+                          Permission.DESTINATIONS_WRITE, Permission.ARCHIVES_READ, Permission.ARCHIVES_WRITE,
+                          Permission.RECONCILIATION_READ, Permission.BILLING_WRITE},
     "analyst": VIEWER | {Permission.CHANNELS_READ},
     "admin": frozenset(Permission),
 }

@@ -14,8 +14,9 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from simpul.errors import (
-    ActorRequired, ArchiveIncomplete, ArchiveUnreadable, ConfigError, MessageError, NotFound, OperationRefused,
-    LoginThrottled, NotAuthenticated, PermissionDenied, ReplayOverCap, SimpulError, StoreError, problem_document,
+    ActorRequired, ArchiveIncomplete, ArchiveUnreadable, ConfigError, InvalidParameter, LoginThrottled, MessageError,
+    NotAuthenticated, NotFound, OperationRefused, PermissionDenied, ReplayOverCap, SimpulError, StoreError,
+    problem_document,
 )
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -24,6 +25,7 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 # listed here answers like its nearest listed ancestor.
 PROBLEMS: dict[type[BaseException], tuple[int, str]] = {
     ActorRequired: (400, "Actor required"),
+    InvalidParameter: (400, "Invalid parameter"),
     NotAuthenticated: (401, "Not authenticated"),
     PermissionDenied: (403, "Forbidden"),
     LoginThrottled: (429, "Too many failed logins"),

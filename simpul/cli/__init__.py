@@ -47,6 +47,8 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "users": ("simpul.cli.access", "users_app", True),
     "tokens": ("simpul.cli.access", "tokens_app", True),
     "audit": ("simpul.cli.access", "audit_app", True),
+    "reconciliation": ("simpul.cli.billing", "reconciliation_app", True),
+    "billing": ("simpul.cli.billing", "billing_app", True),
 }
 
 
