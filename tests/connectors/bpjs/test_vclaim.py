@@ -1,0 +1,96 @@
+"""VClaim client against the simulator: signed requests, decrypted answers, each failure mode."""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from simpul.connectors.bpjs.service import ServiceRejected, ServiceUnavailable
+from simpul.connectors.bpjs.vclaim import VClaimClient, VClaimCredentials
+
+from tests.fakes.vclaim_sim import VClaimSimulator
+
+CARD, NIK = "0000000000001", "3319022010810007"
+
+
+def t_sep(card: str = CARD) -> dict[str, Any]:
+    return {"noKartu": card, "tglSep": "2026-12-02", "ppkPelayanan": "0301R011", "jnsPelayanan": "2",
+            "klsRawat": {"klsRawatHak": "3", "klsRawatNaik": "", "pembiayaan": "", "penanggungJawab": ""},
+            "noMR": "MR001", "rujukan": {"asalRujukan": "1", "tglRujukan": "2026-11-30", "noRujukan": "R1",
+                                         "ppkRujukan": "0138U020"},
+            "catatan": "", "diagAwal": "E10", "poli": {"tujuan": "INT", "eksekutif": "0"}, "cob": {"cob": "0"},
+            "katarak": {"katarak": "0"}, "jaminan": {"lakaLantas": "0", "noLP": "", "penjamin": {}},
+            "tujuanKunj": "0", "flagProcedure": "", "kdPenunjang": "", "assesmentPel": "",
+            "skdp": {"noSurat": "", "kodeDPJP": ""}, "dpjpLayan": "31574", "noTelp": "081111111101", "user": "simpul"}
+
+
+@pytest.fixture
+def sim() -> Iterator[VClaimSimulator]:
+    with VClaimSimulator() as simulator:
+        simulator.add_participant(CARD, NIK)
+        yield simulator
+
+
+@pytest.fixture
+async def client(sim: VClaimSimulator) -> Any:
+    made = VClaimClient(sim.base_url, VClaimCredentials("1234", "abcd", "uk-vclaim"), timeout=2.0)
+    yield made
+    await made.close()
+
+
+async def test_eligibility_by_card_and_by_nik(client: VClaimClient) -> None:
+    assert (await client.participant_by_card(CARD, "2026-12-02"))["statusPeserta"]["keterangan"] == "AKTIF"
+    assert (await client.participant_by_nik(NIK, "2026-12-02"))["noKartu"] == CARD
+
+
+async def test_sep_insert_get_update_delete(client: VClaimClient, sim: VClaimSimulator) -> None:
+    sep = await client.sep_insert(t_sep())
+    no_sep = sep["noSep"]
+    assert len(no_sep) == 19 and no_sep[8:12] == "1226" and no_sep[12] == "V"
+    assert (await client.sep_get(no_sep))["noSep"] == no_sep
+    assert await client.sep_update({"noSep": no_sep, "catatan": "x", "user": "simpul"}) == no_sep
+    assert await client.sep_delete(no_sep, "simpul") == no_sep
+    assert no_sep not in sim.seps
+
+
+async def test_business_refusal_carries_the_bpjs_message(client: VClaimClient, sim: VClaimSimulator) -> None:
+    sim.add_participant("0000000000002", "3319022010810008", active=False)
+    with pytest.raises(ServiceRejected) as refused:
+        await client.sep_insert(t_sep("0000000000002"))
+    assert refused.value.code == "201" and "TIDAK AKTIF" in refused.value.service_message
+    missing = t_sep()
+    del missing["diagAwal"]
+    with pytest.raises(ServiceRejected, match="diagAwal tidak boleh kosong"):
+        await client.sep_insert(missing)
+
+
+async def test_bad_signature_and_clock_drift_are_refused(sim: VClaimSimulator) -> None:
+    wrong = VClaimClient(sim.base_url, VClaimCredentials("1234", "wrong", "uk-vclaim"), timeout=2.0)
+    with pytest.raises(ServiceRejected, match="Signature tidak valid"):
+        await wrong.participant_by_card(CARD, "2026-12-02")
+    await wrong.close()
+    late = VClaimClient(sim.base_url, VClaimCredentials("1234", "abcd", "uk-vclaim"), timeout=2.0,
+                        clock=lambda: time.time() - 600)
+    with pytest.raises(ServiceRejected, match="toleransi"):
+        await late.participant_by_card(CARD, "2026-12-02")
+    await late.close()
+
+
+@pytest.mark.parametrize("fault", ["rate_limit", "server_error", "malformed", "drop"])
+async def test_transport_faults_are_retryable_and_the_next_call_works(client: VClaimClient, sim: VClaimSimulator,
+                                                                       fault: str) -> None:
+    sim.fail_next(fault)
+    with pytest.raises(ServiceUnavailable):
+        await client.participant_by_card(CARD, "2026-12-02")
+    assert (await client.participant_by_card(CARD, "2026-12-02"))["noKartu"] == CARD
+
+
+async def test_audit_lines_name_the_operation_never_the_card_or_secret(client: VClaimClient,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    await client.participant_by_card(CARD, "2026-12-02")
+    assert "operation=participant_by_card outcome=ok code=200" in caplog.text
+    assert CARD not in caplog.text and "abcd" not in caplog.text and "uk-vclaim" not in caplog.text
