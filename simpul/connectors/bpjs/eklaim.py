@@ -186,7 +186,7 @@ def claim_data(claim: ClaimInput, settings: ClaimSettings) -> dict[str, Any]:
     unknown = set(claim.tarif_rs) - set(TARIF_RS_BUCKETS)
     if unknown:
         raise ServiceRejected(SERVICE, "set_claim_data", "tarif_rs",
-                              f"charges in buckets E-Klaim does not have: {', '.join(sorted(unknown))}")
+                              f"charges in buckets E-Klaim does not have: {', '.join(sorted(unknown))}", local=True)
     data: dict[str, Any] = {
         "nomor_sep": claim.nomor_sep, "nomor_kartu": claim.nomor_kartu, "tgl_masuk": claim.tgl_masuk,
         "tgl_pulang": claim.tgl_pulang, "cara_masuk": claim.cara_masuk, "jenis_rawat": claim.jenis_rawat,

@@ -2,8 +2,9 @@
 
 The token comes from `POST {auth}/accesstoken?grant_type=client_credentials` (form body
 client_id, client_secret); it is cached and fetched again `refresh_margin` seconds before it
-expires (issued_at in ms and expires_in in s, both strings). After a failed token request the next
-one waits `failed_token_wait` seconds (SATUSEHAT allows one a minute then). A 401 on a FHIR call
+expires (issued_at in ms and expires_in in s, both strings). After refused credentials the next
+token request waits `failed_token_wait` seconds (SATUSEHAT allows one a minute then); a network
+failure or 5xx may be retried at once. A 401 on a FHIR call
 drops the token and tries once more with a fresh one. A 4xx OperationOutcome is a refusal with
 `issue[0].details.text` as the message.
 """
@@ -105,7 +106,7 @@ class SatusehatClient:
             self._token_failed_at = None
             return value
         finally:
-            if outcome != "ok":
+            if outcome == "refused":     # refused credentials: SATUSEHAT allows one more try a minute
                 self._token_failed_at = now
             audit(CallRecord(SERVICE, "token", outcome, code, time.monotonic() - started))
 

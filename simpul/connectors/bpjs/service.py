@@ -49,11 +49,18 @@ def hide_paths_of(base_url: str) -> None:
 
 class ServiceRejected(ConnectorRejected):
     """The service refused the request for a business reason; `service_message` is its own text
-    (BPJS metaData.message, E-Klaim metadata.message, OperationOutcome details.text)."""
+    (BPJS metaData.message, E-Klaim metadata.message, OperationOutcome details.text).
+
+    A service may echo patient data in that text, and the error text is logged, so the text names
+    the service, operation and code only; the service's message travels as the `response` (kept on
+    the delivery and the dead letter) and in the ledger. `local=True`: the refusal is ours (data
+    the service requires is missing) and its text names fields, never values, so it is shown."""
 
     def __init__(self, service: str, operation: str, code: str, service_message: str,
-                 *, response: str | None = None) -> None:
-        super().__init__(f"{service} {operation} refused (code {code}): {service_message}", response=response)
+                 *, response: str | None = None, local: bool = False) -> None:
+        text = (f"{service} {operation}: {service_message}" if local else
+                f"{service} {operation} refused (code {code}); the service's message is kept with the delivery")
+        super().__init__(text, response=f"{service_message}\n{response}" if response else service_message)
         self.service = service
         self.operation = operation
         self.code = code

@@ -63,7 +63,8 @@ async def test_a_retried_flow_reuses_its_claim(client: EKlaimClient) -> None:
 async def test_unknown_coder_is_refused_with_eklaim_message(client: EKlaimClient) -> None:
     with pytest.raises(ServiceRejected) as refused:
         await client.submit_claim(claim(), ClaimSettings(coder_nik="9999"))
-    assert refused.value.code == "E2006" and "NIK Coder tidak ditemukan" in str(refused.value)
+    assert refused.value.code == "E2006" and refused.value.service_message == "NIK Coder tidak ditemukan"
+    assert refused.value.response is not None and "NIK Coder tidak ditemukan" in str(refused.value.response)
 
 
 async def test_wrong_key_is_key_mismatch(sim: EKlaimSimulator) -> None:
@@ -75,8 +76,9 @@ async def test_wrong_key_is_key_mismatch(sim: EKlaimSimulator) -> None:
 
 async def test_debug_mode_only_when_enabled(sim: EKlaimSimulator) -> None:
     debug = EKlaimClient(sim.url, KEY, timeout=2.0, debug=True)
-    with pytest.raises(ServiceRejected, match="Debug mode is disabled"):
+    with pytest.raises(ServiceRejected) as refused:
         await debug.call("get_claim_status", {"nomor_sep": "X"})
+    assert "Debug mode is disabled" in refused.value.service_message
     sim.enable_debug = True
     with pytest.raises(ServiceRejected, match="E2004"):
         await debug.call("get_claim_status", {"nomor_sep": "X"})
