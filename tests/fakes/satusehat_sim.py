@@ -209,15 +209,14 @@ class SatusehatSimulator(SimServer):
         urn: dict[str, str] = {}
         staged: list[tuple[str, dict[str, Any], str]] = []
         for entry in bundle.get("entry", []):
-            resource = json.loads(json.dumps(entry.get("resource", {})).replace("\"urn:uuid:", "\"urn:uuid:"))
+            resource = dict(entry.get("resource", {}))
             kind = entry.get("request", {}).get("url", "")
             full_url = entry.get("fullUrl", "")
-            for key in ("encounter",):
-                if key in resource and resource[key]["reference"] in urn:
-                    resource[key] = {"reference": urn[resource[key]["reference"]]}
             problem = self._check(kind, resource, urn)
             if problem:
                 return problem
+            if "encounter" in resource and resource["encounter"]["reference"] in urn:   # resolve urn:uuid
+                resource["encounter"] = {"reference": urn[resource["encounter"]["reference"]]}
             rid = str(uuid.uuid4())
             urn[full_url] = f"{kind}/{rid}"
             staged.append((kind, {**resource, "id": rid}, full_url))
