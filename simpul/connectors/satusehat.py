@@ -22,7 +22,9 @@ Errors
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+from collections.abc import Callable
 import uuid
 from typing import Any, Literal
 
@@ -176,22 +178,29 @@ class _Run:
         summary = ", ".join(f"{count} {kind}" for kind, count in counts.items()) or "nothing new"
         return f"SATUSEHAT Encounter {encounter_id}: {summary}"
 
-    async def _pending(self, ihs: str) -> list[tuple[str, str, Any]]:
+    async def _pending(self, ihs: str) -> list[tuple[str, str, Callable[[str], dict[str, Any]]]]:
         """The visit's resources not yet at SATUSEHAT: (kind, our ref, build(encounter_reference))."""
         performer = self.settings.practitioner_for(self.visit, self.visit.encounter or {})
         actor = f"Practitioner/{performer}" if performer else f"Organization/{self.settings.org_id}"
-        items: list[tuple[str, str, Any]] = []
-        for kind, resources, build in (
-                ("Condition", self.visit.conditions, lambda r, ref: condition_resource(r, ihs=ihs, encounter_ref=ref)),
-                ("Observation", self.visit.observations,
-                 lambda r, ref: observation_resource(r, ihs=ihs, encounter_ref=ref, performer=actor)),
-                ("Procedure", self.visit.procedures,
-                 lambda r, ref: procedure_resource(r, ihs=ihs, encounter_ref=ref, performer=actor))):
+        def condition(resource: dict[str, Any], ref: str) -> dict[str, Any]:
+            return condition_resource(resource, ihs=ihs, encounter_ref=ref)
+
+        def observation(resource: dict[str, Any], ref: str) -> dict[str, Any]:
+            return observation_resource(resource, ihs=ihs, encounter_ref=ref, performer=actor)
+
+        def procedure(resource: dict[str, Any], ref: str) -> dict[str, Any]:
+            return procedure_resource(resource, ihs=ihs, encounter_ref=ref, performer=actor)
+
+        items: list[tuple[str, str, Callable[[str], dict[str, Any]]]] = []
+        kinds: list[tuple[str, list[dict[str, Any]], Callable[[dict[str, Any], str], dict[str, Any]]]] = [
+            ("Condition", self.visit.conditions, condition), ("Observation", self.visit.observations, observation),
+            ("Procedure", self.visit.procedures, procedure)]
+        for kind, resources, build in kinds:
             for resource in resources:
                 local_ref = f"{kind}|{self.settings.org_id}|{resource.get('id')}"
                 if await self._sent_id(local_ref) is None:
                     build(resource, "Encounter/check")      # a BuildError names the gap before anything is sent
-                    items.append((kind, local_ref, lambda ref, r=resource, b=build: b(r, ref)))
+                    items.append((kind, local_ref, functools.partial(build, resource)))
         return items
 
     async def _create_encounter(self, ihs: str) -> str:
@@ -204,7 +213,7 @@ class _Run:
         self.sent.append("Encounter")
         return remote
 
-    async def _transaction(self, ihs: str, encounter_id: str | None, items: list[tuple[str, str, Any]]) -> str:
+    async def _transaction(self, ihs: str, encounter_id: str | None, items: list[tuple[str, str, Callable[[str], dict[str, Any]]]]) -> str:
         entries: list[dict[str, Any]] = []
         refs: list[tuple[str, str]] = []
         encounter_ref = f"Encounter/{encounter_id}" if encounter_id else f"urn:uuid:{uuid.uuid4()}"

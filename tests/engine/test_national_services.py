@@ -99,7 +99,7 @@ async def test_admission_checks_eligibility_and_keeps_the_sep_on_the_visit(harne
     await harness.start({"bpjs.yaml": national_channel(port, secrets_file, sqlite_url, vclaim=vclaim)})
     ack = await send_one(port, bpjs_admission(1, card=CARD, name="Suharto^Budi", visit="V001"))
     assert segment(ack, "MSA")[1] == "AA"
-    await harness.wait_for(lambda: [r for r in ledger_rows(harness, "vclaim") if r.status == "sent"])
+    await harness.wait_for(lambda: [d for d in deliveries(harness, "sep") if d.status == "delivered"])
     [row] = ledger_rows(harness, "vclaim")
     assert (row.kind, row.visit, row.remote_id) == ("sep", "V001", next(iter(vclaim.seps)))
     assert json.loads(row.detail)["status"] == "AKTIF" and json.loads(row.detail)["class"] == "3"

@@ -110,7 +110,8 @@ class EKlaimClient:
             if retry is not None:
                 raise retry
             reply = self._open(answer, method)
-            meta = reply.get("metadata") if isinstance(reply.get("metadata"), dict) else {}
+            found_meta = reply.get("metadata")
+            meta: dict[str, Any] = found_meta if isinstance(found_meta, dict) else {}
             code = str(meta.get("code", ""))
             if code != "200":
                 outcome = "refused"

@@ -105,7 +105,9 @@ class StoreLedger:
             values = dict(service=service, kind=kind, visit=visit, local_ref=local_ref, remote_id=remote_id,
                           status=status, message=message, detail=json.dumps(detail or {}), channel=channel,
                           control_id=control_id, supersedes=_supersedes(previous, status), created_at=time.time())
-            new_id = connection.execute(national_submissions.insert().values(**values)).inserted_primary_key[0]
+            inserted = connection.execute(national_submissions.insert().values(**values)).inserted_primary_key
+            assert inserted is not None
+            new_id = inserted[0]
         return _row({**values, "id": new_id})
 
     def latest(self, service: str, local_ref: str) -> Submission | None:

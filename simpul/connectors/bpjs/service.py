@@ -89,7 +89,7 @@ def read_secrets(names: list[str], *, secrets_file: str | None) -> dict[str, str
                 found[key.strip()] = value.strip().strip('"').strip("'")
     result: dict[str, str] = {}
     for name in names:
-        value = found.get(name) or os.environ.get(name)
+        value = found.get(name) or os.environ.get(name) or ""
         if not value:
             where = f"secrets file {secrets_file} or " if secrets_file else ""
             raise ConfigError(f"credential {name} is not set (looked in {where}the environment)")
