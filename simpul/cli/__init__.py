@@ -9,6 +9,7 @@
     dead_letters.py  simpul dead-letters list|counts|show|replay|edit|discard|audit
     destinations.py  simpul destinations pause|resume|status
     archive.py       simpul archive run|list|restore
+    national.py      simpul bpjs sep show|retry, simpul satusehat status
 
 Shared option types and helpers live in `common.py` and `tables.py` (public, so no command module
 imports another's private names). Every user error ends with a one-line message and a non-zero exit
@@ -41,6 +42,8 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "dead-letters": ("simpul.cli.dead_letters", "dead_letters_app", True),
     "destinations": ("simpul.cli.destinations", "destinations_app", True),
     "archive": ("simpul.cli.archive", "archive_app", True),
+    "bpjs": ("simpul.cli.national", "bpjs_app", True),
+    "satusehat": ("simpul.cli.national", "satusehat_app", True),
 }
 
 

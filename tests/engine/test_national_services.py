@@ -7,6 +7,7 @@ in a retry that delivers or a dead letter whose response carries the service's o
 """
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from tests.connectors.peers.eklaim import KEY, CODER, bpjs_discharge
 from tests.fakes.eklaim_sim import EKlaimSimulator
 from tests.fakes.satusehat_sim import SatusehatSimulator
 from tests.fakes.vclaim_sim import VClaimSimulator
-from tests.helpers import channel_yaml, free_port, segment, send_one
+from tests.helpers import SIMPUL_CLI, channel_yaml, free_port, segment, send_one, write_settings
 
 RETRY = "retry: {max_attempts: 6, initial_delay: 50ms, max_delay: 200ms, jitter: false}"
 CARD = "0000000000001"
@@ -243,3 +244,45 @@ async def test_vclaim_and_eklaim_faults_are_retried_until_delivered(harness, vcl
     await harness.wait_for(lambda: [r for r in ledger_rows(harness, "eklaim") if r.status == "sent"])
     assert len(vclaim.seps) == 1 and len(eklaim.claims) == 1
     assert [d.attempts for d in deliveries(harness, "sep")][0] == 2
+
+
+# ---- on call: simpul bpjs sep show|retry, simpul satusehat status ---------------------------------
+
+async def _cli(*args: str, cwd: Path) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(str(SIMPUL_CLI), *args, cwd=cwd, stdout=asyncio.subprocess.PIPE,
+                                                   stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_on_call_sees_the_refused_sep_retries_it_and_sees_satusehat_status(
+        harness, vclaim, satusehat, secrets_file, sqlite_url, tmp_path):
+    vclaim.add_participant("0000000000009", "3319022010800009", active=False)
+    port = free_port()
+    await harness.start({"bpjs.yaml": national_channel(port, secrets_file, sqlite_url, vclaim=vclaim,
+                                                       satusehat=satusehat)})
+    settings = write_settings(tmp_path, sqlite_url, http_port=free_port(), channels_dir=harness.channels_dir)
+    satusehat.reject_next("Location tidak terdaftar pada organisasi")
+    await send_one(port, bpjs_admission(9, card="0000000000009", visit="V009"))
+    await harness.wait_for(lambda: len(harness.sql("SELECT id FROM dead_letters")) == 2)
+
+    code, out, err = await _cli("bpjs", "sep", "show", "--visit", "V009", "-c", str(settings), cwd=tmp_path)
+    assert code == 0, err
+    assert "visit V009 sep: participant is not active (TIDAK AKTIF) [refused]" in out
+    code, out, err = await _cli("satusehat", "status", "-c", str(settings), cwd=tmp_path)
+    assert code == 0, err
+    assert "refused: 1" in out and "Location tidak terdaftar pada organisasi" in out
+
+    vclaim.add_participant("0000000000009", "3319022010800009", active=True)
+    code, out, err = await _cli("bpjs", "sep", "retry", "V009", "--reason", "card reactivated by BPJS", "--yes",
+                                "-c", str(settings), cwd=tmp_path)
+    assert code == 0, err
+    await harness.wait_for(lambda: any(r.status == "sent" for r in ledger_rows(harness, "vclaim")))
+    code, out, err = await _cli("bpjs", "sep", "show", "--visit", "V009", "--json", "-c", str(settings), cwd=tmp_path)
+    shown = json.loads(out)
+    assert shown[0]["status"] == "sent" and shown[0]["remote_id"] in vclaim.seps
+    assert shown[1]["status"] == "refused" and shown[1]["corrected_by"] == shown[0]["id"]
+    code, out, err = await _cli("bpjs", "sep", "retry", "V404", "--reason", "x", "--yes", "-c", str(settings),
+                                cwd=tmp_path)
+    assert code == 1 and "no open SEP dead letter" in err and "Traceback" not in err
