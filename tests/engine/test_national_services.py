@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.connectors.peers.bpjs_vclaim import bpjs_admission
@@ -260,8 +261,8 @@ async def test_on_call_sees_the_refused_sep_retries_it_and_sees_satusehat_status
         harness, vclaim, satusehat, secrets_file, sqlite_url, tmp_path):
     vclaim.add_participant("0000000000009", "3319022010800009", active=False)
     port = free_port()
-    await harness.start({"bpjs.yaml": national_channel(port, secrets_file, sqlite_url, vclaim=vclaim,
-                                                       satusehat=satusehat)})
+    engine = await harness.start({"bpjs.yaml": national_channel(port, secrets_file, sqlite_url, vclaim=vclaim,
+                                                                satusehat=satusehat)}, http=True)
     settings = write_settings(tmp_path, sqlite_url, http_port=free_port(), channels_dir=harness.channels_dir)
     satusehat.reject_next("Location tidak terdaftar pada organisasi")
     await send_one(port, bpjs_admission(9, card="0000000000009", visit="V009"))
@@ -273,6 +274,12 @@ async def test_on_call_sees_the_refused_sep_retries_it_and_sees_satusehat_status
     code, out, err = await _cli("satusehat", "status", "-c", str(settings), cwd=tmp_path)
     assert code == 0, err
     assert "refused: 1" in out and "Location tidak terdaftar pada organisasi" in out
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{engine.http_port}/api/v1", timeout=10) as http:
+        status = (await http.get("/satusehat/status")).json()
+        assert status["refused"][0]["message"] == "Location tidak terdaftar pada organisasi"
+        assert status["pending"] == [] and status["sent"] == {}
+        [sep] = (await http.get("/bpjs/seps", params={"visit": "V009"})).json()
+        assert sep["status"] == "refused" and "TIDAK AKTIF" in sep["message"]
 
     vclaim.add_participant("0000000000009", "3319022010800009", active=True)
     code, out, err = await _cli("bpjs", "sep", "retry", "V009", "--reason", "card reactivated by BPJS", "--yes",
