@@ -46,11 +46,11 @@ class VClaimConfig(BaseModel):
     base_url: str | None = Field(None, description="VClaim base URL instead of the environment's (simulators).")
     payer_ids: list[str] = Field(default_factory=lambda: ["BPJS", "JKN"],
                                  description="IN1-2.1 / IN1-3.1 values that mean the patient is covered by BPJS.")
-    poli: dict[str, str] = Field(default_factory=dict, description="Our clinic (PV1-3.1) -> BPJS poli code.")
-    dpjp: dict[str, str] = Field(default_factory=dict, description="Our doctor id (PV1-7.1) -> BPJS DPJP code.")
+    poli: dict[str, str] = Field(default_factory=dict, description="Our clinic (PV1-3.1) to BPJS poli code.")
+    dpjp: dict[str, str] = Field(default_factory=dict, description="Our doctor id (PV1-7.1) to BPJS DPJP code.")
     create_sep: bool = Field(True, description="Issue the SEP after the eligibility check (else check only).")
     referral_from: Literal["fktp", "rs"] = Field("fktp", description="Where referrals come from (Rujukan or Rujukan/RS).")
-    user: str = Field("simpul", description="The `user` BPJS records on the SEP.")
+    user: str = Field("simpul", description="The user BPJS records on the SEP.")
     default_phone: str = Field("0", description="noTelp when PID-13 is empty.")
     success_codes: list[str] = Field(default_factory=lambda: ["200"], description="metaData codes meaning success.")
     cons_id_env: str = Field("BPJS_CONS_ID", description="Variable holding X-cons-id.")
@@ -58,7 +58,7 @@ class VClaimConfig(BaseModel):
     user_key_env: str = Field("BPJS_USER_KEY", description="Variable holding the VClaim user_key.")
     secrets_file: str | None = Field(None, description="KEY=VALUE file read before the environment.")
     ledger_url: str | None = Field(None, description="Database keeping SEP numbers and refusals; normally "
-                                   "${SIMPUL_DATABASE_URL} (read by `simpul bpjs sep show`).")
+                                   "${SIMPUL_DATABASE_URL} (read by simpul bpjs sep show).")
     timeout: Duration = Field(30.0, description="Per-request timeout.")
     rate_per_second: float = Field(0.0, description="At most this many calls a second (0: no limit).")
 

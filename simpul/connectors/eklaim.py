@@ -47,7 +47,7 @@ class EKlaimConfig(BaseModel):
     payor_cd: str = Field("JKN", description="payor_cd of the 'Jaminan' setup.")
     version: Literal["5.8", "5.10"] = Field("5.8", description="E-Klaim flow: 5.8 classic or 5.10 with iDRG.")
     special_cmg: list[str] = Field(default_factory=list, description="Special CMG codes to apply when offered.")
-    charge_buckets: dict[str, str] = Field(default_factory=dict, description="Charge code (FT1-7.1) -> tarif_rs bucket.")
+    charge_buckets: dict[str, str] = Field(default_factory=dict, description="Charge code (FT1-7.1) to tarif_rs bucket.")
     sep_field: str = Field("PV1-50", description="Where the SEP number is when the ledger has none (SEG-field).")
     payer_ids: list[str] = Field(default_factory=lambda: ["BPJS", "JKN"], description="IN1 values meaning BPJS.")
     cara_masuk: str = Field("gp", description="cara_masuk sent with every claim.")

@@ -52,9 +52,9 @@ class SatusehatConfig(BaseModel):
     auth_url: str | None = Field(None, description="OAuth2 base instead of the environment's (simulators).")
     fhir_url: str | None = Field(None, description="FHIR base instead of the environment's (simulators).")
     locations: dict[str, str] = Field(default_factory=dict, description="Our location (PV1-3 key such as "
-                                      "'RSUD/POLI-INT', or its name) -> SATUSEHAT Location id.")
+                                      "'RSUD/POLI-INT', or its name) to SATUSEHAT Location id.")
     default_location: str | None = Field(None, description="Location id for visits whose location is not listed.")
-    practitioners: dict[str, str] = Field(default_factory=dict, description="Our practitioner id (PV1-7.1) -> "
+    practitioners: dict[str, str] = Field(default_factory=dict, description="Our practitioner id (PV1-7.1) to "
                                           "SATUSEHAT Practitioner IHS id.")
     submit: Literal["single", "transaction"] = Field("single", description="One request per resource, or the "
                                                      "new resources of a message as one transaction Bundle.")
@@ -62,7 +62,7 @@ class SatusehatConfig(BaseModel):
     client_secret_env: str = Field("SATUSEHAT_CLIENT_SECRET", description="Variable holding the client secret.")
     secrets_file: str | None = Field(None, description="KEY=VALUE file read before the environment.")
     ledger_url: str | None = Field(None, description="Database keeping SATUSEHAT ids and refusals; normally "
-                                   "${SIMPUL_DATABASE_URL} (the engine's store, read by `simpul satusehat status`).")
+                                   "${SIMPUL_DATABASE_URL} (the engine's store, read by simpul satusehat status).")
     timeout: Duration = Field(30.0, description="Per-request timeout.")
     refresh_margin: Duration = Field(300.0, description="Fetch a new token this long before the old one expires.")
     rate_per_second: float = Field(0.0, description="At most this many calls a second (0: no limit).")
