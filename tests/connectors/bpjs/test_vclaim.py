@@ -97,3 +97,23 @@ async def test_audit_lines_name_the_operation_never_the_card_or_secret(client: V
     await client.participant_by_card(CARD, "2026-12-02")
     assert "operation=participant_by_card outcome=ok code=200" in caplog.text
     assert CARD not in caplog.text and "abcd" not in caplog.text and "uk-vclaim" not in caplog.text
+
+
+async def test_referral_lookup_and_claim_monitoring(client: VClaimClient, sim: VClaimSimulator) -> None:
+    sim.referrals["0301U0011226P000001"] = {"noKunjungan": "0301U0011226P000001", "tglKunjungan": "2026-11-30",
+                                            "provPerujuk": {"kode": "0301U001"}, "diagnosa": {"kode": "E10"}}
+    assert (await client.referral("0301U0011226P000001"))["diagnosa"]["kode"] == "E10"
+    with pytest.raises(ServiceRejected) as missing:
+        await client.referral("NOPE")
+    assert missing.value.service_message == "Data rujukan tidak ditemukan"
+    sim.claims.append({"noSEP": "0301R0111226V000001", "status": "Proses Verifikasi",
+                       "Inacbg": {"kode": "E-4-10-I", "nama": "DIABETES"},
+                       "biaya": {"byPengajuan": "2850600", "bySetujui": "0", "byTarifGruper": "2850600",
+                                 "byTarifRS": "355000", "byTopup": "0"}})
+    [claim] = await client.claim_monitoring("2026-12-02", "2", "1")
+    assert claim["Inacbg"]["kode"] == "E-4-10-I" and claim["biaya"]["byTarifRS"] == "355000"
+
+
+async def test_paths_and_header_names_are_matched_case_insensitively(client: VClaimClient) -> None:
+    """Clients in the wild write Peserta/nokartu/.../tglSEP and peserta/.../tglsep; both work."""
+    assert (await client.call("GET", f"peserta/nokartu/{CARD}/tglsep/2026-12-02", "participant_by_card"))["peserta"]
