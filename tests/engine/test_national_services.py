@@ -293,3 +293,26 @@ async def test_on_call_sees_the_refused_sep_retries_it_and_sees_satusehat_status
     code, out, err = await _cli("bpjs", "sep", "retry", "V404", "--reason", "x", "--yes", "-c", str(settings),
                                 cwd=tmp_path)
     assert code == 1 and "no open SEP dead letter" in err and "Traceback" not in err
+
+
+async def test_eklaim_refusals_are_dead_letters_with_the_error_number(harness, eklaim, tmp_path, sqlite_url):
+    """A key that is not the site's (E2031) and an unregistered coder (E2006): final, with E-Klaim's words."""
+    wrong = tmp_path / "wrong.env"
+    wrong.write_text("EKLAIM_KEY=" + "ff" * 32 + "\n")
+    port = free_port()
+    await harness.start({"bpjs.yaml": national_channel(port, wrong, sqlite_url, eklaim=eklaim)})
+    await send_one(port, bpjs_discharge(3, card=CARD, sep="0301R0111226V000003"))
+    await harness.wait_for(lambda: harness.sql("SELECT id FROM dead_letters"))
+    assert "code E2031" in harness.sql("SELECT error FROM dead_letters")[0].error
+    assert "Key Mismatch" in deliveries(harness, "claim")[0].last_response
+    eklaim.coders.clear()
+    right = tmp_path / "right.env"
+    right.write_text(f"EKLAIM_KEY={KEY}\n")
+    (harness.channels_dir / "bpjs.yaml").write_text(national_channel(port, right, sqlite_url, eklaim=eklaim))
+    await harness.stop()
+    await harness.start()
+    await send_one(port, bpjs_discharge(4, card=CARD, sep="0301R0111226V000004"))
+    await harness.wait_for(lambda: len(harness.sql("SELECT id FROM dead_letters")) == 2)
+    assert "code E2006" in harness.sql("SELECT error FROM dead_letters ORDER BY id")[1].error
+    refused = [r for r in ledger_rows(harness, "eklaim") if r.status == "refused"]
+    assert [r.message for r in refused][-1] == "NIK Coder tidak ditemukan"
