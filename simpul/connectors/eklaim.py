@@ -93,13 +93,13 @@ class EKlaimConnector:
             raise ServiceRejected("E-Klaim", "read", "local", f"not a readable HL7v2 message ({exc})", local=True) from None
         if facts.event not in DISCHARGES or facts.card is None:
             return f"not a BPJS discharge ({facts.event}): nothing sent"
-        sep = await self._sep_number(facts, outgoing.payload)
+        sep, klass = await self._sep_number(facts, outgoing.payload)
         local_ref = f"claim|{sep}"
         done = await asyncio.to_thread(self._ledger.latest, SERVICE, local_ref)
         if done is not None and done.status == "sent":
             return f"claim for SEP {sep} already sent (INA-CBG {done.remote_id})"
         try:
-            claim = self._claim(facts, sep)
+            claim = self._claim(facts, sep, klass)
             result = await self._client.submit_claim(claim, self.settings)
         except ServiceRejected as refused:
             await asyncio.to_thread(self._ledger.record, SERVICE, "claim", facts.visit, local_ref, status="refused",
@@ -113,20 +113,21 @@ class EKlaimConnector:
                                 control_id=outgoing.control_id)
         return f"INA-CBG {result.cbg_code} tariff {result.tariff} for SEP {sep} ({'sent' if result.sent else 'final'})"
 
-    async def _sep_number(self, facts: VisitFacts, raw: bytes) -> str:
+    async def _sep_number(self, facts: VisitFacts, raw: bytes) -> tuple[str, str]:
+        """The visit's SEP number and the participant's class (hak kelas) when bpjs_vclaim issued it."""
         assert self._ledger is not None
         issued = await asyncio.to_thread(self._ledger.latest, "vclaim", f"sep|{facts.visit}")
         if issued is not None and issued.status == "sent" and issued.remote_id:
-            return issued.remote_id
+            return issued.remote_id, str(issued.detail.get("class", ""))
         segment, _, number = self.config.sep_field.partition("-")
         found = parse_message(raw.decode("utf-8", "replace")).one(segment)
         value = found.text(int(number)) if found is not None and number.isdigit() else ""
         if not value:
             raise ServiceRejected("E-Klaim", "read", "local", f"no SEP for this visit (none issued through bpjs_vclaim "
                                   f"and {self.config.sep_field} is empty)", local=True)
-        return value
+        return value, ""
 
-    def _claim(self, facts: VisitFacts, sep: str) -> ClaimInput:
+    def _claim(self, facts: VisitFacts, sep: str, klass: str) -> ClaimInput:
         if facts.admitted is None or facts.discharged is None:
             raise ServiceRejected("E-Klaim", "read", "local", "admission (PV1-44) and discharge (PV1-45) times are "
                                   "required", local=True)
@@ -138,7 +139,9 @@ class EKlaimConnector:
             tgl_lahir=f"{birth[:4]}-{birth[4:6]}-{birth[6:8]} 00:00:00" if len(birth) == 8 else "",
             gender=2 if facts.sex.upper() in ("F", "P") else 1,
             tgl_masuk=facts.admitted.strftime("%Y-%m-%d %H:%M:%S"), tgl_pulang=facts.discharged.strftime("%Y-%m-%d %H:%M:%S"),
-            jenis_rawat="1" if facts.inpatient else "2", kelas_rawat="3", discharge_status=self.config.discharge_status,
+            jenis_rawat="1" if facts.inpatient else "2",
+            # outpatients claim as regular class 3; inpatients at the class the SEP gave them
+            kelas_rawat=klass if facts.inpatient and klass in ("1", "2", "3") else "3", discharge_status=self.config.discharge_status,
             diagnoses=facts.diagnoses, procedures=facts.procedures,
             tarif_rs=tarif_rs_for_visit(facts, self.config.charge_buckets), nama_dokter=facts.attending,
             cara_masuk=self.config.cara_masuk)
