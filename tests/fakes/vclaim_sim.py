@@ -132,7 +132,8 @@ class VClaimSimulator(SimServer):
             value: Any = t_sep
             for part in name.split("."):
                 value = value.get(part) if isinstance(value, dict) else None
-            if value is None or (value == "" and name not in ("noTelp",)):
+            optional_empty = name == "poli.tujuan" and t_sep.get("jnsPelayanan") == "1"   # inpatients: no poli
+            if value is None or (value == "" and not optional_empty):
                 return self._meta("201", f"{name} tidak boleh kosong")
         member = self.participants.get(t_sep["noKartu"])
         if member is None:

@@ -1,6 +1,7 @@
 """VClaim client against the simulator: signed requests, decrypted answers, each failure mode."""
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -8,9 +9,12 @@ from typing import Any
 
 import pytest
 
+from simpul.connectors.base import Outgoing
 from simpul.connectors.bpjs.service import ServiceRejected, ServiceUnavailable
+from simpul.connectors.bpjs_vclaim import VClaimConfig, VClaimConnector
 from simpul.connectors.bpjs.vclaim import VClaimClient, VClaimCredentials
 
+from tests.connectors.peers.bpjs_vclaim import bpjs_admission
 from tests.fakes.vclaim_sim import VClaimSimulator
 
 CARD, NIK = "0000000000001", "3319022010810007"
@@ -117,3 +121,19 @@ async def test_referral_lookup_and_claim_monitoring(client: VClaimClient, sim: V
 async def test_paths_and_header_names_are_matched_case_insensitively(client: VClaimClient) -> None:
     """Clients in the wild write Peserta/nokartu/.../tglSEP and peserta/.../tglsep; both work."""
     assert (await client.call("GET", f"peserta/nokartu/{CARD}/tglsep/2026-12-02", "participant_by_card"))["peserta"]
+
+
+async def test_inpatient_admission_sep_carries_the_dpjp_in_skdp_and_no_poli(sim: VClaimSimulator, tmp_path: Any) -> None:
+    secrets = tmp_path / "bpjs.env"
+    secrets.write_text("BPJS_CONS_ID=1234\nBPJS_SECRET_KEY=abcd\nBPJS_USER_KEY=uk-vclaim\n")
+    connector = VClaimConnector(VClaimConfig(ppk_pelayanan="0301R011", base_url=sim.base_url, secrets_file=str(secrets),
+                                             dpjp={"31574": "31574"}, referral_from="rs"))
+    sim.referrals["RUJ0001"] = {"noKunjungan": "RUJ0001", "tglKunjungan": "2026-11-30", "provPerujuk": {"kode": "X"}}
+    raw = bpjs_admission(1, card=CARD, visit="V-IN").replace(b"PV1|1|O|", b"PV1|1|I|")
+    answer = await connector.send(Outgoing(raw, "x-application/hl7-v2+er7", "C1", "adt", "sep", 1, "ADT^A01"))
+    await connector.close()
+    assert answer.startswith("SEP ") and "class 3" in answer
+    t_sep = [json.loads(s.body) for s in sim.requests if s.method == "POST"][0]["request"]["t_sep"]
+    assert (t_sep["jnsPelayanan"], t_sep["poli"]["tujuan"], t_sep["skdp"]["kodeDPJP"], t_sep["dpjpLayan"]) == (
+        "1", "", "31574", "")
+    assert t_sep["rujukan"]["asalRujukan"] == "2" and any(s.path.startswith("/Rujukan/RS/") for s in sim.requests)
