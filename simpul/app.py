@@ -6,6 +6,7 @@ engine (`simpul run`, the tests' harness) gets the same one.
 """
 from __future__ import annotations
 
+from simpul.billing.job import run_billing
 from simpul.dead_letters.retention import run_retention_periodically
 from simpul.engine.config.settings import Settings
 from simpul.api import create_app
@@ -13,5 +14,6 @@ from simpul.engine.runtime import Engine
 
 
 def build_engine(settings: Settings) -> Engine:
-    """An engine with retention running (for channels with `retention:`) and the HTTP API."""
-    return Engine(settings, background_jobs={"retention": run_retention_periodically}, http_app=create_app)
+    """An engine with retention (for channels with `retention:`), billing (when enabled) and the HTTP API."""
+    return Engine(settings, background_jobs={"retention": run_retention_periodically,
+                                                 "billing": run_billing}, http_app=create_app)

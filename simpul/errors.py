@@ -27,6 +27,7 @@
     │   └── ArchiveUnreadable            an archive file that is damaged, altered or not ours
     ├── OperationRefused(ValueError)     an on-call action refused by its guard (cap, no reason, ...)
     │   ├── NotFound                     the dead letter (archive, ...) named by id does not exist
+    │   ├── InvalidParameter             a query parameter the API cannot use (400)
     │   ├── ActorRequired                a change with no one named as doing it
     │   └── ReplayOverCap                more dead letters match than the cap allows
     └── ConnectorError                   a destination failed; the retry policy reads only these two:
@@ -205,6 +206,10 @@ class OperationRefused(SimpulError, ValueError):
 
 class NotFound(OperationRefused):
     """The item named by id (a dead letter, an archive) does not exist."""
+
+
+class InvalidParameter(OperationRefused):
+    """A query parameter the API cannot use (a cursor it did not hand out, a date that is not one)."""
 
 
 class ActorRequired(OperationRefused):

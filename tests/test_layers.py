@@ -22,6 +22,9 @@ RANKS = {
     "mappings": 3,
     "engine": 4,
     "dead_letters": 5,
+    # encounter-to-cash: accounts, charges, invoices, reconciliation; beside the operations layer,
+    # above the engine (it emits events and runs as an engine background job), below the API.
+    "billing": 5,
     "api": 6,
     # The composition root that wires the engine with the layers above it (simpul/app.py).
     "app": 7,

@@ -7,6 +7,7 @@
     audit_events.py   /api/v1/audit-events
     archives.py       /api/v1/archives ...
     channels.py       /api/v1/channels
+    billing.py        /api/v1/reconciliations, /reconciliation-items, /reconciliation-report, /billing/...
     national.py       /api/v1/bpjs/seps, /api/v1/eklaim/claims, /api/v1/satusehat/status
     deps.py           the engine, store and actor as FastAPI dependencies
     problems.py       RFC 9457 problem responses, chosen from the error class
@@ -26,7 +27,9 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from simpul.api import archives, audit_events, channels, dead_letters, destinations, health, messages, national
+from simpul.api import (
+    archives, audit_events, billing, channels, dead_letters, destinations, health, messages, national,
+)
 from simpul.api.problems import install_problem_handlers
 from simpul.engine.config.reference import channel_json_schema
 from simpul.engine.runtime import Engine
@@ -34,7 +37,7 @@ from simpul.engine.runtime import Engine
 API_PREFIX = "/api/v1"
 LEGACY_PREFIX = "/api"
 RESOURCE_ROUTERS = (messages.router, dead_letters.router, destinations.router, audit_events.router,
-                    archives.router, channels.router, national.router)
+                    archives.router, channels.router, billing.router, national.router)
 
 
 def create_app(engine: Engine | None) -> FastAPI:

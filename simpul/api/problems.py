@@ -13,7 +13,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from simpul.errors import (
-    ActorRequired, ArchiveIncomplete, ArchiveUnreadable, ConfigError, MessageError, NotFound, OperationRefused,
+    ActorRequired, ArchiveIncomplete, ArchiveUnreadable, ConfigError, InvalidParameter, MessageError, NotFound,
+    OperationRefused,
     ReplayOverCap, SimpulError, StoreError, problem_document,
 )
 
@@ -23,6 +24,7 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 # listed here answers like its nearest listed ancestor.
 PROBLEMS: dict[type[BaseException], tuple[int, str]] = {
     ActorRequired: (400, "Actor required"),
+    InvalidParameter: (400, "Invalid parameter"),
     NotFound: (404, "Not found"),
     ReplayOverCap: (409, "Replay over the cap"),
     OperationRefused: (409, "Refused"),

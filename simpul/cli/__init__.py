@@ -42,6 +42,8 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "dead-letters": ("simpul.cli.dead_letters", "dead_letters_app", True),
     "destinations": ("simpul.cli.destinations", "destinations_app", True),
     "archive": ("simpul.cli.archive", "archive_app", True),
+    "reconciliation": ("simpul.cli.billing", "reconciliation_app", True),
+    "billing": ("simpul.cli.billing", "billing_app", True),
     "bpjs": ("simpul.cli.national", "bpjs_app", True),
     "satusehat": ("simpul.cli.national", "satusehat_app", True),
 }

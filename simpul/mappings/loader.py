@@ -20,7 +20,7 @@ from simpul.errors import ConfigError, MappingError, MessageError, NothingToMap,
 from simpul.mappings import datatypes as dt
 from simpul.mappings import vocabulary as vocab
 from simpul.mappings.context import MapContext
-from simpul.mappings.fhir_to_v2 import build_oml_o21, build_orm_o01
+from simpul.mappings.fhir_to_v2 import build_mfn_m02, build_oml_o21, build_orm_o01
 from simpul.mappings.messages import message_map
 from simpul.mappings.options import MappingSpec
 from simpul.mappings.report import MapReport, account
@@ -34,6 +34,7 @@ HL7_V2 = "x-application/hl7-v2+er7"
 FHIR_INPUT: dict[str, tuple[Callable[[dict[str, Any], MessageHeader], str] | None, str]] = {
     "fhir_to_oml_o21": (build_oml_o21, HL7_V2),
     "fhir_to_orm_o01": (build_orm_o01, HL7_V2),
+    "fhir_to_mfn_m02": (build_mfn_m02, HL7_V2),
     "passthrough": (None, FHIR_JSON),
 }
 BUILTINS = ("v2_to_fhir", *FHIR_INPUT)

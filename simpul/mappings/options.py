@@ -38,7 +38,7 @@ class PatientIdentity(BaseModel):
 
 
 class OutboundHeader(BaseModel):
-    """MSH fields of the HL7v2 a FHIR-input map writes (fhir_to_oml_o21, fhir_to_orm_o01)."""
+    """MSH fields of the HL7v2 a FHIR-input map writes (fhir_to_oml_o21, fhir_to_orm_o01, fhir_to_mfn_m02)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -90,7 +90,8 @@ class MappingSpec(BaseModel):
         description="Which identifiers find an existing Patient; see Mappings, \"Patient identity\".")
     header: OutboundHeader = Field(
         default_factory=OutboundHeader,
-        description="fhir_to_oml_o21 / fhir_to_orm_o01 only: the MSH of the message written; MSH-10 is derived "
+        description="fhir_to_oml_o21 / fhir_to_orm_o01 / fhir_to_mfn_m02 only: the MSH of the message written; "
+                    "MSH-10 is derived "
                     "from the event id, so a re-sent event gives the same control id.")
     validate_output: bool = Field(
         False, alias="validate",

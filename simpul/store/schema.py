@@ -7,7 +7,8 @@ revision in store/migrations/versions; tests/store/test_migrations.py checks the
 from __future__ import annotations
 
 from sqlalchemy import (
-    Column, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table, Text, func,
+    BigInteger, Column, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table, Text,
+    UniqueConstraint, func,
 )
 
 metadata = MetaData()
@@ -261,6 +262,107 @@ engine_nodes = Table(
 messages.append_column(Column("priority", Integer, nullable=False, server_default="0", default=0))
 Index("ix_messages_priority", messages.c.status, messages.c.priority, messages.c.id)
 
+
+# ---- encounter-to-cash (simpul/billing) ---------------------------------------------------------
+# Amounts are integer rupiah (BigInteger: a long ICU stay passes 2**31). Every row that a message
+# caused names that message (message_id) and carries the key that makes it happen once
+# (source_key): a replayed stream finds the key taken and changes nothing.
+
+billing_accounts = Table(
+    "billing_accounts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("visit_number", String(250), nullable=False, unique=True),   # PV1-19 / Encounter.identifier
+    Column("patient_id", String(250), nullable=False, default=""),
+    Column("payer_type", String(16), nullable=False, default="SELF_PAY"),   # BPJS | INSURANCE | SELF_PAY
+    Column("payer_id", String(120), nullable=False, default=""),            # IN1-3 insurer id
+    Column("payer_ref", String(120), nullable=False, default=""),           # IN1-36 card / SEP number
+    Column("room_class", String(40), nullable=False, default=""),           # PV2-2 accommodation code
+    Column("status", String(16), nullable=False),                           # open | closed | voided
+    Column("admitted_at", Float),
+    Column("discharged_at", Float),
+    Column("updated_at", Float, nullable=False),
+)
+
+billing_account_events = Table(
+    "billing_account_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", Integer, ForeignKey("billing_accounts.id"), nullable=False),
+    # opened updated transferred closed reopened voided ignored (a message for a voided account)
+    Column("transition", String(16), nullable=False),
+    Column("event_code", String(32), nullable=False),    # ADT^A02, patient_discharged ...
+    Column("room_class", String(40), nullable=False, default=""),
+    Column("occurred_at", Float, nullable=False),        # clinical time (EVN-6/PV1-44/PV1-45), bed-days use it
+    Column("message_id", Integer, nullable=True),        # the source message
+    Column("source_key", String(250), nullable=False, unique=True),
+)
+Index("ix_billing_account_events_account", billing_account_events.c.account_id, billing_account_events.c.id)
+
+billing_invoices = Table(
+    "billing_invoices", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("invoice_no", String(120), nullable=False, unique=True),
+    Column("account_id", Integer, ForeignKey("billing_accounts.id"), nullable=False),
+    Column("idempotency_key", String(160), nullable=False, unique=True),
+    Column("status", String(24), nullable=False),       # generated | posted | partially_paid | paid | rejected
+    Column("total", BigInteger, nullable=False),         # expected: the itemized charges
+    Column("claimed_amount", BigInteger),               # BPJS: INA-CBG tariff; the difference is tracked
+    Column("posted_amount", BigInteger),                # what the ERP booked
+    Column("paid_amount", BigInteger, nullable=False, default=0),
+    Column("approved_amount", BigInteger),
+    Column("erp_invoice_no", String(120), nullable=False, default=""),
+    Column("erp_status", String(32), nullable=False, default=""),
+    Column("document", Text, nullable=False),            # the ERP request (JSON) as sent
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+Index("ix_billing_invoices_updated", billing_invoices.c.updated_at, billing_invoices.c.id)
+
+billing_charges = Table(
+    "billing_charges", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", Integer, ForeignKey("billing_accounts.id"), nullable=False),
+    Column("source_key", String(250), nullable=False, unique=True),
+    Column("origin", String(16), nullable=False),        # dft | lab | radiology | bed
+    Column("service_code", String(80), nullable=False),
+    Column("description", String(250), nullable=False, default=""),
+    Column("quantity", Integer, nullable=False),          # negative for a credit / reversal
+    Column("unit_price", BigInteger),                     # NULL while unpriced: never priced at zero
+    Column("amount", BigInteger),
+    Column("tarif_bucket", String(40), nullable=False, default=""),
+    Column("room_class", String(40), nullable=False, default=""),   # the class the tariff is looked up for
+    Column("service_date", String(10), nullable=False),   # YYYY-MM-DD, picks the tariff's validity
+    Column("status", String(16), nullable=False),         # priced | unpriced | void
+    Column("invoice_id", Integer, ForeignKey("billing_invoices.id"), nullable=True),
+    Column("message_id", Integer, nullable=True),
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_billing_charges_account", billing_charges.c.account_id, billing_charges.c.status)
+Index("ix_billing_charges_status", billing_charges.c.status, billing_charges.c.id)
+
+billing_reconciliation_items = Table(
+    "billing_reconciliation_items", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # amount_differs | unknown_invoice | payment_without_invoice | claim_rejected | balance_open
+    Column("kind", String(32), nullable=False),
+    Column("invoice_no", String(120), nullable=False, default=""),
+    Column("erp_invoice_no", String(120), nullable=False, default=""),
+    Column("expected", BigInteger),
+    Column("actual", BigInteger),
+    Column("payer_type", String(16), nullable=False, default=""),
+    Column("detail", String(250), nullable=False, default=""),   # codes and numbers only, no patient data
+    Column("status", String(16), nullable=False),                # open | resolved
+    Column("opened_at", Float, nullable=False),
+    Column("resolved_at", Float),
+    UniqueConstraint("kind", "invoice_no", "erp_invoice_no", name="uq_billing_reconciliation_item"),
+)
+Index("ix_billing_reconciliation_open", billing_reconciliation_items.c.status, billing_reconciliation_items.c.id)
+
+billing_state = Table(
+    "billing_state", metadata,
+    Column("name", String(64), primary_key=True),         # intake cursor, ERP poll cursor
+    Column("value", String(250), nullable=False),
+)
+
 # BPJS VClaim, E-Klaim and SATUSEHAT submissions (revision 0009_bpjs; written by
 # connectors/bpjs/ledger.py). One row per attempt at one thing a national service must hold: the
 # SEP of a visit, its INA-CBG claim, each SATUSEHAT resource. A refused row keeps the service's
@@ -295,3 +397,7 @@ national_identities = Table(
     Column("remote_id", String(120), nullable=False),
     Column("updated_at", Float, nullable=False),
 )
+
+# The INA-CBG group E-Klaim gave the claim of this invoice's visit (written by the eklaim
+# connector with claimed_amount, its tariff; revision 0009_bpjs).
+billing_invoices.append_column(Column("inacbg_code", String(40), nullable=True))

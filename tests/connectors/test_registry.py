@@ -24,7 +24,8 @@ from tests.connectors.conformance import TOY_PLUGIN
 from tests.connectors.peers.toy import ToyPeer, ToySender
 from tests.helpers import SIMPUL_CLI, EngineHarness, EngineProcess, adt, channel_yaml, free_port, write_settings
 
-BUILT_IN = ["bpjs_vclaim", "eklaim", "events", "fhir_server", "file", "http", "mllp", "rabbitmq", "satusehat"]
+BUILT_IN = ["bpjs_vclaim", "eklaim", "erp", "events", "fhir_server", "file", "http", "mllp", "rabbitmq",
+            "satusehat"]
 
 
 def install(site: Path, name: str, module: str, source: str) -> None:
@@ -42,7 +43,7 @@ def test_built_ins_come_from_the_files_and_plug_ins_from_entry_points() -> None:
     assert registry.module_path("toy") == "simpul_toy_connector"
     assert {spec.name: spec.roles for spec in registry.specs()} == {
         "bpjs_vclaim": ("destination",), "eklaim": ("destination",), "satusehat": ("destination",),
-        "events": ("source",), "fhir_server": ("destination",), "file": ("source", "destination"), "http": ("source",),
+        "erp": ("destination",), "events": ("source",), "fhir_server": ("destination",), "file": ("source", "destination"), "http": ("source",),
         "mllp": ("source", "destination"), "rabbitmq": ("source", "destination"), "toy": ("source", "destination")}
 
 

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from simpul.config_types import Duration
+from simpul.connectors.erp import ErpConfig
 from simpul.engine.config.validation import validate_document
 from simpul.engine.config.yaml_marks import Finding, load_marked
 from simpul.errors import ConfigError
@@ -51,12 +52,28 @@ class DeliverySettings(Strict):
     poll_interval: Duration = Field(0.5, description="How often idle workers look for due retries.")
 
 
+class BillingSettings(Strict):
+    enabled: bool = Field(False, description="Run encounter-to-cash: accounts and charges from the stored "
+                                             "ADT/DFT/ORU stream, invoices when an account closes.")
+    tariffs: str = Field("config/tariffs.csv", description="The tariff table (CSV); edits are picked up while "
+                                                           "running, a broken table keeps the last good one.")
+    invoice_prefix: str = Field("SIMPUL", pattern=r"^[A-Za-z0-9_-]{1,20}$",
+                                description="Start of invoice numbers and idempotency keys.")
+    interval: Duration = Field(1.0, description="How often the billing intake reads newly routed messages.")
+    settle: Duration = Field(2.0, description="A message is billed once it is this old: on PostgreSQL, writers "
+                                              "commit out of id order, and the intake must not pass an open one.")
+    erp: ErpConfig | None = Field(None, description="The ERP polled for payments, adjustments and claim results "
+                                                    "(same options as the `erp` destination).")
+    poll_interval: Duration = Field(300.0, description="How often the ERP is polled for reconciliations.")
+
+
 class Settings(Strict):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     channels_dir: str = Field("channels", description="Folder of channel YAML files.")
     http: HttpSettings = Field(default_factory=HttpSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    billing: BillingSettings = Field(default_factory=BillingSettings)
     ingest_process: bool = Field(True, description="Run the listeners and the ACK path in their own process, "
                                                    "so work behind the ACK never slows an ACK (false: one process).")
     mapping_workers: int = Field(1, ge=0, le=32, description="Processes that run mappings (0: a thread of the "
@@ -70,6 +87,9 @@ class Settings(Strict):
 
     # Where relative paths are resolved (the settings file's folder's parent for config/simpul.yaml).
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    def tariffs_path(self) -> Path:
+        return _resolve(self.base_dir, self.billing.tariffs)
 
     def channels_path(self) -> Path:
         return _resolve(self.base_dir, self.channels_dir)

@@ -1,4 +1,4 @@
-"""FHIR R4 -> HL7 v2.5.1 for outbound orders: ORM^O01 and OML^O21.
+"""FHIR R4 -> HL7 v2.5.1 for outbound orders: ORM^O01 and OML^O21 (and the staff master, MFN^M02: staff.py).
 
     text = build_oml_o21(bundle)                      # Bundle, one ServiceRequest, or {type: resource}
     text = build_orm_o01(bundle, MessageHeader(sending_application="HIS", control_id="42"))
@@ -46,6 +46,7 @@ Mapping (the inverse of the HL7 V2-to-FHIR IG maps, so v2 -> FHIR -> v2 keeps th
 | SPM-17 / SPM-18   | Specimen.collection.collected[x] / receivedTime     | DR / DTM                                  |
 """
 from simpul.mappings.fhir_to_v2.messages import build_oml_o21, build_orm_o01
+from simpul.mappings.fhir_to_v2.staff import build_mfn_m02
 from simpul.v2 import MessageHeader
 
-__all__ = ["MessageHeader", "build_oml_o21", "build_orm_o01"]
+__all__ = ["MessageHeader", "build_mfn_m02", "build_oml_o21", "build_orm_o01"]

@@ -14,7 +14,7 @@ from simpul.mappings.fhir_to_v2.structure import check_structure
 from simpul.v2 import DEFAULT, MessageHeader, er7, transcode
 
 
-def _msh(header: MessageHeader, message_type: str, non_ascii: bool) -> str:
+def msh_segment(header: MessageHeader, message_type: str, non_ascii: bool) -> str:
     """MSH from the caller's header: ER7 values in the header's own delimiters (as a header read from
     a message holds them), rewritten for ours. MSH-3 defaults to SIMPUL, MSH-7 to now, MSH-10 to a
     fresh id, MSH-11 to P."""
@@ -114,7 +114,7 @@ def _finish(message_type: str, structure: str, patient_part: list[str], order_pa
             header: MessageHeader | None) -> str:
     header = header or MessageHeader()
     body = patient_part + [segment for part in order_parts for segment in part]
-    msh = _msh(header, message_type, any(not s.isascii() for s in body))
+    msh = msh_segment(header, message_type, any(not s.isascii() for s in body))
     # Checked one ORDER group at a time: hl7apy's greedy group finder reads a second ORC of OML^O21
     # as the start of the first order's PRIOR_RESULT group, which the standard allows too.
     for part in order_parts:

@@ -1,17 +1,18 @@
 """national_submissions, national_identities: BPJS VClaim SEPs, E-Klaim claims, SATUSEHAT resources
 
 Revision ID: 0009_bpjs
-Revises: 0007
+Revises: 0008_billing
 
 What each national service holds for a visit (SEP number, INA-CBG code and tariff, SATUSEHAT ids),
-the refusals with the service's own message, and the IHS numbers looked up by NIK.
+the refusals with the service's own message, and the IHS numbers looked up by NIK; and the
+INA-CBG code on the invoice whose claimed_amount the claim's tariff fills.
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = '0009_bpjs'
-down_revision = '0007'
+down_revision = '0008_billing'
 branch_labels = None
 depends_on = None
 
@@ -43,9 +44,13 @@ def upgrade() -> None:
         sa.Column('remote_id', sa.String(120), nullable=False),
         sa.Column('updated_at', sa.Float(), nullable=False),
     )
+    with op.batch_alter_table('billing_invoices', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('inacbg_code', sa.String(40), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('billing_invoices', schema=None) as batch_op:
+        batch_op.drop_column('inacbg_code')
     op.drop_table('national_identities')
     op.drop_index('ix_national_submissions_visit', table_name='national_submissions')
     op.drop_index('ix_national_submissions_ref', table_name='national_submissions')
