@@ -3,14 +3,15 @@
 Features
     Takes the raw HL7v2 discharge (A03). For a visit with a SEP (issued by bpjs_vclaim and kept in
     the ledger, or read from `sep_field`), runs new_claim -> set_claim_data (ICD-10 from DG1,
-    ICD-9-CM from PR1, tarif_rs buckets from the visit's charges) -> grouper -> claim_final ->
-    send_claim_individual, and keeps the INA-CBG code and tariff for the invoice and reconciliation.
+    ICD-9-CM from PR1, tarif_rs buckets from the visit's invoiced charges, or the message's FT1s) ->
+    grouper -> claim_final -> send_claim_individual, and writes the INA-CBG code and tariff onto the
+    visit's invoice (claimed_amount, which reconciliation compares with the itemized total).
     A claim already sent for the visit is not sent again; a retried flow resumes its own claim.
 Connection
     `url` of ws.php on the hospital LAN; the 64-hex key from the environment or `secrets_file`.
 Options
     coder_nik, kode_tarif, payor_id, payor_cd, version (5.8 classic, 5.10 iDRG), special_cmg,
-    charge_buckets, sep_field, payer_ids, cara_masuk, discharge_status, debug, ledger_url, timeout.
+    tarif_rs_from, charge_buckets, sep_field, payer_ids, cara_masuk, discharge_status, debug, ledger_url, timeout.
 Errors
     transport failures, 429, 5xx, an answer that does not decrypt: retryable. An E-Klaim error
     (E20xx, its message kept on the delivery and in the ledger), a key mismatch (E2031), charges
@@ -27,7 +28,7 @@ from simpul.config_types import Duration
 from simpul.connectors.base import ConnectorSpec, Outgoing
 from simpul.connectors.bpjs.eklaim import ClaimInput, ClaimSettings, EKlaimClient
 from simpul.connectors.bpjs.ledger import Ledger, open_ledger
-from simpul.connectors.bpjs.service import ServiceRejected, read_secrets
+from simpul.connectors.bpjs.service import ServiceRejected, ServiceUnavailable, read_secrets
 from simpul.connectors.bpjs.tariff import claim_result_for_invoice, tarif_rs_for_visit
 from simpul.connectors.bpjs.visit_v2 import VisitFacts, read_visit
 from simpul.errors import SimpulError
@@ -47,7 +48,11 @@ class EKlaimConfig(BaseModel):
     payor_cd: str = Field("JKN", description="payor_cd of the 'Jaminan' setup.")
     version: Literal["5.8", "5.10"] = Field("5.8", description="E-Klaim flow: 5.8 classic or 5.10 with iDRG.")
     special_cmg: list[str] = Field(default_factory=list, description="Special CMG codes to apply when offered.")
-    charge_buckets: dict[str, str] = Field(default_factory=dict, description="Charge code (FT1-7.1) to tarif_rs bucket.")
+    tarif_rs_from: Literal["billing", "message"] = Field(
+        "billing", description="Where the charges come from: the visit's invoice in encounter-to-cash (billing: "
+        "the claim waits, retrying, until the invoice is made) or the discharge message's FT1 segments (message).")
+    charge_buckets: dict[str, str] = Field(default_factory=dict, description="Charge code (FT1-7.1) to tarif_rs "
+                                           "bucket, for tarif_rs_from: message.")
     sep_field: str = Field("PV1-50", description="Where the SEP number is when the ledger has none (SEG-field).")
     payer_ids: list[str] = Field(default_factory=lambda: ["BPJS", "JKN"], description="IN1 values meaning BPJS.")
     cara_masuk: str = Field("gp", description="cara_masuk sent with every claim.")
@@ -99,7 +104,8 @@ class EKlaimConnector:
         if done is not None and done.status == "sent":
             return f"claim for SEP {sep} already sent (INA-CBG {done.remote_id})"
         try:
-            claim = self._claim(facts, sep, klass)
+            billed = await self._billed(facts)
+            claim = self._claim(facts, sep, klass, billed)
             result = await self._client.submit_claim(claim, self.settings)
         except ServiceRejected as refused:
             await asyncio.to_thread(self._ledger.record, SERVICE, "claim", facts.visit, local_ref, status="refused",
@@ -107,7 +113,9 @@ class EKlaimConnector:
                                     control_id=outgoing.control_id, detail={"operation": refused.operation,
                                                                             "code": refused.code, "sep": sep})
             raise
-        invoice = {**claim_result_for_invoice(result), "sep": sep, "tarif_rs_total": sum(claim.tarif_rs.values())}
+        invoice_no = await asyncio.to_thread(self._ledger.claim_on_invoice, facts.visit, result.cbg_code, result.tariff)
+        invoice = {**claim_result_for_invoice(result), "sep": sep, "tarif_rs_total": sum(claim.tarif_rs.values()),
+                   "invoice_no": invoice_no}
         await asyncio.to_thread(self._ledger.record, SERVICE, "claim", facts.visit, local_ref, status="sent",
                                 remote_id=result.cbg_code, detail=invoice, channel=outgoing.channel,
                                 control_id=outgoing.control_id)
@@ -127,7 +135,21 @@ class EKlaimConnector:
                                   f"and {self.config.sep_field} is empty)", local=True)
         return value, ""
 
-    def _claim(self, facts: VisitFacts, sep: str, klass: str) -> ClaimInput:
+    async def _billed(self, facts: VisitFacts) -> dict[str, int] | None:
+        if self.config.tarif_rs_from != "billing":
+            return None
+        assert self._ledger is not None
+        if self.config.ledger_url is None:
+            raise ServiceRejected("E-Klaim", "tarif_rs", "local", "tarif_rs_from: billing needs ledger_url (the "
+                                  "engine's database, where encounter-to-cash keeps the invoices)", local=True)
+        billed = await asyncio.to_thread(self._ledger.billed_tarif_rs, facts.visit)
+        if billed is None:
+            # the stay's invoice is made once it is closed and every charge is priced: wait for it
+            raise ServiceUnavailable("E-Klaim: the visit has no invoice yet (encounter-to-cash has not closed it "
+                                     "or a charge is unpriced); the claim waits for it")
+        return billed
+
+    def _claim(self, facts: VisitFacts, sep: str, klass: str, billed: dict[str, int] | None) -> ClaimInput:
         if facts.admitted is None or facts.discharged is None:
             raise ServiceRejected("E-Klaim", "read", "local", "admission (PV1-44) and discharge (PV1-45) times are "
                                   "required", local=True)
@@ -143,7 +165,7 @@ class EKlaimConnector:
             # outpatients claim as regular class 3; inpatients at the class the SEP gave them
             kelas_rawat=klass if facts.inpatient and klass in ("1", "2", "3") else "3", discharge_status=self.config.discharge_status,
             diagnoses=facts.diagnoses, procedures=facts.procedures,
-            tarif_rs=tarif_rs_for_visit(facts, self.config.charge_buckets), nama_dokter=facts.attending,
+            tarif_rs=tarif_rs_for_visit(facts, self.config.charge_buckets, billed), nama_dokter=facts.attending,
             cara_masuk=self.config.cara_masuk)
 
 

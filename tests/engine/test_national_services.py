@@ -60,7 +60,7 @@ def secrets_file(tmp_path: Path) -> Path:
 
 
 def national_channel(port: int, secrets: Path, ledger: str, *, vclaim: Any = None, eklaim: Any = None,
-                     satusehat: Any = None, submit: str = "single") -> str:
+                     satusehat: Any = None, submit: str = "single", tarif_rs_from: str = "message") -> str:
     destinations = ""
     if vclaim is not None:
         destinations += f"""\
@@ -74,7 +74,7 @@ def national_channel(port: int, secrets: Path, ledger: str, *, vclaim: Any = Non
 - label: claim
   {RETRY}
   eklaim: {{url: "{eklaim.url}", coder_nik: "{CODER}", secrets_file: "{secrets}", ledger_url: "{ledger}",
-            timeout: 2s, charge_buckets: {{KONS: konsultasi, LAB: laboratorium}}}}
+            timeout: 2s, tarif_rs_from: {tarif_rs_from}, charge_buckets: {{KONS: konsultasi, LAB: laboratorium}}}}
 """
     if satusehat is not None:
         destinations += f"""\

@@ -17,7 +17,9 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from simpul.store.database import open_database
-from simpul.store.schema import national_identities, national_submissions
+from simpul.store.schema import (
+    billing_accounts, billing_charges, billing_invoices, national_identities, national_submissions,
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,10 @@ class Ledger(Protocol):
 
     def remember(self, service: str, kind: str, local_key: str, remote_id: str) -> None: ...
 
+    def billed_tarif_rs(self, visit: str) -> dict[str, int] | None: ...
+
+    def claim_on_invoice(self, visit: str, cbg_code: str, tariff: int) -> str | None: ...
+
 
 @dataclass
 class MemoryLedger:
@@ -79,6 +85,12 @@ class MemoryLedger:
 
     def remember(self, service: str, kind: str, local_key: str, remote_id: str) -> None:
         self.identities[(service, kind, local_key)] = remote_id
+
+    def billed_tarif_rs(self, visit: str) -> dict[str, int] | None:
+        return None          # no store, no billing tables
+
+    def claim_on_invoice(self, visit: str, cbg_code: str, tariff: int) -> str | None:
+        return None
 
 
 def _supersedes(previous: Submission | None, status: str) -> int | None:
@@ -135,6 +147,39 @@ class StoreLedger:
                                                     table.c.local_key == local_key))
             connection.execute(table.insert().values(service=service, kind=kind, local_key=local_key,
                                                      remote_id=remote_id, updated_at=time.time()))
+
+
+    def billed_tarif_rs(self, visit: str) -> dict[str, int] | None:
+        """The visit's invoiced charges summed per tarif_rs bucket (encounter-to-cash's tables), or
+        None while the visit has no invoice yet (stay not closed, or a charge still unpriced)."""
+        with self.engine.connect() as connection:
+            invoices = _invoice_ids(connection, visit)
+            if not invoices:
+                return None
+            rows = connection.execute(
+                sa.select(billing_charges.c.tarif_bucket, sa.func.sum(billing_charges.c.amount))
+                .where(billing_charges.c.invoice_id.in_(invoices), billing_charges.c.status == "priced")
+                .group_by(billing_charges.c.tarif_bucket))
+            return {str(bucket): int(total or 0) for bucket, total in rows}
+
+    def claim_on_invoice(self, visit: str, cbg_code: str, tariff: int) -> str | None:
+        """The INA-CBG code and tariff (claimed_amount) onto the visit's latest invoice; its number."""
+        with self.engine.begin() as connection:
+            invoices = _invoice_ids(connection, visit)
+            if not invoices:
+                return None
+            connection.execute(billing_invoices.update().where(billing_invoices.c.id == invoices[-1])
+                               .values(inacbg_code=cbg_code, claimed_amount=tariff, updated_at=time.time()))
+            number = connection.execute(sa.select(billing_invoices.c.invoice_no)
+                                        .where(billing_invoices.c.id == invoices[-1])).scalar()
+        return str(number) if number is not None else None
+
+
+def _invoice_ids(connection: sa.Connection, visit: str) -> list[int]:
+    rows = connection.execute(
+        sa.select(billing_invoices.c.id).join(billing_accounts, billing_accounts.c.id == billing_invoices.c.account_id)
+        .where(billing_accounts.c.visit_number == visit).order_by(billing_invoices.c.id))
+    return [int(row.id) for row in rows]
 
 
 def _latest(connection: sa.Connection, service: str, local_ref: str) -> Submission | None:

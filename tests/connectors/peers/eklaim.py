@@ -50,7 +50,7 @@ class EKlaimPeer(Peer):
 
     def config(self, *, timeout: float) -> dict[str, Any]:
         return {"url": self.sim.url, "coder_nik": CODER, "timeout": timeout, "secrets_file": str(self.secrets_file),
-                "charge_buckets": {"KONS": "konsultasi", "LAB": "laboratorium"}}
+                "tarif_rs_from": "message", "charge_buckets": {"KONS": "konsultasi", "LAB": "laboratorium"}}
 
     def answer_next(self, outcome: Literal["retryable", "final"]) -> None:
         if outcome == "retryable":
