@@ -316,3 +316,60 @@ async def test_eklaim_refusals_are_dead_letters_with_the_error_number(harness, e
     assert "code E2006" in harness.sql("SELECT error FROM dead_letters ORDER BY id")[1].error
     refused = [r for r in ledger_rows(harness, "eklaim") if r.status == "refused"]
     assert [r.message for r in refused][-1] == "NIK Coder tidak ditemukan"
+
+
+# ---- discharge -> E-Klaim through encounter-to-cash's invoice ---------------------------------------
+
+TARIFFS = """service_code,description,class,payer,price,valid_from,valid_to,tarif_rs
+BED,Kamar Kelas 3,KELAS3,*,150000,2026-01-01,,kamar
+KONS-INT,Konsultasi Sp.PD,*,*,150000,2026-01-01,,konsultasi
+LAB-HB,Hemoglobin,*,*,45000,2026-01-01,,laboratorium
+"""
+
+
+def _fields(name: str, values: dict[int, str]) -> str:
+    return "|".join([name] + [values.get(n, "") for n in range(1, max(values) + 1)])
+
+
+def _stay(control_id: str, event: str, at: str, *, discharge: str = "", extra: list[str] | None = None) -> bytes:
+    segments = [f"MSH|^~\\&|SIMRS|RSUD|SIMPUL|RSUD|{at}||ADT^{event}|{control_id}|P|2.5", f"EVN|{event}|{at}",
+                f"PID|1||MR1^^^RSUD^MR~{NIK}^^^KEMKES^NIK||PASIEN^TEST||19810101|M",
+                _fields("PV1", {1: "1", 2: "I", 3: "W1^101^1", 7: "31574^Dokter^Andi", 19: "VB1",
+                                44: "20261201080000", 45: discharge}),
+                "PV2||KELAS3", "DG1|1||E10^Diabetes^I10||20261201|A",
+                _fields("IN1", {1: "1", 2: "JKN", 3: "BPJS", 4: "BPJS Kesehatan", 36: CARD})]
+    return ("\r".join(segments + (extra or [])) + "\r").encode()
+
+
+def _charges(control_id: str) -> bytes:
+    ft1s = [_fields("FT1", {1: str(n), 2: tid, 4: "20261201120000", 6: "CG", 7: code, 10: "1"})
+            for n, (tid, code) in enumerate([("T1", "KONS-INT^Konsultasi"), ("T2", "LAB-HB^Hemoglobin")], start=1)]
+    segments = [f"MSH|^~\\&|SIMRS|RSUD|SIMPUL|RSUD|20261201120000||DFT^P03|{control_id}|P|2.5",
+                "EVN|P03|20261201120000", "PID|1||MR1^^^RSUD^MR||PASIEN^TEST",
+                _fields("PV1", {1: "1", 2: "I", 3: "W1^101^1", 19: "VB1"}), *ft1s]
+    return ("\r".join(segments) + "\r").encode()
+
+
+async def test_discharge_claim_uses_the_invoice_charges_and_writes_the_inacbg_tariff_on_the_invoice(
+        harness, vclaim, eklaim, secrets_file, sqlite_url, tmp_path):
+    (tmp_path / "config").mkdir(exist_ok=True)
+    (tmp_path / "config" / "tariffs.csv").write_text(TARIFFS)
+    port = free_port()
+    channel = national_channel(port, secrets_file, sqlite_url, vclaim=vclaim, eklaim=eklaim, tarif_rs_from="billing")
+    channel = channel.replace("max_attempts: 6", "max_attempts: 200")    # the claim waits for the invoice
+    await harness.start({"bpjs.yaml": channel}, billing={"enabled": True, "interval": 0.05, "settle": 0.2})
+    await send_one(port, _stay("ADM1", "A01", "20261201080000"))
+    await harness.wait_for(lambda: [r for r in ledger_rows(harness, "vclaim") if r.status == "sent"])
+    no_sep = ledger_rows(harness, "vclaim")[0].remote_id
+    await send_one(port, _charges("DFT1"))
+    await send_one(port, _stay("DIS1", "A03", "20261202080000", discharge="20261202080000",
+                               extra=["PR1|1||89.03^Anamnesis^I9C||20261201090000"]))
+    await harness.wait_for(lambda: [r for r in ledger_rows(harness, "eklaim") if r.status == "sent"], timeout=30)
+    [invoice] = harness.sql("SELECT invoice_no, total, claimed_amount, inacbg_code FROM billing_invoices")
+    assert (invoice.inacbg_code, invoice.claimed_amount) == ("E-4-10-I", 2_850_600)
+    tarif_rs = eklaim.claims[no_sep]["data"]["tarif_rs"]
+    assert (tarif_rs["konsultasi"], tarif_rs["laboratorium"]) == ("150000", "45000")
+    assert sum(int(value) for value in tarif_rs.values()) == invoice.total
+    [claim] = ledger_rows(harness, "eklaim")
+    assert json.loads(claim.detail)["invoice_no"] == invoice.invoice_no
+    assert eklaim.claims[no_sep]["data"]["jenis_rawat"] == "1" and eklaim.claims[no_sep]["data"]["kelas_rawat"] == "3"
