@@ -9,6 +9,7 @@
     channels.py       /api/v1/channels
     orders.py         /api/v1/orders (order timelines, overdue orders)
     billing.py        /api/v1/reconciliations, /reconciliation-items, /reconciliation-report, /billing/...
+    national.py       /api/v1/bpjs/seps, /api/v1/eklaim/claims, /api/v1/satusehat/status
     access_admin.py   /api/v1/users, /api/v1/tokens, /api/v1/whoami
     console/          the web console (/console): server-rendered pages on the same permissions
     auth.py           who is calling and may they: tokens, sessions, CSRF, `requires(permission)`
@@ -37,7 +38,8 @@ import os
 
 from simpul.access.bootstrap import ensure_admin
 from simpul.api import (
-    access_admin, archives, audit_events, billing, channels, dead_letters, destinations, health, messages, orders,
+    access_admin, archives, audit_events, billing, channels, dead_letters, destinations, health, messages, national,
+    orders,
 )
 from simpul.api.auth import check_permissions_declared, public
 from simpul.api.console import install_console, router as console_router
@@ -48,7 +50,8 @@ from simpul.engine.runtime import Engine
 API_PREFIX = "/api/v1"
 LEGACY_PREFIX = "/api"
 RESOURCE_ROUTERS = (messages.router, dead_letters.router, destinations.router, audit_events.router,
-                    archives.router, channels.router, orders.router, billing.router, access_admin.router)
+                    archives.router, channels.router, orders.router, billing.router, national.router,
+                    access_admin.router)
 
 
 def create_app(engine: Engine | None) -> FastAPI:

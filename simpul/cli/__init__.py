@@ -11,6 +11,7 @@
     archive.py       simpul archive run|list|restore
     orders.py        simpul orders show|overdue
     access.py        simpul users create|set|list, simpul tokens create|list|revoke, simpul audit verify
+    national.py      simpul bpjs sep show|retry, simpul satusehat status
 
 Shared option types and helpers live in `common.py` and `tables.py` (public, so no command module
 imports another's private names). Every user error ends with a one-line message and a non-zero exit
@@ -49,6 +50,8 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "audit": ("simpul.cli.access", "audit_app", True),
     "reconciliation": ("simpul.cli.billing", "reconciliation_app", True),
     "billing": ("simpul.cli.billing", "billing_app", True),
+    "bpjs": ("simpul.cli.national", "bpjs_app", True),
+    "satusehat": ("simpul.cli.national", "satusehat_app", True),
 }
 
 

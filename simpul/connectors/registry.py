@@ -24,7 +24,7 @@ from simpul.errors import ConfigError
 
 ENTRY_POINT_GROUP = "simpul.connectors"
 _PACKAGE = "simpul.connectors"
-_NOT_CONNECTORS = {"base", "registry", "cloudevents"}   # cloudevents: the envelope, shared
+_NOT_CONNECTORS = {"base", "registry", "cloudevents", "bpjs"}   # cloudevents: the envelope, shared; bpjs: service clients
 
 
 @functools.cache

@@ -478,3 +478,42 @@ billing_state = Table(
     Column("name", String(64), primary_key=True),         # intake cursor, ERP poll cursor
     Column("value", String(250), nullable=False),
 )
+
+# BPJS VClaim, E-Klaim and SATUSEHAT submissions (revision 0011_bpjs; written by
+# connectors/bpjs/ledger.py). One row per attempt at one thing a national service must hold: the
+# SEP of a visit, its INA-CBG claim, each SATUSEHAT resource. A refused row keeps the service's
+# own message; the corrected resubmission points back at it (`supersedes`). No patient data:
+# visit numbers, our resource ids and the service's ids only.
+national_submissions = Table(
+    "national_submissions", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("service", String(20), nullable=False),          # vclaim | eklaim | satusehat
+    Column("kind", String(40), nullable=False),             # sep | claim | Encounter | Condition | ...
+    Column("visit", String(120), nullable=False),           # the local visit number (PV1-19)
+    Column("local_ref", String(200), nullable=False),       # our resource id, or the visit again
+    Column("remote_id", String(120), nullable=True),        # SEP number, SATUSEHAT id, INA-CBG code
+    Column("status", String(20), nullable=False),           # sent | refused | cancelled
+    Column("message", Text, nullable=True),                 # the service's message when refused
+    Column("detail", Text, nullable=True),                  # JSON without PHI (tariff, class, ...)
+    Column("channel", String(120), nullable=False),
+    Column("control_id", String(200), nullable=False),
+    Column("supersedes", Integer, nullable=True),
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_national_submissions_ref", national_submissions.c.service, national_submissions.c.local_ref,
+      national_submissions.c.id)
+Index("ix_national_submissions_visit", national_submissions.c.service, national_submissions.c.visit)
+
+# Identifiers a national service assigned to our patients and practitioners (IHS numbers).
+national_identities = Table(
+    "national_identities", metadata,
+    Column("service", String(20), primary_key=True),
+    Column("kind", String(40), primary_key=True),           # patient | practitioner
+    Column("local_key", String(200), primary_key=True),     # MRN system|value
+    Column("remote_id", String(120), nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# The INA-CBG group E-Klaim gave the claim of this invoice's visit (written by the eklaim
+# connector with claimed_amount, its tariff; revision 0011_bpjs).
+billing_invoices.append_column(Column("inacbg_code", String(40), nullable=True))

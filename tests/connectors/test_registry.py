@@ -26,7 +26,8 @@ from tests.helpers import (
     SIMPUL_CLI, EngineHarness, EngineProcess, adt, bearer, channel_yaml, free_port, write_settings,
 )
 
-BUILT_IN = ["dicomweb", "erp", "events", "fhir_orders", "fhir_server", "file", "http", "mllp", "rabbitmq", "worklist"]
+BUILT_IN = ["bpjs_vclaim", "dicomweb", "eklaim", "erp", "events", "fhir_orders", "fhir_server", "file", "http", "mllp",
+            "rabbitmq", "satusehat", "worklist"]
 
 
 def install(site: Path, name: str, module: str, source: str) -> None:
@@ -43,6 +44,7 @@ def test_built_ins_come_from_the_files_and_plug_ins_from_entry_points() -> None:
     assert registry.module_path("mllp") == "simpul.connectors.mllp"
     assert registry.module_path("toy") == "simpul_toy_connector"
     assert {spec.name: spec.roles for spec in registry.specs()} == {
+        "bpjs_vclaim": ("destination",), "eklaim": ("destination",), "satusehat": ("destination",),
         "dicomweb": ("destination",), "erp": ("destination",), "events": ("source",), "fhir_orders": ("source",),
         "fhir_server": ("destination",), "file": ("source", "destination"), "http": ("source",),
         "mllp": ("source", "destination"), "rabbitmq": ("source", "destination"),
