@@ -298,12 +298,12 @@ order_events = Table(
 )
 Index("ix_order_events_order", order_events.c.order_id, order_events.c.id)
 
-# Business events (revision 0006; written by engine/events.py): 1 = deliver ahead of a backlog.
+# Business events (revision 0006_events; written by engine/events.py): 1 = deliver ahead of a backlog.
 # The processor takes `received` priority messages before the others (ix_messages_priority finds
 # them without walking the backlog), so a critical result is routed the moment it is stored.
 messages.append_column(Column("priority", Integer, nullable=False, server_default="0", default=0))
 Index("ix_messages_priority", messages.c.status, messages.c.priority, messages.c.id)
-# ---- users, roles, tokens, sessions and the audit hash chain (revision 0006; owned by access/) ----
+# ---- users, roles, tokens, sessions and the audit hash chain (revision 0009_access; owned by access/) ----
 
 # The audit trail says who (actor and the role they acted in), from where (client address), and
 # is a hash chain: each event carries the hash of the one before it (`prev_hash`) and its own
