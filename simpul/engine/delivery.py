@@ -57,6 +57,8 @@ DEFAULT_RUN_LENGTH = 200
 OUTCOMES_AHEAD = 128
 # Most deliveries of a run handed at once to a connector that takes batches (`send_batch`).
 BATCH = 32
+# Keys claimed ahead per in-flight slot (ordered destinations): runs waiting for a slot.
+KEYS_AHEAD_PER_SLOT = 8
 
 
 def backoff_seconds(policy: RetryPolicy, attempt: int) -> float:
@@ -126,10 +128,12 @@ class DestinationWorker:
             pass  # the first send reconnects and its failure is retried like any other
         while not self._stopping:
             self._start_ready()
-            # Runs wanted: the free slots and as many again, claimed ahead and waiting for a slot.
-            # While ingest is busy the engine commits its bookkeeping only every 100 ms, so claiming
-            # only when a slot frees would cap a destination at a few keys per interval.
-            wanted = max(2 * self.max_in_flight - len(self._streams) - len(self._ready), 0)
+            # Runs wanted: the free slots and more, claimed ahead and waiting for a slot. While
+            # ingest is busy the engine commits its bookkeeping only every 100 ms, so claiming only
+            # when a slot frees would cap a destination at a few keys per interval; with many keys
+            # of one message each (patients), a claim must bring enough keys for that interval.
+            ahead = KEYS_AHEAD_PER_SLOT if self.ordered else 2
+            wanted = max(ahead * self.max_in_flight - len(self._streams) - len(self._ready), 0)
             # Keys being sent whose claimed deliveries run low: claim their continuation now, so a
             # busy key streams on instead of waiting for its outcomes to be committed first.
             extend = [stream for stream in self._streams.values()
