@@ -27,7 +27,7 @@ async def test_an_event_dead_lettered_at_mapping_is_replayed_with_the_corrected_
 
     harness.write_channel("orders.yaml", orders_channel(out, "fhir_to_oml_o21"))
     assert await engine.reload()
-    api = api_factory(engine.http_port)
+    api = api_factory(engine)
     done = await api.post("/api/dead-letters/replay", {"ids": [dead[0].id], "confirm": True,
                                                        "reason": "channel maps FHIR orders now"})
     assert done["executed"] is True

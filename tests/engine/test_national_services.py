@@ -21,7 +21,7 @@ from tests.connectors.peers.eklaim import KEY, CODER, bpjs_discharge
 from tests.fakes.eklaim_sim import EKlaimSimulator
 from tests.fakes.satusehat_sim import SatusehatSimulator
 from tests.fakes.vclaim_sim import VClaimSimulator
-from tests.helpers import SIMPUL_CLI, channel_yaml, free_port, segment, send_one, write_settings
+from tests.helpers import SIMPUL_CLI, bearer, channel_yaml, free_port, segment, send_one, write_settings
 
 RETRY = "retry: {max_attempts: 6, initial_delay: 50ms, max_delay: 200ms, jitter: false}"
 CARD = "0000000000001"
@@ -274,7 +274,9 @@ async def test_on_call_sees_the_refused_sep_retries_it_and_sees_satusehat_status
     code, out, err = await _cli("satusehat", "status", "-c", str(settings), cwd=tmp_path)
     assert code == 0, err
     assert "refused: 1" in out and "Location tidak terdaftar pada organisasi" in out
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{engine.http_port}/api/v1", timeout=10) as http:
+    assert harness.admin_token is not None
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{engine.http_port}/api/v1", timeout=10,
+                                 headers=bearer(harness.admin_token)) as http:
         status = (await http.get("/satusehat/status")).json()
         assert status["refused"][0]["message"] == "Location tidak terdaftar pada organisasi"
         assert status["pending"] == [] and status["sent"] == {}

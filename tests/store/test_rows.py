@@ -49,13 +49,15 @@ def _generated(table: Table) -> set[str]:
     return {column.name for column in table.columns if column.primary_key and column.autoincrement is True}
 
 
-# The encounter-to-cash tables are written only by simpul/billing, each row built in one function
-# there (accounts.add_charge, invoices.invoice_if_ready, ...); they have no typed row class yet.
-BILLING_TABLES = {name for name in schema.metadata.tables if name.startswith("billing_")}
+# The encounter-to-cash tables are written only by simpul/billing, and the national-services ledger
+# only by connectors/bpjs/ledger.py, each row built in one function there; they have no typed row
+# class yet.
+UNTYPED_TABLES = {name for name in schema.metadata.tables
+                  if name.startswith("billing_") or name in ("national_identities", "national_submissions")}
 
 
 def test_every_table_has_a_row_class_and_a_builder() -> None:
-    assert set(TABLES) == set(schema.metadata.tables) - BILLING_TABLES
+    assert set(TABLES) == set(schema.metadata.tables) - UNTYPED_TABLES
 
 
 @pytest.mark.parametrize("name", sorted(TABLES))
