@@ -414,9 +414,6 @@ class _Recorder:
         self._released.extend(items)
         return self._schedule()
 
-    async def record(self, result: _Result) -> None:
-        await asyncio.shield(self.submit(result))
-
     def _schedule(self) -> asyncio.Future[None]:
         if self._flush is None:
             self._flush = asyncio.ensure_future(self._write())
